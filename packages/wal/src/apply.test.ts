@@ -1,0 +1,107 @@
+import { createReadStream } from 'node:fs';
+import { copyFile, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { integrityCheck, sqliteCheckpoint, tempDir, writeWithSqlite } from '../test/helpers.js';
+import { WalApplier, applyWal } from './apply.js';
+import { CorruptDataError, PageSizeMismatchError, WalFormatError } from './errors.js';
+import { scanWal } from './wal-reader.js';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+async function scenario(name: string, pageSize?: number) {
+  const t = await tempDir();
+  cleanups.push(t.cleanup);
+  const src = join(t.dir, 'src.db');
+  await writeWithSqlite(src, name, pageSize);
+  // Two copies of the same database + WAL: SQLite checkpoints one, lstream applies the other.
+  const expected = join(t.dir, 'expected.db');
+  await copyFile(src, expected);
+  await copyFile(`${src}-wal`, `${expected}-wal`);
+  const ours = join(t.dir, 'ours.db');
+  const wal = join(t.dir, 'ours.wal');
+  await copyFile(src, ours);
+  await copyFile(`${src}-wal`, wal);
+  sqliteCheckpoint(expected);
+  return { dir: t.dir, expected, ours, wal };
+}
+
+describe('applyWal on WALs written by real SQLite', () => {
+  for (const [name, pageSize] of [
+    ['basic', undefined],
+    ['mixed', undefined],
+    ['shrink', undefined],
+    ['uncommitted-tail', undefined],
+    ['basic', 1024],
+    ['mixed', 65536],
+  ] as const) {
+    it(`gives the bytes SQLite's checkpoint gives: ${name}${pageSize ? ` (page size ${pageSize})` : ''}`, async () => {
+      const s = await scenario(name, pageSize);
+      const result = await applyWal(s.ours, createReadStream(s.wal, { highWaterMark: 1 << 20 }));
+      expect(result.transactions).toBeGreaterThan(0);
+      const [ours, expected] = await Promise.all([readFile(s.ours), readFile(s.expected)]);
+      expect(ours.length).toBe(expected.length);
+      expect(ours.equals(expected)).toBe(true);
+      expect(integrityCheck(s.ours)).toBe('ok');
+    });
+  }
+
+  it('stops at the last commit and leaves uncommitted frames out', async () => {
+    const s = await scenario('uncommitted-tail');
+    const scan = await scanWal(createReadStream(s.wal));
+    // The open transaction spilled frames after the last commit (SQLite rewrites their checksums only
+    // at commit, so the chain breaks there).
+    expect((await readFile(s.wal)).length).toBeGreaterThan(scan.lastCommitOffset + 100_000);
+    const result = await applyWal(s.ours, createReadStream(s.wal));
+    expect(result.walBytes).toBe(scan.lastCommitOffset);
+    await expect(applyWal(s.ours, createReadStream(s.wal), { strict: true })).rejects.toBeInstanceOf(WalFormatError);
+  });
+
+  it('applies several WALs in order with small buffers and spills large transactions', async () => {
+    const s = await scenario('mixed');
+    // Tiny buffer: every transaction larger than 64 KiB goes through the spill file.
+    const applier = await WalApplier.open(s.ours, { bufferBytes: 64 * 1024 });
+    const r = await applier.apply(createReadStream(s.wal, { highWaterMark: 4096 }));
+    await applier.close();
+    expect(r.pageCount * r.header.pageSize).toBe((await readFile(s.expected)).length);
+    expect((await readFile(s.ours)).equals(await readFile(s.expected))).toBe(true);
+    const leftovers = (await import('node:fs/promises')).readdir(s.dir);
+    expect((await leftovers).filter((f) => f.includes('lstream-apply'))).toEqual([]);
+  });
+
+  it('refuses a WAL whose page size differs from the database', async () => {
+    const a = await scenario('basic', 1024);
+    const b = await scenario('basic', 4096);
+    const before = await readFile(b.ours);
+    const err = await applyWal(b.ours, createReadStream(a.wal)).catch((e) => e);
+    expect(err).toBeInstanceOf(PageSizeMismatchError);
+    expect((await readFile(b.ours)).equals(before)).toBe(true);
+  });
+
+  it('rejects a file that is not a SQLite database', async () => {
+    const s = await scenario('basic');
+    const bogus = join(s.dir, 'bogus.db');
+    await writeFile(bogus, Buffer.alloc(4096, 1));
+    await expect(applyWal(bogus, createReadStream(s.wal))).rejects.toBeInstanceOf(CorruptDataError);
+  });
+
+  it('stops quietly at a corrupted frame, and strict mode reports it', async () => {
+    const s = await scenario('basic');
+    const wal = await readFile(s.wal);
+    const scan = await scanWal([wal]);
+    // Flip one byte in the middle of the WAL's frames.
+    const corrupt = Buffer.from(wal);
+    const at = Math.floor(scan.lastCommitOffset / 2);
+    corrupt[at] = corrupt[at]! ^ 0xff;
+    const r = await applyWal(s.ours, [corrupt]);
+    expect(r.walBytes).toBeLessThan(scan.lastCommitOffset);
+    expect(r.stopReason).toBe('checksum-mismatch');
+    expect(integrityCheck(s.ours)).toBe('ok');
+    const copy = join(s.dir, 'copy.db');
+    await rename(s.expected, copy);
+    await expect(applyWal(copy, [corrupt], { strict: true })).rejects.toBeInstanceOf(WalFormatError);
+  });
+});

@@ -1,0 +1,6 @@
+export * from './errors.js';
+export * from './wal-format.js';
+export * from './wal-reader.js';
+export * from './lz4-frame.js';
+export * from './apply.js';
+export { ByteReader } from './byte-reader.js';

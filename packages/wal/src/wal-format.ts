@@ -1,0 +1,235 @@
+import { WalFormatError } from './errors.js';
+
+/** Size in bytes of the SQLite WAL file header. */
+export const WAL_HEADER_SIZE = 32;
+/** Size in bytes of the header in front of every WAL frame's page image. */
+export const WAL_FRAME_HEADER_SIZE = 24;
+/** WAL magic whose checksums read 32-bit words as little-endian. */
+export const WAL_MAGIC_LE = 0x377f0682;
+/** WAL magic whose checksums read 32-bit words as big-endian. */
+export const WAL_MAGIC_BE = 0x377f0683;
+/** The only WAL format version SQLite has ever written. */
+export const WAL_FORMAT_VERSION = 3007000;
+/** The largest page size SQLite supports, in bytes. */
+export const MAX_PAGE_SIZE = 65_536;
+
+const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** The 32-byte header at the start of a SQLite `-wal` file. */
+export interface WalHeader {
+  magic: number;
+  /** True when checksums read 32-bit words big-endian (magic 0x377f0683). */
+  bigEndianChecksum: boolean;
+  version: number;
+  pageSize: number;
+  checkpointSeq: number;
+  salt1: number;
+  salt2: number;
+  checksum1: number;
+  checksum2: number;
+}
+
+/** The 24-byte header of one WAL frame. */
+export interface WalFrameHeader {
+  pgno: number;
+  /** Database size in pages after this frame's transaction; non-zero only on a commit frame. */
+  commitSize: number;
+  salt1: number;
+  salt2: number;
+  checksum1: number;
+  checksum2: number;
+}
+
+/** Returns true when `n` is a page size SQLite can use (a power of two from 512 to 65536). */
+export function isValidPageSize(n: number): boolean {
+  return Number.isInteger(n) && n >= 512 && n <= MAX_PAGE_SIZE && (n & (n - 1)) === 0;
+}
+
+/** Returns the size in bytes of one frame (header plus page) for `pageSize`. */
+export function walFrameSize(pageSize: number): number {
+  return WAL_FRAME_HEADER_SIZE + pageSize;
+}
+
+/** Returns the size in bytes of a WAL holding `frames` frames of `pageSize`. */
+export function walSizeForFrames(pageSize: number, frames: number): number {
+  return WAL_HEADER_SIZE + frames * walFrameSize(pageSize);
+}
+
+/** Rounds `offset` down to the nearest frame boundary; offsets inside the header give 0. */
+export function frameAlign(offset: number, pageSize: number): number {
+  if (offset < WAL_HEADER_SIZE) return 0;
+  const frameSize = walFrameSize(pageSize);
+  return WAL_HEADER_SIZE + Math.floor((offset - WAL_HEADER_SIZE) / frameSize) * frameSize;
+}
+
+/**
+ * Computes SQLite's WAL checksum of `data` (a multiple of 8 bytes), continuing from (`s0`, `s1`).
+ * Words are read in the byte order the WAL magic names. Returns the new pair.
+ */
+export function walChecksum(
+  bigEndian: boolean,
+  data: Uint8Array,
+  s0: number,
+  s1: number,
+): [number, number] {
+  const n = data.byteLength;
+  if (n % 8 !== 0) throw new RangeError(`WAL checksum input must be a multiple of 8 bytes, got ${n}`);
+  let a = s0 >>> 0;
+  let b = s1 >>> 0;
+  if (bigEndian !== HOST_LITTLE_ENDIAN && data.byteOffset % 4 === 0) {
+    // Native byte order and aligned: read words through a typed array, which V8 optimises best.
+    const words = new Uint32Array(data.buffer, data.byteOffset, n >>> 2);
+    for (let i = 0; i < words.length; i += 2) {
+      a = (a + words[i]! + b) >>> 0;
+      b = (b + words[i + 1]! + a) >>> 0;
+    }
+  } else {
+    const view = new DataView(data.buffer, data.byteOffset, n);
+    const le = !bigEndian;
+    for (let i = 0; i < n; i += 8) {
+      a = (a + view.getUint32(i, le) + b) >>> 0;
+      b = (b + view.getUint32(i + 4, le) + a) >>> 0;
+    }
+  }
+  return [a, b];
+}
+
+/**
+ * Parses and checks the 32-byte WAL header at the start of `buf`.
+ * Throws WalFormatError when the magic, version, page size or header checksum is wrong.
+ */
+export function parseWalHeader(buf: Uint8Array): WalHeader {
+  if (buf.byteLength < WAL_HEADER_SIZE) {
+    throw new WalFormatError(`WAL header needs ${WAL_HEADER_SIZE} bytes, got ${buf.byteLength}`, { offset: 0 });
+  }
+  const v = new DataView(buf.buffer, buf.byteOffset, WAL_HEADER_SIZE);
+  const magic = v.getUint32(0, false);
+  if (magic !== WAL_MAGIC_LE && magic !== WAL_MAGIC_BE) {
+    throw new WalFormatError(`not a SQLite WAL: bad magic 0x${magic.toString(16).padStart(8, '0')}`, { offset: 0 });
+  }
+  const header: WalHeader = {
+    magic,
+    bigEndianChecksum: magic === WAL_MAGIC_BE,
+    version: v.getUint32(4, false),
+    pageSize: v.getUint32(8, false),
+    checkpointSeq: v.getUint32(12, false),
+    salt1: v.getUint32(16, false),
+    salt2: v.getUint32(20, false),
+    checksum1: v.getUint32(24, false),
+    checksum2: v.getUint32(28, false),
+  };
+  if (header.version !== WAL_FORMAT_VERSION) {
+    throw new WalFormatError(`unsupported WAL format version ${header.version}`, { offset: 4 });
+  }
+  if (!isValidPageSize(header.pageSize)) {
+    throw new WalFormatError(`invalid WAL page size ${header.pageSize}`, { offset: 8 });
+  }
+  const [c1, c2] = walChecksum(header.bigEndianChecksum, buf.subarray(0, 24), 0, 0);
+  if (c1 !== header.checksum1 || c2 !== header.checksum2) {
+    throw new WalFormatError('WAL header checksum mismatch', { offset: 24 });
+  }
+  return header;
+}
+
+/** Serialises `header` into 32 bytes, computing its checksum. */
+export function encodeWalHeader(header: Omit<WalHeader, 'checksum1' | 'checksum2' | 'magic' | 'version'> & { version?: number }): Uint8Array {
+  const buf = new Uint8Array(WAL_HEADER_SIZE);
+  const v = new DataView(buf.buffer);
+  v.setUint32(0, header.bigEndianChecksum ? WAL_MAGIC_BE : WAL_MAGIC_LE, false);
+  v.setUint32(4, header.version ?? WAL_FORMAT_VERSION, false);
+  v.setUint32(8, header.pageSize, false);
+  v.setUint32(12, header.checkpointSeq, false);
+  v.setUint32(16, header.salt1, false);
+  v.setUint32(20, header.salt2, false);
+  const [c1, c2] = walChecksum(header.bigEndianChecksum, buf.subarray(0, 24), 0, 0);
+  v.setUint32(24, c1, false);
+  v.setUint32(28, c2, false);
+  return buf;
+}
+
+/** Parses the 24-byte frame header at the start of `buf`. Does not verify anything. */
+export function parseWalFrameHeader(buf: Uint8Array): WalFrameHeader {
+  if (buf.byteLength < WAL_FRAME_HEADER_SIZE) {
+    throw new WalFormatError(`WAL frame header needs ${WAL_FRAME_HEADER_SIZE} bytes, got ${buf.byteLength}`);
+  }
+  const v = new DataView(buf.buffer, buf.byteOffset, WAL_FRAME_HEADER_SIZE);
+  return {
+    pgno: v.getUint32(0, false),
+    commitSize: v.getUint32(4, false),
+    salt1: v.getUint32(8, false),
+    salt2: v.getUint32(12, false),
+    checksum1: v.getUint32(16, false),
+    checksum2: v.getUint32(20, false),
+  };
+}
+
+/**
+ * Serialises one frame (header and page) that continues the checksum chain at (`s0`, `s1`).
+ * Returns the frame bytes and the new chain value. Used to build WALs in tests and tools.
+ */
+export function encodeWalFrame(
+  header: Pick<WalHeader, 'bigEndianChecksum' | 'salt1' | 'salt2' | 'pageSize'>,
+  pgno: number,
+  commitSize: number,
+  page: Uint8Array,
+  chain: readonly [number, number],
+): { frame: Uint8Array; chain: [number, number] } {
+  if (page.byteLength !== header.pageSize) {
+    throw new RangeError(`page is ${page.byteLength} bytes, WAL page size is ${header.pageSize}`);
+  }
+  const frame = new Uint8Array(walFrameSize(header.pageSize));
+  const v = new DataView(frame.buffer);
+  v.setUint32(0, pgno, false);
+  v.setUint32(4, commitSize, false);
+  v.setUint32(8, header.salt1, false);
+  v.setUint32(12, header.salt2, false);
+  frame.set(page, WAL_FRAME_HEADER_SIZE);
+  let next = walChecksum(header.bigEndianChecksum, frame.subarray(0, 8), chain[0], chain[1]);
+  next = walChecksum(header.bigEndianChecksum, page, next[0], next[1]);
+  v.setUint32(16, next[0], false);
+  v.setUint32(20, next[1], false);
+  return { frame, chain: next };
+}
+
+/** Why a frame reader stopped: the input ended cleanly, or the next frame does not continue the chain. */
+export type WalStopReason = 'end' | 'partial-frame' | 'salt-mismatch' | 'checksum-mismatch' | 'invalid-frame';
+
+/**
+ * Verifies frames against a WAL's salts and cumulative checksum chain, one at a time.
+ * `verify` advances the chain only for a frame that continues it.
+ */
+export class WalChain {
+  #s0: number;
+  #s1: number;
+
+  /** Starts at the header's checksum, or at `checksum` when resuming after a known frame. */
+  constructor(
+    readonly header: WalHeader,
+    checksum: readonly [number, number] = [header.checksum1, header.checksum2],
+  ) {
+    this.#s0 = checksum[0];
+    this.#s1 = checksum[1];
+  }
+
+  /** Returns the checksum of the last verified frame (or the starting value). */
+  get checksum(): [number, number] {
+    return [this.#s0, this.#s1];
+  }
+
+  /**
+   * Checks one whole frame (24-byte header plus page). Returns 'ok' and advances the chain when the
+   * frame's salts match the header and its checksum continues the chain; otherwise returns why not.
+   */
+  verify(frame: Uint8Array): 'ok' | 'salt-mismatch' | 'checksum-mismatch' | 'invalid-frame' {
+    const h = parseWalFrameHeader(frame);
+    if (h.salt1 !== this.header.salt1 || h.salt2 !== this.header.salt2) return 'salt-mismatch';
+    if (h.pgno === 0) return 'invalid-frame';
+    const be = this.header.bigEndianChecksum;
+    let c = walChecksum(be, frame.subarray(0, 8), this.#s0, this.#s1);
+    c = walChecksum(be, frame.subarray(WAL_FRAME_HEADER_SIZE), c[0], c[1]);
+    if (c[0] !== h.checksum1 || c[1] !== h.checksum2) return 'checksum-mismatch';
+    this.#s0 = c[0];
+    this.#s1 = c[1];
+    return 'ok';
+  }
+}
