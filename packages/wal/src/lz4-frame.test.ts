@@ -1,0 +1,171 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../test/helpers.js';
+import { ChecksumMismatchError, CorruptDataError, Lz4FrameError } from './errors.js';
+import { decodeLz4Frame, encodeLz4Frame, lz4CompressFrame, lz4DecompressFrame } from './lz4-frame.js';
+
+const run = promisify(execFile);
+
+/** Text-like, compressible content resembling database pages, with some random runs. */
+function sample(size: number, seed = 1): Buffer {
+  const out = Buffer.allocUnsafe(size);
+  let x = seed;
+  for (let i = 0; i < size; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    out[i] = (i & 0xfff) < 512 ? x >>> 24 : 97 + ((x >>> 16) % 13);
+  }
+  return out;
+}
+
+let dir: string;
+let cleanup: () => Promise<void>;
+beforeAll(async () => ({ dir, cleanup } = await tempDir()));
+afterAll(() => cleanup());
+
+describe('LZ4 frames', () => {
+  it('round-trips empty, tiny, block-sized and multi-block inputs', async () => {
+    for (const size of [0, 1, 100, 65_536, 4 * 1024 * 1024, 4 * 1024 * 1024 + 1, 9 * 1024 * 1024 + 7]) {
+      const data = sample(size, size);
+      const frame = await lz4CompressFrame(data);
+      expect((await lz4DecompressFrame(frame)).equals(data)).toBe(true);
+    }
+  });
+
+  it('writes frames as Litestream does: independent 4 MiB blocks with a content checksum', async () => {
+    const frame = await lz4CompressFrame(sample(1000));
+    expect(frame.readUInt32LE(0)).toBe(0x184d2204);
+    expect(frame[4]).toBe(0x64); // version 01, independent blocks, content checksum
+    expect(frame[5]).toBe(0x70); // 4 MiB blocks
+  });
+
+  it('round-trips any chunking of any content (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uint8Array({ maxLength: 200_000 }),
+        fc.array(fc.integer({ min: 1, max: 70_000 }), { maxLength: 8 }),
+        fc.constantFrom(65_536, 262_144, 4_194_304),
+        fc.boolean(),
+        async (data, cuts, blockSize, blockChecksum) => {
+          const chunks: Uint8Array[] = [];
+          let at = 0;
+          for (const c of cuts) {
+            chunks.push(data.subarray(at, at + c));
+            at += c;
+          }
+          chunks.push(data.subarray(at));
+          const parts: Buffer[] = [];
+          for await (const p of encodeLz4Frame(chunks, { blockSize: blockSize as 65_536, blockChecksum })) parts.push(p);
+          const frame = Buffer.concat(parts);
+          expect((await lz4DecompressFrame(frame)).equals(Buffer.from(data))).toBe(true);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it('rejects any truncation with a typed error (property)', async () => {
+    const data = sample(300_000);
+    const frame = await lz4CompressFrame(data, { blockSize: 65_536 });
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: frame.length - 1 }), async (cut) => {
+        const err = await lz4DecompressFrame(frame.subarray(0, cut)).catch((e) => e);
+        expect(err).toBeInstanceOf(CorruptDataError);
+      }),
+      { numRuns: 80 },
+    );
+  });
+
+  it('never returns wrong bytes for a corrupted frame (property)', async () => {
+    const data = sample(300_000);
+    const frame = await lz4CompressFrame(data, { blockSize: 65_536 });
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: frame.length - 1 }), fc.integer({ min: 1, max: 255 }), async (at, xor) => {
+        const bad = Buffer.from(frame);
+        bad[at] = bad[at]! ^ xor;
+        const result = await lz4DecompressFrame(bad).then(
+          (b) => b,
+          (e) => e,
+        );
+        // Either a typed error, or (when the flipped byte is one the format does not check, which the
+        // content checksum makes impossible for block data) exactly the original bytes.
+        if (result instanceof Error) expect(result).toBeInstanceOf(CorruptDataError);
+        else expect(result.equals(data)).toBe(true);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('reports content and block checksum mismatches as ChecksumMismatchError', async () => {
+    const data = sample(100_000);
+    const frame = await lz4CompressFrame(data, { blockSize: 65_536, blockChecksum: true });
+    const bad = Buffer.from(frame);
+    bad[frame.length - 1]! ^= 1; // content checksum
+    await expect(lz4DecompressFrame(bad)).rejects.toBeInstanceOf(ChecksumMismatchError);
+    const bad2 = Buffer.from(frame);
+    bad2[20]! ^= 1; // inside the first block's data
+    await expect(lz4DecompressFrame(bad2)).rejects.toBeInstanceOf(ChecksumMismatchError);
+  });
+
+  it('rejects input that is not an LZ4 frame', async () => {
+    await expect(lz4DecompressFrame(Buffer.from('SQLite format 3\0'))).rejects.toBeInstanceOf(Lz4FrameError);
+    await expect(lz4DecompressFrame(Buffer.alloc(0))).rejects.toBeInstanceOf(Lz4FrameError);
+  });
+
+  it('decodes concatenated and skippable frames', async () => {
+    const a = await lz4CompressFrame(Buffer.from('hello '));
+    const skip = Buffer.alloc(12);
+    skip.writeUInt32LE(0x184d2a53, 0);
+    skip.writeUInt32LE(4, 4);
+    const b = await lz4CompressFrame(Buffer.from('world'));
+    expect((await lz4DecompressFrame(Buffer.concat([a, skip, b]))).toString()).toBe('hello world');
+  });
+
+  it('stops early without leaking when the consumer stops', async () => {
+    const frame = await lz4CompressFrame(sample(10 * 1024 * 1024));
+    for await (const block of decodeLz4Frame([frame])) {
+      expect(block.length).toBeGreaterThan(0);
+      break;
+    }
+  });
+});
+
+describe('interop with the lz4 CLI', () => {
+  const data = sample(9 * 1024 * 1024 + 123, 7);
+  const variants = [['-1'], ['-9'], ['-B4'], ['-B5'], ['-B6'], ['-B7'], ['--content-size'], ['-BD'], ['-BD', '-B4'], ['-B4', '--no-frame-crc'], ['-B5', '-BX']];
+  for (const flags of variants) {
+    it(`decodes lz4 ${flags.join(' ')}`, async () => {
+      const src = join(dir, `in-${flags.join('')}`);
+      await writeFile(src, data);
+      await run('lz4', ['-q', '-f', ...flags, src, `${src}.lz4`]);
+      const out = await lz4DecompressFrame(await readFile(`${src}.lz4`));
+      expect(out.equals(data)).toBe(true);
+    });
+  }
+
+  it('writes frames lz4 -d decodes, for every block size and with block checksums', async () => {
+    for (const [blockSize, blockChecksum] of [
+      [4_194_304, false],
+      [65_536, true],
+      [1_048_576, false],
+    ] as const) {
+      const file = join(dir, `ours-${blockSize}.lz4`);
+      await writeFile(file, await lz4CompressFrame(data, { blockSize, blockChecksum }));
+      await run('lz4', ['-q', '-d', '-f', file, `${file}.out`]);
+      expect((await readFile(`${file}.out`)).equals(data)).toBe(true);
+    }
+  });
+
+  it('writes incompressible data as raw blocks that lz4 -d decodes', async () => {
+    const random = randomBytes(5 * 1024 * 1024);
+    const file = join(dir, 'random.lz4');
+    await writeFile(file, await lz4CompressFrame(random));
+    await run('lz4', ['-q', '-d', '-f', file, `${file}.out`]);
+    expect((await readFile(`${file}.out`)).equals(random)).toBe(true);
+    expect((await lz4DecompressFrame(await readFile(file))).equals(random)).toBe(true);
+  });
+});
