@@ -16,7 +16,8 @@ export class LstreamError extends Error {
   }
 
   /** Returns true when `err` is an lstream error of this class or a subclass, across package copies. */
-  static isInstance<T extends typeof LstreamError>(this: T, err: unknown): err is InstanceType<T> {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  static isInstance<T extends abstract new (...args: any[]) => LstreamError>(this: T, err: unknown): err is InstanceType<T> {
     if (typeof err !== 'object' || err === null || !(LSTREAM_ERROR in err)) return false;
     if (this === (LstreamError as unknown)) return true;
     // Walk the prototype chain by name so a subclass from another copy of the package still matches.
