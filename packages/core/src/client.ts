@@ -55,6 +55,9 @@ export interface ListOptions {
  * method takes an optional AbortSignal and rejects with an `AbortError` once it is aborted. Failures
  * worth retrying are TransientError (or carry `retryable: true`); permission problems are
  * AccessDeniedError; every wrapped error keeps the original as `cause`.
+ *
+ * Callers never store a key that is also the directory of other keys (`a/b` beside `a/b/c`); the
+ * replica layout never does, and file-system clients cannot hold both.
  */
 export interface ReplicaClient {
   /** Storage kind: `file`, `s3`, `gcs`, ...; also the default replica name. */

@@ -79,3 +79,14 @@ export function abortReason(signal: AbortSignal): Error {
   const err = new DOMException('The operation was aborted', 'AbortError');
   return Object.assign(err, { cause: r });
 }
+
+/** Raised by `ReplicaClient.delete` when some keys could not be deleted; `failures` names each one. */
+export class DeleteFailedError extends LstreamError {
+  constructor(readonly failures: readonly { key: string; error: unknown }[]) {
+    const shown = failures.slice(0, 5).map((f) => `${f.key} (${f.error instanceof Error ? f.error.message : String(f.error)})`);
+    const more = failures.length > 5 ? ` and ${failures.length - 5} more` : '';
+    super('EDELETE', `failed to delete ${failures.length} object(s): ${shown.join(', ')}${more}`, {
+      cause: failures[0]?.error,
+    });
+  }
+}

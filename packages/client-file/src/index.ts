@@ -1,0 +1,1 @@
+export { FileReplicaClient, createFileReplicaClient, type FileReplicaClientOptions } from './file-client.js';

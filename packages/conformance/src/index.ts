@@ -1,0 +1,1 @@
+export { describeReplicaClientConformance, type ConformanceOptions, type ConformanceTarget } from './suite.js';
