@@ -1,0 +1,37 @@
+// One benchmark operation in its own process, so its peak RSS is its own. Prints JSON.
+// Usage: node bench-worker.mjs <lz4-encode|lz4-decode|wal-apply|sqlite-checkpoint> <in> [out]
+import { createReadStream, createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import Database from 'better-sqlite3';
+import { WalApplier, decodeLz4Frame, encodeLz4Frame } from '@ls/wal';
+
+const [op, input, output] = process.argv.slice(2);
+const t0 = process.hrtime.bigint();
+let extra = {};
+switch (op) {
+  case 'lz4-encode':
+    await pipeline(createReadStream(input, { highWaterMark: 4 << 20 }), (src) => encodeLz4Frame(src), createWriteStream(output));
+    break;
+  case 'lz4-decode':
+    await pipeline(createReadStream(input, { highWaterMark: 4 << 20 }), (src) => decodeLz4Frame(src), createWriteStream(output));
+    break;
+  case 'wal-apply': {
+    const applier = await WalApplier.open(output, { strict: true });
+    const r = await applier.apply(createReadStream(input, { highWaterMark: 4 << 20 }));
+    await applier.close();
+    extra = { frames: r.frames, walBytes: r.walBytes };
+    break;
+  }
+  case 'sqlite-checkpoint': {
+    // SQLite's own path: open (rebuilds the WAL index from the -wal file), checkpoint, close.
+    const db = new Database(input);
+    const [busy, log, done] = db.prepare('PRAGMA wal_checkpoint(TRUNCATE)').raw().get();
+    db.close();
+    if (busy !== 0 || log !== done) throw new Error(`checkpoint incomplete: ${busy} ${log} ${done}`);
+    break;
+  }
+  default:
+    throw new Error(`unknown op ${op}`);
+}
+const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+process.stdout.write(JSON.stringify({ op, seconds, maxRssMiB: process.resourceUsage().maxRSS / 1024, ...extra }));
