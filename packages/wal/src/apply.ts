@@ -4,7 +4,10 @@ import { CorruptDataError, PageSizeMismatchError, WalFormatError } from './error
 import type { WalHeader, WalStopReason } from './wal-format.js';
 import { WalFrameReader } from './wal-reader.js';
 
-/** Bytes of committed pages held in memory before they are written to the database file. */
+/**
+ * Bytes of input held in memory before buffered pages are written to the database file. Pages are
+ * kept as views into the chunks they arrived in (no copy), so this bounds the chunks they pin.
+ */
 export const APPLY_DEFAULT_BUFFER_BYTES = 32 * 1024 * 1024;
 /** At most this many buffers go to one writev call (Linux IOV_MAX is 1024). */
 const MAX_IOVECS = 1024;
@@ -56,7 +59,9 @@ export class WalApplier {
   #pageSize: number | undefined;
   /** Committed pages not yet written, latest image per page. */
   readonly #committed = new Map<number, Buffer>();
-  #committedBytes = 0;
+  /** Input chunks that buffered pages (committed or pending) point into, and their total size. */
+  #pinned = new Set<ArrayBufferLike>();
+  #pinnedBytes = 0;
   #pageCount = 0;
   #closed = false;
   #spill: { fh: FileHandle; path: string; size: number } | undefined;
@@ -118,25 +123,23 @@ export class WalApplier {
         throw new PageSizeMismatchError(header.pageSize, this.#pageSize, this.#path);
       }
       let txn: Pending[] = [];
-      let txnBytes = 0;
       let transactions = 0;
       let frames = 0;
       for (let f = await reader.next(); f; f = await reader.next()) {
-        if (txnBytes + f.page.length > this.#options.bufferBytes) {
-          await this.#spillPages(txn);
-          txn = [];
-          txnBytes = 0;
-        }
-        // Copy: the reader's views point into stream chunks that must not stay pinned.
-        txn.push({ pgno: f.pgno, page: Buffer.from(f.page) });
-        txnBytes += f.page.length;
+        this.#pin(f.page);
+        txn.push({ pgno: f.pgno, page: f.page });
         if (f.commitSize !== 0) {
           frames += this.#spillFrames + txn.length;
           await this.#commit(txn);
           txn = [];
-          txnBytes = 0;
           transactions++;
           this.#pageCount = f.commitSize;
+        } else if (this.#pinnedBytes > this.#options.bufferBytes) {
+          // Make room: write what is committed, and move the open transaction's pages to disk.
+          await this.#flush();
+          await this.#spillPages(txn);
+          txn = [];
+          this.#unpinAll();
         }
       }
       // Frames after the last commit are never applied: forget any that were spilled.
@@ -226,20 +229,37 @@ export class WalApplier {
         const page = Buffer.allocUnsafe(ps);
         await this.#spill!.fh.read(page, 0, ps, at);
         this.#stage(pgno, page);
-        if (this.#committedBytes >= this.#options.bufferBytes) await this.#flush();
+        if (this.#pinnedBytes > this.#options.bufferBytes) {
+          await this.#flush();
+          this.#unpinAll();
+        }
       }
       this.#spilled = [];
       this.#spillFrames = 0;
       this.#spill!.size = 0;
     }
-    for (const p of txn) this.#stage(p.pgno, p.page);
-    if (this.#committedBytes >= this.#options.bufferBytes) await this.#flush();
+    for (const p of txn) this.#committed.set(p.pgno, p.page);
+    if (this.#pinnedBytes > this.#options.bufferBytes) {
+      await this.#flush();
+      this.#unpinAll();
+    }
   }
 
   #stage(pgno: number, page: Buffer): void {
-    const prev = this.#committed.get(pgno);
-    if (prev === undefined) this.#committedBytes += page.length;
     this.#committed.set(pgno, page);
+    this.#pin(page);
+  }
+
+  #pin(page: Buffer): void {
+    if (!this.#pinned.has(page.buffer)) {
+      this.#pinned.add(page.buffer);
+      this.#pinnedBytes += page.buffer.byteLength;
+    }
+  }
+
+  #unpinAll(): void {
+    this.#pinned.clear();
+    this.#pinnedBytes = 0;
   }
 
   /** Writes buffered pages in page order, coalescing neighbours into one writev call. */
@@ -260,7 +280,6 @@ export class WalApplier {
       i = j;
     }
     this.#committed.clear();
-    this.#committedBytes = 0;
   }
 
   async #dropSpill(): Promise<void> {

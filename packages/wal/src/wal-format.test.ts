@@ -124,7 +124,7 @@ describe('WalFrameReader', () => {
           const frameStart = WAL_HEADER_SIZE + victim * fs;
           let input = Buffer.from(bytes);
           if (how === 'truncate') input = input.subarray(0, frameStart + 1 + Math.floor(where * (fs - 2)));
-          else if (how === 'flip') input[frameStart + 24 + Math.floor(where * ps)]! ^= 0x01;
+          else if (how === 'flip') input[frameStart + 24 + Math.floor(where * (ps - 1))]! ^= 0x01;
           else input[frameStart + 8]! ^= 0x80;
           const r = await scanWal([input]);
           const expectedCommit = [WAL_HEADER_SIZE, ...commits].filter((c) => c <= frameStart).at(-1);
