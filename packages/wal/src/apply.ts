@@ -5,12 +5,16 @@ import type { WalHeader, WalStopReason } from './wal-format.js';
 import { WalFrameReader } from './wal-reader.js';
 
 /**
- * Bytes of input held in memory before buffered pages are written to the database file. Pages are
- * kept as views into the chunks they arrived in (no copy), so this bounds the chunks they pin.
+ * Bytes of committed pages held in memory (one copy per distinct page) before they are written to the
+ * database file; also the most input an open transaction may pin before it is spilled to disk.
  */
 export const APPLY_DEFAULT_BUFFER_BYTES = 32 * 1024 * 1024;
+/** Pages are copied into slabs of this many pages, not one allocation each. */
+const SLAB_PAGES = 256;
 /** At most this many buffers go to one writev call (Linux IOV_MAX is 1024). */
 const MAX_IOVECS = 1024;
+/** writev calls in flight while flushing pages. */
+const FLUSH_CONCURRENCY = 16;
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
 
 /** Options for applying WALs to a database file. */
@@ -57,9 +61,11 @@ export class WalApplier {
   readonly #path: string;
   readonly #options: Required<WalApplyOptions>;
   #pageSize: number | undefined;
-  /** Committed pages not yet written, latest image per page. */
+  /** Committed pages not yet written: one slot per page, overwritten in place by later images. */
   readonly #committed = new Map<number, Buffer>();
-  /** Input chunks that buffered pages (committed or pending) point into, and their total size. */
+  #slab: Buffer | undefined;
+  #slabUsed = 0;
+  /** Input chunks the open transaction's pages point into, and their total size. */
   #pinned = new Set<ArrayBufferLike>();
   #pinnedBytes = 0;
   #pageCount = 0;
@@ -135,8 +141,7 @@ export class WalApplier {
           transactions++;
           this.#pageCount = f.commitSize;
         } else if (this.#pinnedBytes > this.#options.bufferBytes) {
-          // Make room: write what is committed, and move the open transaction's pages to disk.
-          await this.#flush();
+          // A transaction too large for memory: move its pages so far to disk.
           await this.#spillPages(txn);
           txn = [];
           this.#unpinAll();
@@ -228,26 +233,31 @@ export class WalApplier {
       for (const [pgno, at] of latest) {
         const page = Buffer.allocUnsafe(ps);
         await this.#spill!.fh.read(page, 0, ps, at);
-        this.#stage(pgno, page);
-        if (this.#pinnedBytes > this.#options.bufferBytes) {
-          await this.#flush();
-          this.#unpinAll();
-        }
+        await this.#stage(pgno, page);
       }
       this.#spilled = [];
       this.#spillFrames = 0;
       this.#spill!.size = 0;
     }
-    for (const p of txn) this.#committed.set(p.pgno, p.page);
-    if (this.#pinnedBytes > this.#options.bufferBytes) {
-      await this.#flush();
-      this.#unpinAll();
-    }
+    for (const p of txn) await this.#stage(p.pgno, p.page);
+    this.#unpinAll();
   }
 
-  #stage(pgno: number, page: Buffer): void {
-    this.#committed.set(pgno, page);
-    this.#pin(page);
+  /** Copies a committed page image into its slot, writing everything out first when memory is full. */
+  async #stage(pgno: number, page: Buffer): Promise<void> {
+    let slot = this.#committed.get(pgno);
+    if (slot === undefined) {
+      if (this.#committed.size * page.length >= this.#options.bufferBytes) await this.#flush();
+      const ps = page.length;
+      if (!this.#slab || this.#slabUsed + ps > this.#slab.length) {
+        this.#slab = Buffer.allocUnsafeSlow(ps * SLAB_PAGES);
+        this.#slabUsed = 0;
+      }
+      slot = this.#slab.subarray(this.#slabUsed, this.#slabUsed + ps);
+      this.#slabUsed += ps;
+      this.#committed.set(pgno, slot);
+    }
+    page.copy(slot);
   }
 
   #pin(page: Buffer): void {
@@ -262,13 +272,18 @@ export class WalApplier {
     this.#pinnedBytes = 0;
   }
 
-  /** Writes buffered pages in page order, coalescing neighbours into one writev call. */
+  /**
+   * Writes buffered pages in page order, coalescing neighbours into one writev call. Several calls run
+   * at once: each is a thread-pool round trip, and scattered pages make many of them.
+   */
   async #flush(): Promise<void> {
     if (this.#committed.size === 0) return;
     const ps = this.#pageSize!;
     const pgnos = [...this.#committed.keys()].sort((a, b) => a - b);
+    const inflight = new Set<Promise<void>>();
+    let failure: unknown;
     let i = 0;
-    while (i < pgnos.length) {
+    while (i < pgnos.length && failure === undefined) {
       const first = pgnos[i]!;
       const run: Buffer[] = [this.#committed.get(first)!];
       let j = i + 1;
@@ -276,10 +291,21 @@ export class WalApplier {
         run.push(this.#committed.get(pgnos[j]!)!);
         j++;
       }
-      await this.#fh.writev(run, (first - 1) * ps);
+      const p: Promise<void> = this.#fh.writev(run, (first - 1) * ps).then(
+        () => void inflight.delete(p),
+        (err: unknown) => {
+          inflight.delete(p);
+          failure ??= err;
+        },
+      );
+      inflight.add(p);
+      if (inflight.size >= FLUSH_CONCURRENCY) await Promise.race(inflight);
       i = j;
     }
+    await Promise.all(inflight);
+    if (failure !== undefined) throw failure;
     this.#committed.clear();
+    this.#slab = undefined;
   }
 
   async #dropSpill(): Promise<void> {
