@@ -89,13 +89,8 @@ export class FileReplicaClient implements ReplicaClient {
     let fh: FileHandle | undefined;
     try {
       fh = await this.#createTemp(tmp);
-      let position = 0;
-      if (body instanceof Uint8Array) {
-        await writeAll(fh, body, 0);
-        position = body.byteLength;
-      } else {
-        position = await this.#writeStream(fh, body, signal);
-      }
+      if (body instanceof Uint8Array) await writeAll(fh, body, 0);
+      else await this.#writeStream(fh, body, signal);
       throwIfAborted(signal);
       if (this.#fsync) await fh.sync();
       await fh.close();

@@ -51,22 +51,34 @@ export async function listGenerations(client: ReplicaClient, options: StoreOptio
   return [...found].sort();
 }
 
+/** Lists the objects under `prefix` whose names `parse` accepts, warning about (and skipping) the rest. */
+async function* listNamed<T>(
+  client: ReplicaClient,
+  prefix: string,
+  parse: (name: string) => T | undefined,
+  what: string,
+  options: StoreOptions,
+): AsyncGenerator<{ parsed: T; size: number; createdAt: Date }> {
+  const logger = options.logger ?? noopLogger;
+  for await (const e of client.list(prefix, { signal: options.signal })) {
+    if (e.type !== 'object') continue;
+    const parsed = parse(e.key.slice(prefix.length));
+    if (parsed === undefined) {
+      logger.warn(`ignoring object that is not a ${what} name`, { key: e.key });
+      continue;
+    }
+    yield { parsed, size: e.size, createdAt: e.createdAt };
+  }
+}
+
 /** Lists a generation's snapshots lazily, in index order. Objects with other names are ignored. */
 export async function* listSnapshots(
   client: ReplicaClient,
   generation: string,
   options: StoreOptions = {},
 ): AsyncGenerator<SnapshotInfo> {
-  const prefix = snapshotsPrefix(generation);
-  const logger = options.logger ?? noopLogger;
-  for await (const e of client.list(prefix, { signal: options.signal })) {
-    if (e.type !== 'object') continue;
-    const index = parseSnapshotName(e.key.slice(prefix.length));
-    if (index === undefined) {
-      logger.warn('ignoring object that is not a snapshot name', { key: e.key });
-      continue;
-    }
-    yield { generation, index, size: e.size, createdAt: e.createdAt };
+  for await (const o of listNamed(client, snapshotsPrefix(generation), parseSnapshotName, 'snapshot', options)) {
+    yield { generation, index: o.parsed, size: o.size, createdAt: o.createdAt };
   }
 }
 
@@ -79,16 +91,8 @@ export async function* listWalSegments(
   generation: string,
   options: StoreOptions = {},
 ): AsyncGenerator<WalSegmentInfo> {
-  const prefix = walPrefix(generation);
-  const logger = options.logger ?? noopLogger;
-  for await (const e of client.list(prefix, { signal: options.signal })) {
-    if (e.type !== 'object') continue;
-    const seg = parseWalSegmentName(e.key.slice(prefix.length));
-    if (seg === undefined) {
-      logger.warn('ignoring object that is not a WAL segment name', { key: e.key });
-      continue;
-    }
-    yield { generation, ...seg, size: e.size, createdAt: e.createdAt };
+  for await (const o of listNamed(client, walPrefix(generation), parseWalSegmentName, 'WAL segment', options)) {
+    yield { generation, ...o.parsed, size: o.size, createdAt: o.createdAt };
   }
 }
 

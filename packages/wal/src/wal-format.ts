@@ -220,8 +220,10 @@ export class WalChain {
    * Checks one whole frame (24-byte header plus page). Returns 'ok' and advances the chain when the
    * frame's salts match the header and its checksum continues the chain; otherwise returns why not.
    */
-  verify(frame: Uint8Array): 'ok' | 'salt-mismatch' | 'checksum-mismatch' | 'invalid-frame' {
-    const h = parseWalFrameHeader(frame);
+  verify(
+    frame: Uint8Array,
+    h: WalFrameHeader = parseWalFrameHeader(frame),
+  ): 'ok' | 'salt-mismatch' | 'checksum-mismatch' | 'invalid-frame' {
     if (h.salt1 !== this.header.salt1 || h.salt2 !== this.header.salt2) return 'salt-mismatch';
     if (h.pgno === 0) return 'invalid-frame';
     const be = this.header.bigEndianChecksum;

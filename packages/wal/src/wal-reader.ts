@@ -99,9 +99,9 @@ export class WalFrameReader implements AsyncIterable<WalFrame> {
     if (frame.length < this.#frameSize) {
       return this.#stop(frame.length === 0 ? 'end' : 'partial-frame');
     }
-    const verdict = this.#chain!.verify(frame);
-    if (verdict !== 'ok') return this.#stop(verdict);
     const h = parseWalFrameHeader(frame);
+    const verdict = this.#chain!.verify(frame, h);
+    if (verdict !== 'ok') return this.#stop(verdict);
     const offset = this.#offset;
     this.#offset += this.#frameSize;
     this.validOffset = this.#offset;
