@@ -1,0 +1,819 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import {
+  WAL_FRAME_HEADER_SIZE,
+  WAL_HEADER_SIZE,
+  WalChain,
+  frameAlign,
+  parseWalFrameHeader,
+  parseWalHeader,
+  walFrameSize,
+  walSizeForFrames,
+  type WalHeader,
+} from '@ls/wal';
+import type { ReplicaClient } from './client.js';
+import { InvalidArgumentError, LstreamError } from './errors.js';
+import { LstreamEmitter } from './events.js';
+import { LockFile } from './lock-file.js';
+import { noopLogger, type Logger } from './logger.js';
+import {
+  BUSY_TIMEOUT_MS,
+  CHECKPOINT_INTERVAL_MS,
+  MAX_CHECKPOINT_PAGE_COUNT,
+  MAX_SHADOW_WAL_BYTES,
+  MIN_CHECKPOINT_PAGE_COUNT,
+  MONITOR_INTERVAL_MS,
+  TRUNCATE_PAGE_COUNT,
+  type DbOptions,
+  type ReplicaOptions,
+} from './options.js';
+import { MAX_WAL_INDEX, MAX_WAL_OFFSET, Pos, comparePos, isGenerationName, newGenerationName } from './pos.js';
+import { Replica } from './replica.js';
+import { SqliteConnection, type CheckpointMode } from './sqlite-connection.js';
+
+/** Bytes read from the WAL per call while copying it to the shadow WAL. */
+const COPY_CHUNK_BYTES = 4 * 1024 * 1024;
+/** Debounce for file events: commits arriving within this window are copied together. */
+const WATCH_DEBOUNCE_MS = 0;
+
+/** Raised when the database cannot be replicated (not a SQLite file, not WAL-capable, meta dir unusable). */
+export class DbError extends LstreamError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('EDB', message, options);
+  }
+}
+
+/** Written to the meta directory at a clean close, so a restart can continue the generation. */
+interface ShutdownMarker {
+  generation: string;
+  index: number;
+  shadowSize: number;
+  dbSize: number;
+  dbMtimeNs: string;
+  dbIno: number;
+}
+
+/** Returns the meta directory Litestream uses for `dbPath`: `<dir>/.<name>-litestream`. */
+export function defaultMetaPath(dbPath: string): string {
+  return join(dirname(dbPath), `.${basename(dbPath)}-litestream`);
+}
+
+/** Formats a shadow WAL file name: `%08x.wal`. */
+export function shadowWalName(index: number): string {
+  return `${index.toString(16).padStart(8, '0')}.wal`;
+}
+
+async function statOrUndefined(path: string) {
+  try {
+    return await stat(path, { bigint: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+async function readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  let got = 0;
+  while (got < length) {
+    const { bytesRead } = await fh.read(buf, got, length - got, position + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return buf.subarray(0, got);
+}
+
+async function readFileRange(path: string, position: number, length: number): Promise<Buffer | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    return await readAt(fh, position, length);
+  } finally {
+    await fh.close();
+  }
+}
+
+async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const fh = await open(tmp, 'w', 0o644);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  await fsyncDir(dirname(path));
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The shadow WAL file being appended to: one SQLite WAL index of the current generation. */
+interface Shadow {
+  generation: string;
+  index: number;
+  header: WalHeader;
+  headerBytes: Buffer;
+  /** End of the last committed transaction copied (frame-aligned). */
+  size: number;
+  /** Checksum chain value at `size`. */
+  checksum: [number, number];
+}
+
+/**
+ * One replicated SQLite database: it watches the WAL, copies every committed transaction into the
+ * shadow WAL in the meta directory, checkpoints on lstream's schedule, and feeds its replicas.
+ *
+ * The database need not exist yet; replication starts once it does.
+ */
+export class Db {
+  readonly path: string;
+  readonly walPath: string;
+  readonly metaPath: string;
+  readonly events: LstreamEmitter;
+  readonly replicas: Replica[] = [];
+  readonly logger: Logger;
+  readonly #options: Required<Omit<DbOptions, 'logger' | 'metaPath'>>;
+
+  #conn: SqliteConnection | undefined;
+  #pageSize = 0;
+  #shadow: Shadow | undefined;
+  #lock: LockFile | undefined;
+  /** Our checkpoint emptied the WAL into the database: the next WAL header starts a new index, not a generation. */
+  #expectRestart = false;
+  #lastCheckpointAt = Date.now();
+  #snapshotting = 0;
+  #queue: Promise<unknown> = Promise.resolve();
+  #watcher: FSWatcher | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #kick: NodeJS.Timeout | undefined;
+  #syncing = false;
+  #dirty = false;
+  #opened = false;
+  #closed = false;
+  #lastError: unknown;
+  #waitingForDb = false;
+
+  constructor(path: string, options: DbOptions & { events?: LstreamEmitter } = {}) {
+    this.path = resolve(path);
+    this.walPath = `${this.path}-wal`;
+    this.metaPath = options.metaPath ? resolve(options.metaPath) : defaultMetaPath(this.path);
+    this.logger = options.logger ?? noopLogger;
+    this.events = options.events ?? new LstreamEmitter();
+    this.#options = {
+      monitorIntervalMs: options.monitorIntervalMs ?? MONITOR_INTERVAL_MS,
+      checkpointIntervalMs: options.checkpointIntervalMs ?? CHECKPOINT_INTERVAL_MS,
+      minCheckpointPageCount: options.minCheckpointPageCount ?? MIN_CHECKPOINT_PAGE_COUNT,
+      maxCheckpointPageCount: options.maxCheckpointPageCount ?? MAX_CHECKPOINT_PAGE_COUNT,
+      truncatePageCount: options.truncatePageCount ?? TRUNCATE_PAGE_COUNT,
+      busyTimeoutMs: options.busyTimeoutMs ?? BUSY_TIMEOUT_MS,
+      maxShadowWalBytes: options.maxShadowWalBytes ?? MAX_SHADOW_WAL_BYTES,
+    };
+    if (!(this.#options.minCheckpointPageCount > 0)) {
+      throw new InvalidArgumentError(`min-checkpoint-page-count must be positive, got ${this.#options.minCheckpointPageCount}`);
+    }
+  }
+
+  /** Adds a replica. Call before `open`. Rejects a duplicate name. */
+  addReplica(client: ReplicaClient, options: ReplicaOptions = {}): Replica {
+    const name = options.name ?? client.type;
+    if (this.replicas.some((r) => r.name === name)) {
+      throw new InvalidArgumentError(`${this.path}: two replicas are named '${name}'; give each a unique name`);
+    }
+    const r = new Replica(this, client, { ...options, name });
+    this.replicas.push(r);
+    return r;
+  }
+
+  /** Current position of the shadow WAL (undefined until the first sync of an existing database). */
+  get pos(): Pos | undefined {
+    const s = this.#shadow;
+    return s ? new Pos(s.generation, s.index, s.size) : undefined;
+  }
+
+  /** Database page size (0 until the database is open). */
+  get pageSize(): number {
+    return this.#pageSize;
+  }
+
+  /** The last sync error, cleared by a successful sync. */
+  get lastError(): unknown {
+    return this.#lastError;
+  }
+
+  /** Path of the shadow WAL file of `index` in `generation`. */
+  shadowWalPath(generation: string, index: number): string {
+    return join(this.metaPath, 'generations', generation, 'wal', shadowWalName(index));
+  }
+
+  /**
+   * Takes the meta directory lock, syncs once if the database exists, and starts watching it and
+   * the replicas. Rejects with LockedError when another lstream replicates this database.
+   */
+  async open(): Promise<void> {
+    if (this.#opened) throw new InvalidArgumentError(`${this.path} is already open`);
+    this.#opened = true;
+    await mkdir(this.metaPath, { recursive: true });
+    this.#lock = await LockFile.acquire(join(this.metaPath, 'lock'), `database ${this.path}`);
+    try {
+      await this.#removeTempFiles();
+      await this.sync().catch((err: unknown) => {
+        if (err instanceof DbError) throw err;
+        this.logger.error('initial sync failed; will retry', { db: this.path, error: String(err) });
+      });
+      for (const r of this.replicas) r.start();
+      this.#startMonitor();
+    } catch (err) {
+      this.#stopMonitor();
+      for (const r of this.replicas) await r.stop({ finalSync: false }).catch(() => undefined);
+      await this.#closeConnection();
+      await this.#lock?.release();
+      this.#lock = undefined;
+      throw err;
+    }
+  }
+
+  #startMonitor(): void {
+    this.#timer = setInterval(() => this.#requestSync(), this.#options.monitorIntervalMs);
+    this.#timer.unref();
+    try {
+      const walName = basename(this.walPath);
+      const dbName = basename(this.path);
+      this.#watcher = watch(dirname(this.path), { persistent: false }, (_event, name) => {
+        if (name === walName || name === dbName) this.#requestSync();
+      });
+      this.#watcher.on('error', (err) => {
+        this.logger.warn('file watch failed; falling back to polling', { db: this.path, error: String(err) });
+        this.#watcher?.close();
+        this.#watcher = undefined;
+      });
+    } catch (err) {
+      this.logger.warn('file watch unavailable; polling only', { db: this.path, error: String(err) });
+    }
+  }
+
+  #requestSync(): void {
+    if (this.#closed) return;
+    if (this.#syncing) {
+      this.#dirty = true;
+      return;
+    }
+    if (this.#kick) return;
+    this.#kick = setTimeout(() => {
+      this.#kick = undefined;
+      this.#syncing = true;
+      this.sync()
+        .catch(() => undefined) // reported through lastError, the log and the 'db-sync-error' event
+        .finally(() => {
+          this.#syncing = false;
+          if (this.#dirty) {
+            this.#dirty = false;
+            this.#requestSync();
+          }
+        });
+    }, WATCH_DEBOUNCE_MS);
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Copies every transaction committed so far into the shadow WAL, starting a new generation or
+   * WAL index when needed, and checkpoints when the policy says so. Resolves with the position
+   * reached (undefined while the database does not exist).
+   */
+  sync(): Promise<Pos | undefined> {
+    return this.#serial(async () => {
+      try {
+        const pos = await this.#syncLocked(true);
+        this.#lastError = undefined;
+        return pos;
+      } catch (err) {
+        this.#lastError = err;
+        this.events.emit('db-sync-error', { db: this.path, error: err });
+        this.logger.error('sync failed', { db: this.path, error: String(err) });
+        throw err;
+      }
+    });
+  }
+
+  async #syncLocked(allowCheckpoint: boolean): Promise<Pos | undefined> {
+    const started = performance.now();
+    if (!this.#conn) {
+      if (!(await statOrUndefined(this.path))) {
+        if (!this.#waitingForDb) this.logger.info('database does not exist yet; waiting for it', { db: this.path });
+        this.#waitingForDb = true;
+        return undefined;
+      }
+      this.#waitingForDb = false;
+      await this.#init();
+    }
+    const walStat = await statOrUndefined(this.walPath);
+    if (!walStat || walStat.size < BigInt(WAL_HEADER_SIZE)) await this.#conn!.touch();
+
+    const before = this.#shadow ? new Pos(this.#shadow.generation, this.#shadow.index, this.#shadow.size) : undefined;
+    await this.#verifyAndCopy();
+    const s = this.#shadow!;
+    const copied = before && before.generation === s.generation && before.index === s.index ? s.size - before.offset : s.size;
+
+    if (allowCheckpoint) await this.#maybeCheckpoint();
+
+    const pos = this.pos!;
+    if (!before || comparePos(before, pos) !== 0) {
+      const [wal, dbf] = await Promise.all([statOrUndefined(this.walPath), statOrUndefined(this.path)]);
+      this.events.emit('db-sync', {
+        db: this.path,
+        pos,
+        bytes: Math.max(0, copied),
+        walBytes: Number(wal?.size ?? 0n),
+        dbBytes: Number(dbf?.size ?? 0n),
+        durationMs: performance.now() - started,
+      });
+      for (const r of this.replicas) r.notify();
+    }
+    return pos;
+  }
+
+  async #init(): Promise<void> {
+    let opened: Awaited<ReturnType<typeof SqliteConnection.open>>;
+    try {
+      opened = await SqliteConnection.open(this.path, this.#options.busyTimeoutMs);
+    } catch (err) {
+      throw new DbError(`${this.path}: cannot open the database for replication: ${(err as Error).message}`, { cause: err });
+    }
+    this.#conn = opened.conn;
+    this.#pageSize = opened.pageSize;
+    await this.#loadShadow();
+  }
+
+  /** Restores the shadow position from the meta directory, if a generation is there. */
+  async #loadShadow(): Promise<void> {
+    let generation: string;
+    try {
+      generation = (await readFile(join(this.metaPath, 'generation'), 'utf8')).trim();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    if (!isGenerationName(generation)) return;
+    const walDir = join(this.metaPath, 'generations', generation, 'wal');
+    let names: string[];
+    try {
+      names = await readdir(walDir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    const indexes = names.filter((n) => /^[0-9a-f]{8}\.wal$/.test(n)).map((n) => parseInt(n.slice(0, 8), 16));
+    if (indexes.length === 0) return;
+    const index = Math.max(...indexes);
+    const path = this.shadowWalPath(generation, index);
+    const fh = await open(path, 'r+');
+    try {
+      const size = Number((await fh.stat()).size);
+      if (size < WAL_HEADER_SIZE) return;
+      const headerBytes = await readAt(fh, 0, WAL_HEADER_SIZE);
+      const header = parseWalHeader(headerBytes);
+      if (header.pageSize !== this.#pageSize) return;
+      // Find the end of the last whole transaction: a crash may have left uncommitted frames.
+      const chain = new WalChain(header);
+      const frameSize = walFrameSize(header.pageSize);
+      let end = WAL_HEADER_SIZE;
+      let checksum: [number, number] = [header.checksum1, header.checksum2];
+      let off = WAL_HEADER_SIZE;
+      const aligned = frameAlign(size, header.pageSize);
+      while (off < aligned) {
+        const chunk = await readAt(fh, off, Math.min(COPY_CHUNK_BYTES - (COPY_CHUNK_BYTES % frameSize), aligned - off));
+        let p = 0;
+        let broken = false;
+        for (; p + frameSize <= chunk.length; p += frameSize) {
+          const frame = chunk.subarray(p, p + frameSize);
+          const h = parseWalFrameHeader(frame);
+          if (chain.verify(frame, h) !== 'ok') {
+            broken = true;
+            break;
+          }
+          if (h.commitSize !== 0) {
+            end = off + p + frameSize;
+            checksum = chain.checksum;
+          }
+        }
+        if (broken || chunk.length === 0) break;
+        off += chunk.length;
+      }
+      if (end !== size) {
+        await fh.truncate(end);
+        await fh.sync();
+      }
+      this.#shadow = { generation, index, header, headerBytes, size: end, checksum };
+    } finally {
+      await fh.close();
+    }
+    // A clean close recorded the database file it left; if nothing touched it since, the WAL
+    // SQLite may have deleted on that close was fully shipped, and a new WAL is a new index.
+    const markerPath = join(this.metaPath, 'shutdown');
+    try {
+      const marker = JSON.parse(await readFile(markerPath, 'utf8')) as ShutdownMarker;
+      const st = await statOrUndefined(this.path);
+      if (
+        st &&
+        marker.generation === generation &&
+        marker.index === this.#shadow.index &&
+        marker.shadowSize === this.#shadow.size &&
+        marker.dbSize === Number(st.size) &&
+        marker.dbMtimeNs === st.mtimeNs.toString() &&
+        marker.dbIno === Number(st.ino)
+      ) {
+        this.#expectRestart = true;
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && !(err instanceof SyntaxError)) throw err;
+    }
+    await rm(markerPath, { force: true });
+  }
+
+  /**
+   * Checks that the shadow WAL still continues the real WAL, then copies the newly committed
+   * frames. Starts a new index after lstream's own checkpoint restarted the WAL, and a new
+   * generation when continuity is lost for any other reason.
+   */
+  async #verifyAndCopy(): Promise<void> {
+    const fh = await open(this.walPath, 'r');
+    try {
+      const walSize = Number((await fh.stat()).size);
+      const realHeaderBytes = walSize >= WAL_HEADER_SIZE ? await readAt(fh, 0, WAL_HEADER_SIZE) : undefined;
+      const reason = await this.#continuityBreak(fh, walSize, realHeaderBytes);
+      if (reason === 'restarted') {
+        await this.#startIndex(this.#shadow!.generation, this.#shadow!.index + 1, realHeaderBytes!);
+      } else if (reason !== undefined) {
+        await this.#createGeneration(reason, realHeaderBytes!);
+      }
+      this.#expectRestart = false;
+      await this.#copy(fh, walSize);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Returns why the shadow WAL no longer continues the WAL ('restarted' when that is expected), or undefined. */
+  async #continuityBreak(fh: FileHandle, walSize: number, realHeader: Buffer | undefined): Promise<string | undefined> {
+    const s = this.#shadow;
+    if (!realHeader) throw new DbError(`${this.walPath}: WAL is missing after writing to the database`);
+    parseWalHeader(realHeader); // throws WalFormatError on a bad header
+    if (!s) return 'no generation exists';
+    if (s.index >= MAX_WAL_INDEX) return 'max index exceeded';
+    if (!(await statOrUndefined(this.shadowWalPath(s.generation, s.index)))) return 'shadow wal missing';
+    if (!realHeader.equals(s.headerBytes)) {
+      return this.#expectRestart ? 'restarted' : 'wal header mismatch: the WAL was restarted by another process';
+    }
+    if (frameAlign(walSize, this.#pageSize) < s.size) {
+      return this.#expectRestart ? 'restarted' : 'wal truncated by another process';
+    }
+    if (s.size > WAL_HEADER_SIZE) {
+      const frameSize = walFrameSize(this.#pageSize);
+      const real = await readAt(fh, s.size - frameSize, frameSize);
+      const shadow = await readFileRange(this.shadowWalPath(s.generation, s.index), s.size - frameSize, frameSize);
+      if (!shadow || !real.equals(shadow)) return 'wal overwritten by another process';
+    }
+    return undefined;
+  }
+
+  async #createGeneration(reason: string, realHeader: Buffer): Promise<void> {
+    const generation = newGenerationName();
+    const old = this.#shadow?.generation;
+    await mkdir(join(this.metaPath, 'generations', generation, 'wal'), { recursive: true });
+    await this.#startIndex(generation, 0, realHeader);
+    await writeFileAtomic(join(this.metaPath, 'generation'), `${generation}\n`);
+    this.logger.info('new generation', { db: this.path, generation, reason, previous: old });
+    this.events.emit('generation', { db: this.path, generation, reason });
+    await this.#removeOtherGenerations(generation);
+  }
+
+  /** Starts shadow file `index` with the WAL's header; its frames are copied next. */
+  async #startIndex(generation: string, index: number, headerBytes: Buffer): Promise<void> {
+    const header = parseWalHeader(headerBytes);
+    if (header.pageSize !== this.#pageSize) {
+      throw new DbError(`${this.walPath}: WAL page size ${header.pageSize} differs from the database's ${this.#pageSize}`);
+    }
+    const path = this.shadowWalPath(generation, index);
+    await mkdir(dirname(path), { recursive: true });
+    const fh = await open(path, 'w', 0o644);
+    try {
+      await fh.write(headerBytes, 0, WAL_HEADER_SIZE, 0);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsyncDir(dirname(path));
+    this.#shadow = {
+      generation,
+      index,
+      header,
+      headerBytes: Buffer.from(headerBytes),
+      size: WAL_HEADER_SIZE,
+      checksum: [header.checksum1, header.checksum2],
+    };
+  }
+
+  /**
+   * Appends the WAL's verified, committed frames after the shadow's end to the shadow file. The
+   * first pass finds the end of the last whole transaction (salts and checksum chain); the second
+   * copies exactly those bytes, so an open transaction is never written to the shadow.
+   */
+  async #copy(fh: FileHandle, walSize: number): Promise<void> {
+    const s = this.#shadow!;
+    const frameSize = walFrameSize(this.#pageSize);
+    const end = frameAlign(walSize, this.#pageSize);
+    if (end <= s.size) return;
+    const chain = new WalChain(s.header, s.checksum);
+    const chunkBytes = Math.max(frameSize, COPY_CHUNK_BYTES - (COPY_CHUNK_BYTES % frameSize));
+    let committed = s.size;
+    let checksum = s.checksum;
+    scan: for (let off = s.size; off < end; ) {
+      const chunk = await readAt(fh, off, Math.min(chunkBytes, end - off));
+      let p = 0;
+      for (; p + frameSize <= chunk.length; p += frameSize) {
+        const frame = chunk.subarray(p, p + frameSize);
+        const h = parseWalFrameHeader(frame);
+        if (chain.verify(frame, h) !== 'ok') break scan;
+        if (h.commitSize !== 0) {
+          committed = off + p + frameSize;
+          checksum = chain.checksum;
+        }
+      }
+      if (p === 0) break;
+      off += p;
+    }
+    if (committed === s.size) return;
+    if (committed > MAX_WAL_OFFSET + 1) {
+      // Segment names hold 8 hex digits; lstream restarts the WAL long before this.
+      throw new DbError(`${this.walPath}: WAL exceeds 4 GiB, which lstream never lets happen; is another process holding it open?`);
+    }
+    const out = await open(this.shadowWalPath(s.generation, s.index), 'r+');
+    try {
+      for (let off = s.size; off < committed; ) {
+        const chunk = await readAt(fh, off, Math.min(chunkBytes, committed - off));
+        if (chunk.length === 0) throw new DbError(`${this.walPath}: WAL shrank while being copied`);
+        await out.write(chunk, 0, chunk.length, off);
+        off += chunk.length;
+      }
+      await out.truncate(committed);
+      await out.sync();
+    } finally {
+      await out.close();
+    }
+    s.size = committed;
+    s.checksum = checksum;
+  }
+
+  async #maybeCheckpoint(): Promise<void> {
+    const s = this.#shadow;
+    if (!s || this.#snapshotting > 0) return;
+    const ps = this.#pageSize;
+    if (s.size <= WAL_HEADER_SIZE) return;
+    const walStat = await statOrUndefined(this.walPath);
+    const walFile = Number(walStat?.size ?? 0n);
+    let mode: CheckpointMode | undefined;
+    const o = this.#options;
+    if (o.truncatePageCount > 0 && walFile >= walSizeForFrames(ps, o.truncatePageCount)) mode = 'TRUNCATE';
+    else if (o.maxCheckpointPageCount > 0 && s.size >= walSizeForFrames(ps, o.maxCheckpointPageCount)) mode = 'RESTART';
+    else if (s.size >= walSizeForFrames(ps, o.minCheckpointPageCount)) mode = 'PASSIVE';
+    else if (o.checkpointIntervalMs > 0 && Date.now() - this.#lastCheckpointAt > o.checkpointIntervalMs && s.size > WAL_HEADER_SIZE + walFrameSize(ps)) {
+      mode = 'PASSIVE';
+    }
+    // Every 0x7fffffff-byte boundary is far below 4 GiB; restart long before names would overflow.
+    if (!mode && s.size > MAX_WAL_OFFSET / 2) mode = 'RESTART';
+    if (mode) await this.#checkpoint(mode);
+  }
+
+  /**
+   * Checkpoints without ever losing a frame: the write lock is held from the last copy of the WAL
+   * until the checkpoint has finished, so no commit can land in between; if the checkpoint emptied
+   * the WAL, lstream's own write then restarts it and the next copy starts a new index.
+   */
+  async #checkpoint(mode: CheckpointMode): Promise<boolean> {
+    const conn = this.#conn!;
+    const started = performance.now();
+    let complete = false;
+    try {
+      if (!(await conn.lock())) {
+        this.logger.debug('checkpoint skipped: the database is busy', { db: this.path, mode });
+        return false;
+      }
+      try {
+        const fh = await open(this.walPath, 'r');
+        try {
+          await this.#copy(fh, Number((await fh.stat()).size));
+        } finally {
+          await fh.close();
+        }
+        const r = await conn.checkpoint();
+        complete = !r.busy && r.log === r.checkpointed && r.log > 0;
+        this.#expectRestart = complete;
+      } finally {
+        await conn.unlock();
+      }
+      this.#lastCheckpointAt = Date.now();
+      if (complete) await conn.restart(mode === 'TRUNCATE');
+      this.events.emit('checkpoint', { db: this.path, mode, durationMs: performance.now() - started });
+      if (complete) {
+        // Pick up the restarted WAL now, so the new index starts with lstream's own frame.
+        await this.#verifyAndCopy();
+      }
+      return complete;
+    } catch (err) {
+      this.events.emit('checkpoint', { db: this.path, mode, durationMs: performance.now() - started, error: err });
+      throw err;
+    }
+  }
+
+  /**
+   * Runs `fn` with checkpoints paused after making the WAL as short as possible (a checkpoint and
+   * restart), so the database file is stable and the snapshot is at the start of a WAL index.
+   * `fn` receives the position the database file plus that index's WAL reproduce.
+   */
+  async withSnapshotLock<T>(fn: (pos: Pos) => Promise<T>): Promise<T> {
+    const pos = await this.#serial(async () => {
+      let p = await this.#syncLocked(false);
+      if (!p) throw new DbError(`${this.path}: cannot snapshot a database that does not exist yet`);
+      if (this.#snapshotting === 0 && p.offset > WAL_HEADER_SIZE && (await this.#checkpoint('PASSIVE'))) {
+        p = this.pos!;
+      }
+      this.#snapshotting++;
+      return p;
+    });
+    try {
+      return await fn(pos);
+    } finally {
+      this.#snapshotting--;
+    }
+  }
+
+  /** Returns the size of shadow file `index` of `generation` (undefined when it is gone). */
+  async shadowSize(generation: string, index: number): Promise<number | undefined> {
+    const s = this.#shadow;
+    if (s && s.generation === generation && s.index === index) return s.size;
+    const st = await statOrUndefined(this.shadowWalPath(generation, index));
+    return st ? frameAlign(Number(st.size), this.#pageSize) : undefined;
+  }
+
+  /**
+   * Removes shadow WAL files every replica has shipped, and the oldest ones beyond the size cap
+   * (warning, and making the replicas that needed them take a snapshot).
+   */
+  async cleanShadow(): Promise<void> {
+    const s = this.#shadow;
+    if (!s) return;
+    let keepFrom = s.index;
+    for (const r of this.replicas) {
+      const p = r.shippedPos;
+      if (p && p.generation === s.generation) keepFrom = Math.min(keepFrom, p.index);
+    }
+    const dir = join(this.metaPath, 'generations', s.generation, 'wal');
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return;
+    }
+    const files: { index: number; size: number }[] = [];
+    for (const n of names) {
+      if (!/^[0-9a-f]{8}\.wal$/.test(n)) continue;
+      const index = parseInt(n.slice(0, 8), 16);
+      if (index >= s.index) continue;
+      if (index < keepFrom) {
+        await rm(join(dir, n), { force: true });
+        continue;
+      }
+      const st = await statOrUndefined(join(dir, n));
+      if (st) files.push({ index, size: Number(st.size) });
+    }
+    let total = files.reduce((a, f) => a + f.size, 0);
+    files.sort((a, b) => a.index - b.index);
+    for (const f of files) {
+      if (total <= this.#options.maxShadowWalBytes) break;
+      this.logger.warn('shadow WAL exceeds its cap; dropping unshipped files, lagging replicas will take a new snapshot', {
+        db: this.path,
+        index: f.index,
+        capBytes: this.#options.maxShadowWalBytes,
+      });
+      await rm(join(dir, shadowWalName(f.index)), { force: true });
+      total -= f.size;
+    }
+  }
+
+  async #removeOtherGenerations(keep: string): Promise<void> {
+    const dir = join(this.metaPath, 'generations');
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return;
+    }
+    for (const n of names) if (n !== keep) await rm(join(dir, n), { recursive: true, force: true });
+  }
+
+  async #removeTempFiles(): Promise<void> {
+    const walk = async (dir: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      for (const e of entries) {
+        const p = join(dir, e.name);
+        if (e.isDirectory()) await walk(p);
+        else if (e.name.endsWith('.tmp')) await rm(p, { force: true });
+      }
+    };
+    await walk(this.metaPath);
+  }
+
+  /** Syncs the database and resolves once every replica holds everything committed so far. */
+  async flush(signal?: AbortSignal): Promise<Pos | undefined> {
+    const pos = await this.sync();
+    if (!pos) return undefined;
+    await Promise.all(this.replicas.map((r) => r.waitFor(pos, signal)));
+    return pos;
+  }
+
+  /**
+   * Stops watching, makes a final sync of the database and of every replica, and closes. A clean
+   * close lets the next start continue the same generation even if SQLite removes the WAL.
+   */
+  async close(options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.#closed) return;
+    this.#stopMonitor();
+    let finalError: unknown;
+    if (this.#conn) {
+      // The final copy holds the write lock, and the connection closes still holding it, so no
+      // commit can land between them: if SQLite checkpoints and removes the WAL on this close,
+      // everything in it was copied.
+      await this.#serial(async () => {
+        await this.#conn!.lock();
+        await this.#syncLocked(false);
+      }).catch((err: unknown) => {
+        finalError = err;
+      });
+    }
+    await this.#closeConnection();
+    for (const r of this.replicas) {
+      await r.stop({ finalSync: finalError === undefined, signal: options.signal }).catch((err: unknown) => {
+        finalError ??= err;
+      });
+    }
+    try {
+      if (finalError === undefined && this.#shadow) await this.#writeShutdownMarker();
+    } finally {
+      await this.#lock?.release();
+      this.#lock = undefined;
+    }
+    if (finalError !== undefined) throw finalError;
+  }
+
+  #stopMonitor(): void {
+    this.#closed = true;
+    this.#watcher?.close();
+    this.#watcher = undefined;
+    if (this.#timer) clearInterval(this.#timer);
+    if (this.#kick) clearTimeout(this.#kick);
+  }
+
+  async #closeConnection(): Promise<void> {
+    const conn = this.#conn;
+    this.#conn = undefined;
+    if (conn) await conn.close();
+  }
+
+  async #writeShutdownMarker(): Promise<void> {
+    const s = this.#shadow!;
+    const st = await statOrUndefined(this.path);
+    if (!st) return;
+    const marker: ShutdownMarker = {
+      generation: s.generation,
+      index: s.index,
+      shadowSize: s.size,
+      dbSize: Number(st.size),
+      dbMtimeNs: st.mtimeNs.toString(),
+      dbIno: Number(st.ino),
+    };
+    await writeFileAtomic(join(this.metaPath, 'shutdown'), JSON.stringify(marker) + '\n');
+  }
+}

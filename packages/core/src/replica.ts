@@ -1,0 +1,511 @@
+import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import type { ReplicaClient } from './client.js';
+import type { Db } from './db.js';
+import { isAbortError, isRetryable, LstreamError } from './errors.js';
+import type { SnapshotInfo, WalSegmentInfo } from './layout.js';
+import type { Logger } from './logger.js';
+import {
+  RETENTION_CHECK_INTERVAL_MS,
+  RETENTION_MS,
+  SYNC_INTERVAL_MS,
+  type ReplicaOptions,
+} from './options.js';
+import { Pos, comparePos } from './pos.js';
+import {
+  collect,
+  deleteGeneration,
+  deleteSnapshot,
+  deleteWalSegments,
+  listGenerations,
+  listSnapshots,
+  listWalSegments,
+  openWalSegment,
+  writeSnapshot,
+  writeWalSegment,
+} from './replica-store.js';
+import { backoffDelay, sleep } from './retry.js';
+import { validateReplica } from './validate.js';
+
+/** Largest uncompressed WAL range shipped as one segment read into memory; larger ranges stream. */
+const SEGMENT_READ_CHUNK_BYTES = 4 * 1024 * 1024;
+/** Longest wait between two attempts of a failing replica. */
+const MAX_RETRY_DELAY_MS = 30_000;
+
+/** Raised when a replica cannot make progress for a reason retrying will not fix. */
+export class ReplicaError extends LstreamError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('EREPLICA', message, options);
+  }
+}
+
+interface Waiter {
+  pos: Pos;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/** Status of a replica, for status pages and metrics. */
+export interface ReplicaStatus {
+  name: string;
+  type: string;
+  /** Position durable in storage (undefined before the first sync). */
+  pos: Pos | undefined;
+  lastSyncAt: Date | undefined;
+  lastError: unknown;
+  /** Time of the oldest commit not yet durable here (undefined when caught up). */
+  pendingSince: Date | undefined;
+}
+
+async function* readRange(path: string, start: number, end: number): AsyncGenerator<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    for (let off = start; off < end; ) {
+      const len = Math.min(SEGMENT_READ_CHUNK_BYTES, end - off);
+      const buf = Buffer.allocUnsafe(len);
+      const { bytesRead } = await fh.read(buf, 0, len, off);
+      if (bytesRead === 0) throw new ReplicaError(`${path}: shadow WAL ended at ${off}, expected ${end} bytes`);
+      off += bytesRead;
+      yield buf.subarray(0, bytesRead);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * One destination of a database: ships each new committed range of the shadow WAL as one segment at
+ * its exact position, takes snapshots, enforces retention and optionally validates. Uploads are
+ * throttled by `syncIntervalMs` (0 ships every commit). Failures are retried with backoff forever,
+ * logged once per episode, and the replica resumes from what storage really holds.
+ */
+export class Replica {
+  readonly name: string;
+  readonly #options: Required<Omit<ReplicaOptions, 'name'>>;
+  readonly #logger: Logger;
+  #pos: Pos | undefined;
+  /** `#pos` was read from (or written to) storage by this process. */
+  #verified = false;
+  #lastUploadStartedAt = 0;
+  #lastSyncAt: Date | undefined;
+  #pendingSince: Date | undefined;
+  #lastError: unknown;
+  #failures = 0;
+  #running: Promise<void> | undefined;
+  #again = false;
+  #timer: NodeJS.Timeout | undefined;
+  #snapshotTimer: NodeJS.Timeout | undefined;
+  #retentionTimer: NodeJS.Timeout | undefined;
+  #validationTimer: NodeJS.Timeout | undefined;
+  #started = false;
+  #stopped = false;
+  #needSnapshot = false;
+  #waiters: Waiter[] = [];
+  #abort = new AbortController();
+
+  constructor(
+    readonly db: Db,
+    readonly client: ReplicaClient,
+    options: ReplicaOptions & { name: string },
+  ) {
+    this.name = options.name;
+    this.#logger = db.logger;
+    this.#options = {
+      syncIntervalMs: options.syncIntervalMs ?? SYNC_INTERVAL_MS,
+      snapshotIntervalMs: options.snapshotIntervalMs ?? 0,
+      retentionMs: options.retentionMs ?? RETENTION_MS,
+      retentionCheckIntervalMs: options.retentionCheckIntervalMs ?? RETENTION_CHECK_INTERVAL_MS,
+      validationIntervalMs: options.validationIntervalMs ?? 0,
+    };
+  }
+
+  /** Position durable in this replica's storage, as far as this process knows. */
+  get pos(): Pos | undefined {
+    return this.#pos;
+  }
+
+  /** Position of the shadow WAL this replica has shipped (what local cleanup must keep after). */
+  get shippedPos(): Pos | undefined {
+    return this.#pos;
+  }
+
+  /** Returns the replica's status. */
+  status(): ReplicaStatus {
+    return {
+      name: this.name,
+      type: this.client.type,
+      pos: this.#pos,
+      lastSyncAt: this.#lastSyncAt,
+      lastError: this.#lastError,
+      pendingSince: this.#pendingSince,
+    };
+  }
+
+  /** Starts the timers: sync on notification, snapshots, retention and validation. */
+  start(): void {
+    if (this.#started) return;
+    this.#started = true;
+    this.notify();
+    const o = this.#options;
+    if (o.snapshotIntervalMs > 0) this.#scheduleSnapshot(o.snapshotIntervalMs);
+    if (o.retentionMs > 0) {
+      const every = Math.max(1_000, Math.min(o.retentionCheckIntervalMs, o.retentionMs));
+      this.#retentionTimer = setInterval(() => this.#background('retention', () => this.enforceRetention()), every);
+      this.#retentionTimer.unref();
+    }
+    if (o.validationIntervalMs > 0) {
+      // Not exclusive: validation waits for syncs to ship the position it checks.
+      this.#validationTimer = setInterval(() => {
+        this.validate().catch((err: unknown) => {
+          if (!this.#stopped) this.#logger.error('validation failed', { db: this.db.path, replica: this.name, error: String(err) });
+        });
+      }, o.validationIntervalMs);
+      this.#validationTimer.unref();
+    }
+  }
+
+  #scheduleSnapshot(delayMs: number): void {
+    this.#snapshotTimer = setTimeout(() => {
+      void this.#background('snapshot', async () => {
+        if (this.db.pos) await this.snapshot();
+      }).finally(() => {
+        if (!this.#stopped) this.#scheduleSnapshot(this.#options.snapshotIntervalMs);
+      });
+    }, delayMs);
+    this.#snapshotTimer.unref();
+  }
+
+  async #background(what: string, fn: () => Promise<unknown>): Promise<void> {
+    try {
+      await this.#exclusive(fn);
+    } catch (err) {
+      if (this.#stopped && isAbortError(err)) return;
+      this.#logger.error(`${what} failed`, { db: this.db.path, replica: this.name, error: String(err) });
+    }
+  }
+
+  /** Runs `fn` after any sync in progress, so snapshots, retention and syncs never overlap. */
+  async #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.#running) await this.#running.catch(() => undefined);
+    let done!: () => void;
+    this.#running = new Promise<void>((r) => (done = r));
+    try {
+      return await fn();
+    } finally {
+      this.#running = undefined;
+      done();
+    }
+  }
+
+  /**
+   * Tells the replica the shadow WAL advanced. It uploads at once if the last upload started more
+   * than `syncIntervalMs` ago, otherwise when that interval has passed.
+   */
+  notify(): void {
+    if (!this.#started || this.#stopped) return;
+    this.#pendingSince ??= new Date();
+    if (this.#timer) return;
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    const wait = this.#failures > 0 ? 0 : this.#lastUploadStartedAt + this.#options.syncIntervalMs - Date.now();
+    if (wait <= 0) this.#kick();
+    else {
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#kick();
+      }, wait);
+      this.#timer.unref();
+    }
+  }
+
+  #kick(): void {
+    if (this.#stopped) return;
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    this.#again = false;
+    this.#lastUploadStartedAt = Date.now();
+    void this.#exclusive(() => this.sync())
+      .then(() => {
+        if (this.#failures > 0) {
+          this.#logger.info('replica recovered', { db: this.db.path, replica: this.name, failedAttempts: this.#failures });
+        }
+        this.#failures = 0;
+        this.#lastError = undefined;
+        if (this.#again || (this.db.pos && this.#pos && comparePos(this.#pos, this.db.pos) < 0)) this.notify();
+      })
+      .catch((err: unknown) => {
+        if (this.#stopped) return;
+        this.#lastError = err;
+        const delay = Math.min(MAX_RETRY_DELAY_MS, backoffDelay(this.#failures, 250));
+        if (this.#failures === 0) {
+          this.#logger.warn(isRetryable(err) ? 'replica sync failed; retrying' : 'replica sync failed; will keep retrying', {
+            db: this.db.path,
+            replica: this.name,
+            error: String(err),
+          });
+        }
+        this.#failures++;
+        this.#verified = false;
+        this.db.events.emit('replica-error', { db: this.db.path, replica: this.name, error: err, retryInMs: delay });
+        this.#timer = setTimeout(() => {
+          this.#timer = undefined;
+          this.#kick();
+        }, delay);
+        this.#timer.unref();
+      });
+  }
+
+  /**
+   * Uploads everything the shadow WAL holds beyond this replica's position, one segment per WAL
+   * index range, taking a snapshot first when the generation has none here.
+   */
+  async sync(): Promise<void> {
+    const signal = this.#abort.signal;
+    for (;;) {
+      const dpos = this.db.pos;
+      if (!dpos) return;
+      if (!this.#pos || !this.#verified || this.#pos.generation !== dpos.generation || this.#needSnapshot) {
+        await this.#resolvePos(dpos);
+      }
+      const pos = this.#pos!;
+      if (pos.generation !== dpos.generation) continue;
+      if (comparePos(pos, dpos) >= 0) break;
+      let end: number;
+      if (pos.index < dpos.index) {
+        const size = await this.db.shadowSize(pos.generation, pos.index);
+        if (size === undefined) {
+          this.#needSnapshot = true;
+          continue;
+        }
+        end = size;
+        if (pos.offset >= end) {
+          this.#setPos(new Pos(pos.generation, pos.index + 1, 0));
+          continue;
+        }
+      } else {
+        end = dpos.offset;
+      }
+      const started = performance.now();
+      const path = this.db.shadowWalPath(pos.generation, pos.index);
+      await writeWalSegment(this.client, pos, readRange(path, pos.offset, end), { signal });
+      const next = new Pos(pos.generation, pos.index, end);
+      this.#setPos(next);
+      this.db.events.emit('replica-sync', {
+        db: this.db.path,
+        replica: this.name,
+        pos: next,
+        bytes: end - pos.offset,
+        durationMs: performance.now() - started,
+      });
+      this.#logger.info('replica synced', { db: this.db.path, replica: this.name, position: next.toString() });
+    }
+    this.#lastSyncAt = new Date();
+    const dpos = this.db.pos;
+    if (dpos && this.#pos && comparePos(this.#pos, dpos) >= 0) this.#pendingSince = undefined;
+    await this.db.cleanShadow();
+  }
+
+  #setPos(pos: Pos): void {
+    this.#pos = pos;
+    this.#verified = true;
+    const still: Waiter[] = [];
+    for (const w of this.#waiters) {
+      if (this.#reached(w.pos)) w.resolve();
+      else still.push(w);
+    }
+    this.#waiters = still;
+  }
+
+  #reached(target: Pos): boolean {
+    const p = this.#pos;
+    if (!p) return false;
+    if (p.generation === target.generation) return comparePos(p, target) >= 0;
+    // The database moved to a newer generation and this replica follows it.
+    return this.db.pos?.generation === p.generation && target.generation !== p.generation;
+  }
+
+  /** Resolves once this replica holds `pos` (or a later generation of the database). */
+  waitFor(pos: Pos, signal?: AbortSignal): Promise<void> {
+    if (this.#reached(pos)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const w = { pos, resolve, reject };
+      this.#waiters.push(w);
+      signal?.addEventListener(
+        'abort',
+        () => {
+          this.#waiters = this.#waiters.filter((x) => x !== w);
+          reject(signal.reason);
+        },
+        { once: true },
+      );
+    });
+  }
+
+  /**
+   * Finds the position storage really holds for the database's generation: the end of its last
+   * segment after its latest snapshot. Takes a snapshot when storage has none for the generation,
+   * or when it cannot continue from what the shadow WAL still has.
+   */
+  async #resolvePos(dpos: Pos): Promise<void> {
+    const signal = this.#abort.signal;
+    const gen = dpos.generation;
+    if (!this.#needSnapshot) {
+      const snaps = await collect(listSnapshots(this.client, gen, { signal }));
+      const last = snaps.at(-1);
+      if (last) {
+        let pos = new Pos(gen, last.index, 0);
+        const segs = await collect(listWalSegments(this.client, gen, { signal }));
+        const lastSeg = segs.filter((s) => s.index >= last.index).at(-1);
+        if (lastSeg) pos = new Pos(gen, lastSeg.index, lastSeg.offset + (await this.#segmentLength(lastSeg)));
+        const local = await this.db.shadowSize(gen, pos.index);
+        const continuable =
+          comparePos(pos, dpos) <= 0 && local !== undefined && (pos.offset === 0 || pos.offset <= local);
+        if (continuable) {
+          if (!this.#pos || comparePos(this.#pos, pos) !== 0) {
+            this.#logger.info('replica position from storage', { db: this.db.path, replica: this.name, position: pos.toString() });
+          }
+          this.#setPos(pos);
+          return;
+        }
+        this.#logger.warn('replica cannot continue from what storage holds; taking a new snapshot', {
+          db: this.db.path,
+          replica: this.name,
+          storage: pos.toString(),
+          local: dpos.toString(),
+        });
+      }
+    }
+    const info = await this.#snapshotLocked();
+    this.#setPos(new Pos(gen, info.index, 0));
+  }
+
+  async #segmentLength(seg: WalSegmentInfo): Promise<number> {
+    const stream = await openWalSegment(this.client, new Pos(seg.generation, seg.index, seg.offset), {
+      signal: this.#abort.signal,
+    });
+    let n = 0;
+    for await (const chunk of stream) n += (chunk as Buffer).length;
+    return n;
+  }
+
+  /** Takes a snapshot of the database now (waiting for any sync in progress). */
+  snapshot(): Promise<SnapshotInfo> {
+    return this.#exclusive(() => this.#snapshotLocked());
+  }
+
+  async #snapshotLocked(): Promise<SnapshotInfo> {
+    const signal = this.#abort.signal;
+    const started = performance.now();
+    return this.db.withSnapshotLock(async (pos) => {
+      const stream = createReadStream(this.db.path, { highWaterMark: 1024 * 1024 });
+      const info = await writeSnapshot(this.client, pos.generation, pos.index, stream, { signal });
+      this.#needSnapshot = false;
+      this.db.events.emit('snapshot', {
+        db: this.db.path,
+        replica: this.name,
+        generation: pos.generation,
+        index: pos.index,
+        bytes: info.size,
+        durationMs: performance.now() - started,
+      });
+      this.#logger.info('snapshot written', { db: this.db.path, replica: this.name, position: pos.toString(), size: info.size });
+      return info;
+    });
+  }
+
+  /**
+   * Deletes what retention no longer needs: whole generations with no snapshot newer than the
+   * retention period, and in the others every snapshot and segment older than the oldest retained
+   * snapshot. Never deletes the current generation's latest snapshot or anything after it, and
+   * takes a snapshot first when none is recent enough.
+   */
+  async enforceRetention(): Promise<void> {
+    const signal = this.#abort.signal;
+    const cutoff = Date.now() - this.#options.retentionMs;
+    const current = this.db.pos?.generation;
+    const gens = await listGenerations(this.client, { signal });
+    const all = new Map<string, SnapshotInfo[]>();
+    for (const g of gens) all.set(g, await collect(listSnapshots(this.client, g, { signal })));
+    const anyRetained = [...all.values()].some((snaps) => snaps.some((s) => s.createdAt.getTime() >= cutoff));
+    if (!anyRetained && current) {
+      const info = await this.#snapshotLocked();
+      const list = all.get(current) ?? [];
+      list.push(info);
+      all.set(current, list);
+    }
+    for (const [g, snaps] of all) {
+      const retained = snaps.filter((s) => s.createdAt.getTime() >= cutoff);
+      if (g === current && retained.length === 0 && snaps.length > 0) retained.push(snaps.at(-1)!);
+      if (retained.length === 0) {
+        if (g === current) continue;
+        await deleteGeneration(this.client, g, { signal });
+        this.#logger.info('generation deleted by retention', { db: this.db.path, replica: this.name, generation: g });
+        continue;
+      }
+      const minIndex = Math.min(...retained.map((s) => s.index));
+      // Snapshots go first: a snapshot left behind by an interrupted run still has all its segments.
+      for (const s of snaps) if (s.index < minIndex) await deleteSnapshot(this.client, g, s.index, { signal });
+      const old: Pos[] = [];
+      for await (const seg of listWalSegments(this.client, g, { signal })) {
+        if (seg.index >= minIndex) break;
+        old.push(new Pos(g, seg.index, seg.offset));
+      }
+      if (old.length > 0) {
+        await deleteWalSegments(this.client, old, { signal });
+        this.#logger.info('segments deleted by retention', { db: this.db.path, replica: this.name, generation: g, count: old.length, beforeIndex: minIndex });
+      }
+    }
+  }
+
+  /** Restores this replica into a temp file and compares it with the database; emits 'validation'. */
+  async validate(): Promise<boolean> {
+    try {
+      const ok = await validateReplica(this, this.#abort.signal);
+      this.db.events.emit('validation', { db: this.db.path, replica: this.name, ok });
+      if (!ok) this.#logger.error('validation failed: the replica does not match the database', { db: this.db.path, replica: this.name });
+      return ok;
+    } catch (err) {
+      this.db.events.emit('validation', { db: this.db.path, replica: this.name, ok: false, error: err });
+      throw err;
+    }
+  }
+
+  /** Stops the timers; with `finalSync`, first uploads everything the shadow WAL holds. */
+  async stop(options: { finalSync?: boolean; signal?: AbortSignal } = {}): Promise<void> {
+    for (const t of [this.#timer, this.#snapshotTimer]) if (t) clearTimeout(t);
+    for (const t of [this.#retentionTimer, this.#validationTimer]) if (t) clearInterval(t);
+    this.#timer = undefined;
+    let error: unknown;
+    if (options.finalSync && this.#started && !this.#stopped) {
+      const onAbort = () => this.#abort.abort(options.signal!.reason);
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        // A replica that keeps failing gets a few tries with backoff, then the error is reported.
+        for (let attempt = 0; ; attempt++) {
+          try {
+            await this.#exclusive(() => this.sync());
+            break;
+          } catch (err) {
+            if (attempt >= 4 || isAbortError(err) || !isRetryable(err)) {
+              error = err;
+              break;
+            }
+            await sleep(backoffDelay(attempt, 250), this.#abort.signal);
+          }
+        }
+      } finally {
+        options.signal?.removeEventListener('abort', onAbort);
+      }
+    }
+    this.#stopped = true;
+    this.#abort.abort(new ReplicaError(`replica ${this.name} of ${this.db.path} stopped`));
+    for (const w of this.#waiters) w.reject(new ReplicaError(`replica ${this.name} of ${this.db.path} stopped before reaching ${w.pos}`));
+    this.#waiters = [];
+    while (this.#running) await this.#running.catch(() => undefined);
+    if (error !== undefined) throw error;
+  }
+}

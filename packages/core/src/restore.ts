@@ -1,0 +1,395 @@
+import { createRequire } from 'node:module';
+import { open, rename, rm, stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { Readable } from 'node:stream';
+import { WalApplier, decodeLz4Frame } from '@ls/wal';
+import type { ReplicaClient } from './client.js';
+import { InvalidArgumentError, LstreamError, throwIfAborted } from './errors.js';
+import { snapshotKey, walSegmentKey, type SnapshotInfo, type WalSegmentInfo } from './layout.js';
+import { noopLogger, type Logger } from './logger.js';
+import { Pos, isGenerationName } from './pos.js';
+import { collect, listGenerations, listSnapshots, listWalSegments } from './replica-store.js';
+import { withRetry } from './retry.js';
+
+/** Segments downloaded at once by default (Litestream's default parallelism). */
+export const RESTORE_PARALLELISM = 8;
+/** Compressed bytes downloaded ahead of the apply step, at most. */
+export const RESTORE_PREFETCH_BYTES = 32 * 1024 * 1024;
+/** Tries per object before a restore gives up on it. */
+export const RESTORE_ATTEMPTS = 5;
+
+/** Raised when a replica holds no backup to restore (no generation, or no snapshot). */
+export class NoBackupError extends LstreamError {
+  constructor(message: string) {
+    super('ENOBACKUP', message);
+  }
+}
+
+/** Raised when the objects a restore needs are not all there: a missing index or a gap between segments. */
+export class MissingSegmentError extends LstreamError {
+  constructor(
+    message: string,
+    readonly key: string,
+  ) {
+    super('EMISSING', message);
+  }
+}
+
+/** Raised when a restore target (index, generation, timestamp) is not in the replica. */
+export class TargetNotFoundError extends LstreamError {
+  constructor(message: string) {
+    super('ENOTARGET', message);
+  }
+}
+
+/** Raised when the restored database fails `PRAGMA integrity_check`. */
+export class IntegrityCheckError extends LstreamError {
+  constructor(
+    message: string,
+    readonly problems: string[],
+  ) {
+    super('EINTEGRITY', message);
+  }
+}
+
+/** Raised when the output path of a restore already exists. */
+export class OutputExistsError extends LstreamError {
+  constructor(readonly path: string) {
+    super('EEXIST', `${path} already exists; restore never overwrites a database: choose another -o path or move the file away`);
+  }
+}
+
+/** What to restore. With neither `index` nor `timestamp`, the latest state is restored. */
+export interface RestoreTarget {
+  /** Generation to restore from (default: the latest, or the one that was current at `timestamp`). */
+  generation?: string;
+  /** Restore through the end of this WAL index (requires nothing else; exclusive with `timestamp`). */
+  index?: number;
+  /** Restore to the last segment created at or before this time (segment granularity). */
+  timestamp?: Date;
+  /** Restore exactly up to the segments starting before this position (used by validation). */
+  pos?: Pos;
+}
+
+/** A restore plan: which snapshot and segments, in apply order. */
+export interface RestorePlan {
+  generation: string;
+  snapshot: SnapshotInfo;
+  segments: WalSegmentInfo[];
+  /** Compressed bytes to download. */
+  bytes: number;
+  /** Last WAL index applied (the snapshot's when there are no segments). */
+  index: number;
+}
+
+/** Progress of a running restore. */
+export interface RestoreProgress {
+  downloadedBytes: number;
+  totalBytes: number;
+  appliedSegments: number;
+  totalSegments: number;
+}
+
+/** Options of `restore`. */
+export interface RestoreOptions extends RestoreTarget {
+  outputPath: string;
+  parallelism?: number;
+  /** Run `PRAGMA integrity_check` on the result before it is renamed into place. */
+  integrityCheck?: boolean;
+  prefetchBytes?: number;
+  signal?: AbortSignal;
+  logger?: Logger;
+  onProgress?: (p: RestoreProgress) => void;
+}
+
+/** What a restore did. */
+export interface RestoreResult {
+  plan: RestorePlan;
+  /** Position the restored database corresponds to. */
+  pos: Pos;
+  /** Size of the restored database file. */
+  dbBytes: number;
+}
+
+function timeBounds(snaps: SnapshotInfo[], segs: WalSegmentInfo[]): { start: number; end: number } | undefined {
+  const times = [...snaps, ...segs].map((x) => x.createdAt.getTime());
+  if (times.length === 0) return undefined;
+  return { start: Math.min(...times), end: Math.max(...times) };
+}
+
+/**
+ * Works out what a restore needs: the generation (given, latest updated, or the one current at
+ * the timestamp), the latest snapshot at or before the target, and every segment from it to the
+ * target. Rejects with NoBackupError, TargetNotFoundError or MissingSegmentError (naming the object)
+ * when the replica cannot satisfy it.
+ */
+export async function planRestore(client: ReplicaClient, target: RestoreTarget, signal?: AbortSignal): Promise<RestorePlan> {
+  if (target.index !== undefined && target.timestamp !== undefined) {
+    throw new InvalidArgumentError('restore to an index or to a timestamp, not both');
+  }
+  if (target.index !== undefined && target.generation === undefined) {
+    throw new InvalidArgumentError('restoring to an index needs a generation too (-generation); list them with `lstream generations`');
+  }
+  if (target.generation !== undefined && !isGenerationName(target.generation)) {
+    throw new InvalidArgumentError(`'${target.generation}' is not a generation name (16 lowercase hex digits)`);
+  }
+  const gens = await listGenerations(client, { signal });
+  if (gens.length === 0) throw new NoBackupError('no backups found: the replica holds no generation');
+  let candidates = gens;
+  if (target.generation !== undefined) {
+    if (!gens.includes(target.generation)) {
+      throw new TargetNotFoundError(`generation ${target.generation} not found in the replica; it has ${gens.join(', ')}`);
+    }
+    candidates = [target.generation];
+  }
+  let best: { gen: string; snaps: SnapshotInfo[]; segs: WalSegmentInfo[]; start: number; end: number } | undefined;
+  for (const gen of candidates) {
+    const snaps = await collect(listSnapshots(client, gen, { signal }));
+    if (snaps.length === 0) continue;
+    const segs = await collect(listWalSegments(client, gen, { signal }));
+    const b = timeBounds(snaps, segs)!;
+    const ts = target.timestamp?.getTime();
+    if (ts !== undefined) {
+      if (b.start > ts) continue;
+      if (!best || b.start > best.start) best = { gen, snaps, segs, ...b };
+    } else if (!best || b.end > best.end) best = { gen, snaps, segs, ...b };
+  }
+  if (!best) {
+    if (target.timestamp) {
+      throw new TargetNotFoundError(`no generation has a snapshot at or before ${target.timestamp.toISOString()}`);
+    }
+    throw new NoBackupError(`no snapshots found in ${target.generation ? `generation ${target.generation}` : 'any generation'}`);
+  }
+  const { gen, snaps, segs } = best;
+  let snapshot: SnapshotInfo | undefined;
+  if (target.index !== undefined) snapshot = snaps.filter((s) => s.index <= target.index!).at(-1);
+  else if (target.pos !== undefined) snapshot = snaps.filter((s) => s.index <= target.pos!.index).at(-1);
+  else if (target.timestamp !== undefined) {
+    const ts = target.timestamp.getTime();
+    snapshot = snaps.filter((s) => s.createdAt.getTime() <= ts).at(-1);
+  } else snapshot = snaps.at(-1);
+  if (!snapshot) {
+    const what = target.index !== undefined ? `index ${target.index.toString(16).padStart(8, '0')}` : `${target.timestamp?.toISOString()}`;
+    throw new TargetNotFoundError(`generation ${gen} has no snapshot at or before ${what}`);
+  }
+  const chosen: WalSegmentInfo[] = [];
+  for (const s of segs) {
+    if (s.index < snapshot.index) continue;
+    if (target.index !== undefined && s.index > target.index) break;
+    if (target.pos !== undefined && (s.index > target.pos.index || (s.index === target.pos.index && s.offset >= target.pos.offset))) break;
+    if (target.timestamp !== undefined && s.createdAt.getTime() > target.timestamp.getTime()) break;
+    chosen.push(s);
+  }
+  const lastIndex = chosen.at(-1)?.index ?? snapshot.index;
+  if (target.index !== undefined && lastIndex < target.index) {
+    const latest = segs.at(-1)?.index ?? snapshot.index;
+    throw new TargetNotFoundError(
+      `index ${target.index.toString(16).padStart(8, '0')} not found in generation ${gen}; its latest index is ${latest.toString(16).padStart(8, '0')}`,
+    );
+  }
+  for (let index = snapshot.index, i = 0; index <= lastIndex; index++) {
+    const first = chosen[i];
+    if (!first || first.index !== index) {
+      if (index === snapshot.index && (!first || first.index > index) && chosen.length === 0) break;
+      throw new MissingSegmentError(
+        `WAL index ${index.toString(16).padStart(8, '0')} of generation ${gen} is missing from the replica`,
+        walSegmentKey(gen, index, 0),
+      );
+    }
+    if (first.offset !== 0) {
+      throw new MissingSegmentError(
+        `the first segment of WAL index ${index.toString(16).padStart(8, '0')} is missing (it must start at offset 0)`,
+        walSegmentKey(gen, index, 0),
+      );
+    }
+    while (chosen[i] && chosen[i]!.index === index) i++;
+  }
+  return {
+    generation: gen,
+    snapshot,
+    segments: chosen,
+    bytes: snapshot.size + chosen.reduce((a, s) => a + s.size, 0),
+    index: lastIndex,
+  };
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Restores a database from a replica into `outputPath`: the snapshot, then every segment up to the
+ * target, applied directly (no SQLite checkpoint), downloading up to `parallelism` objects ahead with
+ * retries per object. Every LZ4 content checksum and the WAL checksum chain are verified; the result is
+ * written to `<out>.tmp`, fsynced and renamed. On any failure nothing is left at `outputPath`.
+ */
+export async function restore(client: ReplicaClient, options: RestoreOptions): Promise<RestoreResult> {
+  const out = resolve(options.outputPath);
+  const tmp = `${out}.tmp`;
+  const logger = options.logger ?? noopLogger;
+  const signal = options.signal;
+  if (await exists(out)) throw new OutputExistsError(out);
+  const plan = await planRestore(client, options, signal);
+  const parallelism = Math.max(1, options.parallelism ?? RESTORE_PARALLELISM);
+  const prefetch = Math.max(1, options.prefetchBytes ?? RESTORE_PREFETCH_BYTES);
+  const progress: RestoreProgress = { downloadedBytes: 0, totalBytes: plan.bytes, appliedSegments: 0, totalSegments: plan.segments.length };
+  const report = () => options.onProgress?.({ ...progress });
+
+  const fetchObject = (key: string) =>
+    withRetry(async () => readAll(await client.open(key, { signal })), {
+      attempts: RESTORE_ATTEMPTS,
+      signal,
+      onRetry: (err, attempt, delayMs) => logger.warn('download failed; retrying', { key, attempt: attempt + 1, delayMs, error: String(err) }),
+    });
+
+  await rm(tmp, { force: true });
+  let applier: WalApplier | undefined;
+  try {
+    // Snapshot: streamed and decompressed straight into the file; a failed try starts over.
+    await withRetry(
+      async () => {
+        const raw = await client.open(snapshotKey(plan.generation, plan.snapshot.index), { signal });
+        let got = 0;
+        const counted = async function* () {
+          for await (const c of raw) {
+            got += (c as Buffer).length;
+            yield c as Buffer;
+          }
+        };
+        const fh = await open(tmp, 'w', 0o644);
+        try {
+          let off = 0;
+          for await (const chunk of decodeLz4Frame(counted())) {
+            await fh.write(chunk, 0, chunk.length, off);
+            off += chunk.length;
+          }
+        } catch (err) {
+          raw.destroy();
+          throw err;
+        } finally {
+          await fh.close();
+        }
+        progress.downloadedBytes += got;
+        report();
+      },
+      {
+        attempts: RESTORE_ATTEMPTS,
+        signal,
+        onRetry: (err, attempt, delayMs) =>
+          logger.warn('snapshot download failed; retrying', { generation: plan.generation, index: plan.snapshot.index, attempt: attempt + 1, delayMs, error: String(err) }),
+      },
+    );
+
+    // Segments: a window of downloads runs ahead of the apply step, bounded by count and bytes.
+    const segs = plan.segments;
+    const downloads: (Promise<Buffer> | undefined)[] = new Array(segs.length);
+    let started = 0;
+    let buffered = 0;
+    const pump = () => {
+      while (started < segs.length && started - progress.appliedSegments < parallelism) {
+        const s = segs[started]!;
+        if (buffered > 0 && buffered + s.size > prefetch) break;
+        buffered += s.size;
+        const p = fetchObject(walSegmentKey(s.generation, s.index, s.offset)).then((b) => {
+          progress.downloadedBytes += b.length;
+          report();
+          return b;
+        });
+        p.catch(() => undefined); // observed when its turn comes; avoids an unhandled rejection meanwhile
+        downloads[started++] = p;
+      }
+    };
+    pump();
+
+    applier = await WalApplier.open(tmp, { strict: true });
+    let pos = new Pos(plan.generation, plan.snapshot.index, 0);
+    let i = 0;
+    while (i < segs.length) {
+      const index = segs[i]!.index;
+      let expected = 0;
+      const source = async function* (): AsyncGenerator<Uint8Array> {
+        while (i < segs.length && segs[i]!.index === index) {
+          throwIfAborted(signal);
+          const s = segs[i]!;
+          if (s.offset !== expected) {
+            throw new MissingSegmentError(
+              `segment gap in generation ${plan.generation} index ${index.toString(16).padStart(8, '0')}: expected one at offset ${expected}, found ${s.offset}`,
+              walSegmentKey(s.generation, index, expected),
+            );
+          }
+          const raw = await downloads[i]!;
+          downloads[i] = undefined;
+          let n = 0;
+          for await (const chunk of decodeLz4Frame([raw])) {
+            n += chunk.length;
+            yield chunk;
+          }
+          buffered -= s.size;
+          expected = s.offset + n;
+          pos = new Pos(plan.generation, index, expected);
+          i++;
+          progress.appliedSegments++;
+          report();
+          pump();
+        }
+      };
+      await applier.apply(source());
+    }
+    await applier.close();
+    applier = undefined;
+
+    if (options.integrityCheck) await checkIntegrity(tmp);
+    const fh2 = await open(tmp, 'r+');
+    try {
+      await fh2.sync();
+    } finally {
+      await fh2.close();
+    }
+    const dbBytes = (await stat(tmp)).size;
+    if (await exists(out)) throw new OutputExistsError(out);
+    await rename(tmp, out);
+    await fsyncDir(dirname(out));
+    return { plan, pos, dbBytes };
+  } catch (err) {
+    if (applier) await applier.abort().catch(() => undefined);
+    await Promise.all([tmp, `${tmp}-wal`, `${tmp}-shm`].map((p) => rm(p, { force: true })));
+    throw err;
+  }
+}
+
+/** Runs `PRAGMA integrity_check` on the database at `path`; rejects with IntegrityCheckError unless it says ok. */
+export async function checkIntegrity(path: string): Promise<void> {
+  const require = createRequire(import.meta.url);
+  const Database = require('better-sqlite3') as typeof import('better-sqlite3');
+  const db = new Database(path, { fileMustExist: true });
+  let rows: string[];
+  try {
+    rows = (db.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check);
+  } finally {
+    db.close();
+  }
+  if (!(rows.length === 1 && rows[0] === 'ok')) {
+    throw new IntegrityCheckError(`${path}: integrity check failed: ${rows.slice(0, 5).join('; ')}`, rows);
+  }
+}

@@ -1,0 +1,217 @@
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import { LstreamError } from './errors.js';
+
+/** SQLite checkpoint modes lstream uses (FULL never). */
+export type CheckpointMode = 'PASSIVE' | 'RESTART' | 'TRUNCATE';
+
+/** What `PRAGMA wal_checkpoint` returned: busy flag, frames in the WAL, frames checkpointed. */
+export interface CheckpointResult {
+  busy: boolean;
+  log: number;
+  checkpointed: number;
+}
+
+/** Raised when lstream's own SQLite connection fails (bad database, not WAL-capable, I/O). */
+export class SqliteError extends LstreamError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ESQLITE', message, options);
+  }
+}
+
+/*
+ * The worker owns two connections to the database. `reader` holds a read transaction at all times
+ * except inside `checkpoint`, so no other process can checkpoint past lstream's position or restart
+ * the WAL behind its back. `writer` takes the write lock around the final copy of a checkpoint.
+ * They live in a worker because a checkpoint of a 40 MB WAL takes ~100 ms of synchronous I/O, which
+ * would stall the event loop of the app lstream runs in. Plain JavaScript, evaluated: the worker must
+ * run from `src/` under vitest and from `dist/` alike, without a TypeScript loader.
+ */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.betterSqlite3);
+let reader, writer;
+function beginRead() {
+  reader.exec('BEGIN');
+  reader.prepare('SELECT COUNT(1) FROM _litestream_seq').get();
+}
+const ops = {
+  open({ path, busyTimeoutMs }) {
+    reader = new Database(path, { fileMustExist: true, timeout: busyTimeoutMs });
+    const mode = reader.pragma('journal_mode = wal', { simple: true });
+    if (String(mode).toLowerCase() !== 'wal') throw new Error('journal_mode is ' + mode + ', could not switch the database to WAL');
+    reader.pragma('wal_autocheckpoint = 0');
+    reader.exec('CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER)');
+    reader.exec('CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER)');
+    writer = new Database(path, { fileMustExist: true, timeout: busyTimeoutMs });
+    writer.pragma('wal_autocheckpoint = 0');
+    const pageSize = reader.pragma('page_size', { simple: true });
+    beginRead();
+    return { pageSize };
+  },
+  touch() {
+    writer.prepare('INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1').run();
+    return null;
+  },
+  lock() {
+    try {
+      writer.exec('BEGIN IMMEDIATE');
+      return true;
+    } catch (err) {
+      if (err && (err.code === 'SQLITE_BUSY' || err.code === 'SQLITE_LOCKED')) return false;
+      throw err;
+    }
+  },
+  unlock() {
+    if (writer.inTransaction) writer.exec('ROLLBACK');
+    return null;
+  },
+  checkpoint() {
+    // Runs while 'writer' holds the write lock, so it is always PASSIVE: RESTART and TRUNCATE would
+    // wait for that lock. Their effect (a WAL restart, a truncated file) comes from restart().
+    if (reader.inTransaction) reader.exec('COMMIT');
+    try {
+      const [busy, log, checkpointed] = reader.prepare('PRAGMA wal_checkpoint(PASSIVE)').raw().get();
+      return { busy: busy !== 0, log, checkpointed };
+    } finally {
+      beginRead();
+    }
+  },
+  restart({ truncate }) {
+    // After a complete checkpoint the next write starts the WAL over from its beginning; with a
+    // size limit, that write also truncates the file.
+    if (truncate) writer.pragma('journal_size_limit = 0');
+    try {
+      ops.touch();
+    } finally {
+      if (truncate) writer.pragma('journal_size_limit = -1');
+    }
+    return null;
+  },
+  close() {
+    if (writer) { if (writer.inTransaction) writer.exec('ROLLBACK'); writer.close(); }
+    if (reader) { if (reader.inTransaction) reader.exec('ROLLBACK'); reader.close(); }
+    return null;
+  },
+};
+parentPort.on('message', ({ id, op, args }) => {
+  try {
+    parentPort.postMessage({ id, ok: true, value: ops[op](args || {}) });
+  } catch (err) {
+    parentPort.postMessage({ id, ok: false, error: { message: String(err && err.message || err), code: err && err.code } });
+  }
+});
+`;
+
+interface Reply {
+  id: number;
+  ok: boolean;
+  value?: unknown;
+  error?: { message: string; code?: string };
+}
+
+/**
+ * lstream's connection to a replicated database, run in a worker thread. Calls are serialised in the
+ * worker; every method resolves once SQLite has answered.
+ */
+export class SqliteConnection {
+  readonly #worker: Worker;
+  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void; op: string }>();
+  #nextId = 1;
+  #closed = false;
+  #failure: Error | undefined;
+
+  private constructor(readonly path: string) {
+    const require = createRequire(import.meta.url);
+    this.#worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { betterSqlite3: require.resolve('better-sqlite3') } });
+    this.#worker.unref();
+    this.#worker.on('message', (m: Reply) => {
+      const p = this.#pending.get(m.id);
+      if (!p) return;
+      this.#pending.delete(m.id);
+      if (this.#pending.size === 0) this.#worker.unref();
+      if (m.ok) p.resolve(m.value);
+      else {
+        const code = m.error?.code ? ` (${m.error.code})` : '';
+        p.reject(new SqliteError(`${this.path}: SQLite ${p.op} failed: ${m.error?.message ?? 'unknown error'}${code}`));
+      }
+    });
+    this.#worker.on('error', (err) => this.#fail(err));
+    this.#worker.on('exit', (code) => {
+      if (!this.#closed) this.#fail(new SqliteError(`${this.path}: SQLite worker exited with code ${code}`));
+    });
+  }
+
+  #fail(err: Error): void {
+    this.#failure ??= err;
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
+  }
+
+  #call<T>(op: string, args?: object): Promise<T> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#closed) return Promise.reject(new SqliteError(`${this.path}: connection is closed`));
+    const id = this.#nextId++;
+    // The worker keeps the process alive only while a call is waiting on it.
+    if (this.#pending.size === 0) this.#worker.ref();
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, op });
+      this.#worker.postMessage({ id, op, args });
+    });
+  }
+
+  /**
+   * Opens the database in WAL mode with autocheckpoint off, creates the `_litestream_seq` and
+   * `_litestream_lock` tables, and starts the held read transaction. Resolves with the page size.
+   */
+  static async open(path: string, busyTimeoutMs: number): Promise<{ conn: SqliteConnection; pageSize: number }> {
+    const conn = new SqliteConnection(path);
+    try {
+      const { pageSize } = await conn.#call<{ pageSize: number }>('open', { path, busyTimeoutMs });
+      return { conn, pageSize };
+    } catch (err) {
+      await conn.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Writes one row to `_litestream_seq`, which makes SQLite create (or restart) the WAL. */
+  touch(): Promise<void> {
+    return this.#call('touch');
+  }
+
+  /** Takes the database write lock (`BEGIN IMMEDIATE`); resolves false when the app holds it past the busy timeout. */
+  lock(): Promise<boolean> {
+    return this.#call('lock');
+  }
+
+  /** Releases the write lock taken by `lock`. */
+  unlock(): Promise<void> {
+    return this.#call('unlock');
+  }
+
+  /**
+   * Releases the held read transaction, runs a PASSIVE checkpoint and takes the read transaction
+   * again. Call it while holding the write lock (`lock`), so no commit can land between lstream's
+   * last copy of the WAL and the checkpoint.
+   */
+  checkpoint(): Promise<CheckpointResult> {
+    return this.#call('checkpoint');
+  }
+
+  /** Forces a WAL restart after a complete checkpoint; `truncate` also shrinks the WAL file to its new content. */
+  restart(truncate: boolean): Promise<void> {
+    return this.#call('restart', { truncate });
+  }
+
+  /** Ends both transactions and closes both connections and the worker. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      if (!this.#failure) await this.#call('close');
+    } finally {
+      this.#closed = true;
+      await this.#worker.terminate();
+    }
+  }
+}
