@@ -1,3 +1,4 @@
+import { defineConfig } from 'tsup';
 import { lstreamBuild } from '../../tsup.shared.js';
 
-export default lstreamBuild;
+export default defineConfig({ ...lstreamBuild, entry: ['src/main.ts'], dts: false });

@@ -1,0 +1,190 @@
+import { existsSync } from 'node:fs';
+import cliProgress from 'cli-progress';
+import {
+  NoBackupError,
+  OutputExistsError,
+  planRestore,
+  restore,
+  type ReplicaClient,
+  type RestorePlan,
+  type RestoreTarget,
+} from '@ls/core';
+import { isReplicaUrl } from '@ls/config';
+import { CONFIG_FLAGS, parseCommandArgs } from '../argv.js';
+import { resolveReplicas, type ResolvedReplica } from '../context.js';
+import { UsageError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { formatTime } from '../output.js';
+
+export const usage = `Restores a database from a replica to its latest state or to a point in time.
+
+Usage:
+  lstream restore [flags] DB_PATH
+  lstream restore [flags] -o OUTPUT REPLICA_URL
+
+Flags:
+  -config PATH          config file
+  -no-expand-env        do not expand $VAR in the config file
+  -o PATH               output path (default: the database path, config mode only)
+  -replica NAME         restore from this replica (default: the one with the latest data)
+  -generation NAME      restore from this generation (default: the latest)
+  -index HEX            restore through the end of this WAL index (needs -generation)
+  -timestamp TIME       restore to the last segment created at or before this RFC 3339 time
+  -parallelism N        objects downloaded at once (default 8)
+  -if-db-not-exists     succeed without restoring when the output already exists
+  -if-replica-exists    succeed without restoring when the replica holds no backup
+  -integrity-check      run PRAGMA integrity_check before putting the result in place
+  -dry-run              print what would be downloaded and the position reached, and stop
+  -json                 print the result (or the plan) as JSON
+`;
+
+const OPTIONS = {
+  ...CONFIG_FLAGS,
+  o: { type: 'string' },
+  replica: { type: 'string' },
+  generation: { type: 'string' },
+  index: { type: 'string' },
+  timestamp: { type: 'string' },
+  parallelism: { type: 'string' },
+  'if-db-not-exists': { type: 'boolean' },
+  'if-replica-exists': { type: 'boolean' },
+  'integrity-check': { type: 'boolean' },
+  'dry-run': { type: 'boolean' },
+  json: { type: 'boolean' },
+} as const;
+
+function parseTarget(values: { generation?: string; index?: string; timestamp?: string }): RestoreTarget {
+  const target: RestoreTarget = {};
+  if (values.generation !== undefined) target.generation = values.generation;
+  if (values.index !== undefined) {
+    if (!/^[0-9a-fA-F]{1,8}$/.test(values.index) || parseInt(values.index, 16) > 0x7fffffff) {
+      throw new UsageError(`restore: -index takes a WAL index in hex (as \`lstream wal\` shows it, e.g. 1f), got '${values.index}'`, 'restore');
+    }
+    target.index = parseInt(values.index, 16);
+  }
+  if (values.timestamp !== undefined) {
+    const ts = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(values.timestamp) ? new Date(values.timestamp) : undefined;
+    if (!ts || Number.isNaN(ts.getTime())) {
+      throw new UsageError(`restore: -timestamp takes an RFC 3339 time such as 2026-11-26T19:38:29Z, got '${values.timestamp}'`, 'restore');
+    }
+    target.timestamp = ts;
+  }
+  return target;
+}
+
+function planSummary(name: string, plan: RestorePlan) {
+  const hex = (n: number) => n.toString(16).padStart(8, '0');
+  const last = plan.segments.at(-1);
+  return {
+    replica: name,
+    generation: plan.generation,
+    snapshot: { index: plan.snapshot.index, size: plan.snapshot.size, created: formatTime(plan.snapshot.createdAt) },
+    segments: plan.segments.length,
+    indexes: plan.segments.length ? `${hex(plan.segments[0]!.index)}..${hex(plan.index)}` : hex(plan.snapshot.index),
+    bytes: plan.bytes,
+    position: last ? `${plan.generation}/${hex(last.index)}:${last.offset}+` : `${plan.generation}/${hex(plan.snapshot.index)}:0`,
+  };
+}
+
+/** Picks the replica to restore from: the named one, the only one, or the one whose chosen generation was updated last. */
+async function choose(replicas: ResolvedReplica[], target: RestoreTarget): Promise<{ r: ResolvedReplica; plan: RestorePlan } | undefined> {
+  let best: { r: ResolvedReplica; plan: RestorePlan; updated: number } | undefined;
+  let lastErr: unknown;
+  for (const r of replicas) {
+    try {
+      const plan = await planRestore(r.client as ReplicaClient, target);
+      const times = [plan.snapshot.createdAt.getTime(), ...plan.segments.map((s) => s.createdAt.getTime())];
+      const updated = Math.max(...times);
+      if (!best || updated > best.updated) best = { r, plan, updated };
+    } catch (err) {
+      if (!(err instanceof NoBackupError) || replicas.length === 1) throw err;
+      lastErr = err;
+    }
+  }
+  if (!best && lastErr) throw lastErr;
+  return best;
+}
+
+/** Runs `lstream restore`. */
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs('restore', argv, OPTIONS);
+  if (positionals.length !== 1) throw new UsageError('restore: expected one database path or replica URL', 'restore');
+  const arg = positionals[0]!;
+  const target = parseTarget(values);
+  let parallelism: number | undefined;
+  if (values.parallelism !== undefined) {
+    parallelism = Number(values.parallelism);
+    if (!Number.isInteger(parallelism) || parallelism < 1) throw new UsageError('restore: -parallelism must be a positive integer', 'restore');
+  }
+  const url = isReplicaUrl(arg);
+  if (url && values.o === undefined) throw new UsageError('restore: a replica URL needs an output path (-o PATH)', 'restore');
+  const replicas = await resolveReplicas(arg, values);
+  const output = values.o ?? replicas[0]?.db?.path ?? arg;
+  const logger = createLogger({ stderr: true, level: 'warn' });
+
+  if (existsSync(output) && !values['dry-run']) {
+    if (values['if-db-not-exists']) {
+      process.stderr.write(`database already exists at ${output}, skipping restore\n`);
+      return 0;
+    }
+    throw new OutputExistsError(output);
+  }
+
+  let chosen: Awaited<ReturnType<typeof choose>>;
+  try {
+    chosen = await choose(replicas, target);
+  } catch (err) {
+    if (err instanceof NoBackupError && values['if-replica-exists']) {
+      process.stderr.write(`no backups found, skipping restore\n`);
+      return 0;
+    }
+    throw err;
+  }
+  if (!chosen) throw new NoBackupError('no backups found in any replica');
+  const summary = planSummary(chosen.r.config.name, chosen.plan);
+
+  if (values['dry-run']) {
+    if (values.json) process.stdout.write(JSON.stringify({ output, ...summary }, null, 2) + '\n');
+    else {
+      process.stdout.write(
+        `would restore ${output} from replica ${summary.replica}, generation ${summary.generation}\n` +
+          `  snapshot index ${chosen.plan.snapshot.index.toString(16).padStart(8, '0')} (${summary.snapshot.size} bytes, created ${summary.snapshot.created})\n` +
+          `  ${summary.segments} WAL segments, indexes ${summary.indexes}\n` +
+          `  ${summary.bytes} bytes to download\n` +
+          `  reaching ${summary.position}\n`,
+      );
+    }
+    return 0;
+  }
+
+  const bar =
+    process.stderr.isTTY && !values.json
+      ? new cliProgress.SingleBar(
+          { format: 'restoring [{bar}] {percentage}% | {value}/{total} bytes | {segs} segments', stream: process.stderr, hideCursor: true },
+          cliProgress.Presets.shades_classic,
+        )
+      : undefined;
+  bar?.start(chosen.plan.bytes, 0, { segs: `0/${chosen.plan.segments.length}` });
+  const started = performance.now();
+  let result;
+  try {
+    result = await restore(chosen.r.client, {
+      ...target,
+      generation: chosen.plan.generation,
+      outputPath: output,
+      parallelism,
+      integrityCheck: values['integrity-check'] ?? false,
+      logger,
+      onProgress: (p) => bar?.update(p.downloadedBytes, { segs: `${p.appliedSegments}/${p.totalSegments}` }),
+    });
+  } finally {
+    bar?.stop();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  if (values.json) {
+    process.stdout.write(JSON.stringify({ ...summary, output, position: result.pos.toString(), downloadedBytes: summary.bytes, bytes: result.dbBytes, seconds }, null, 2) + '\n');
+  } else {
+    process.stdout.write(`restored ${output} to ${result.pos.toString()} (${result.dbBytes} bytes) from replica ${summary.replica} in ${seconds.toFixed(2)}s\n`);
+  }
+  return 0;
+}

@@ -1,0 +1,71 @@
+import { resolve } from 'node:path';
+import {
+  ConfigError,
+  createReplicaClient,
+  isReplicaUrl,
+  loadConfigFile,
+  replicaConfigFromUrl,
+  resolveConfigPath,
+  type DbConfig,
+  type LstreamConfig,
+  type ReplicaConfig,
+} from '@ls/config';
+import type { ReplicaClient } from '@ls/core';
+import { UsageError } from './errors.js';
+
+/** Loads the config file named by `-config` or the usual lookup; undefined when there is none and none was asked for. */
+export async function loadConfig(flags: { config?: string; 'no-expand-env'?: boolean }, required: boolean): Promise<LstreamConfig | undefined> {
+  const found = resolveConfigPath(flags.config);
+  if (!found) {
+    if (!required) return undefined;
+    throw new UsageError(
+      'no config file: pass -config PATH, set $LSTREAM_CONFIG, or create /etc/lstream.yml (or give a replica URL instead of a database path)',
+    );
+  }
+  return loadConfigFile(found.path, { expandEnv: !flags['no-expand-env'] });
+}
+
+/** Finds the config entry of the database at `path`. */
+export function findDb(config: LstreamConfig, path: string): DbConfig {
+  const abs = resolve(path);
+  const db = config.dbs.find((d) => d.path === abs);
+  if (!db) {
+    throw new ConfigError(`database ${abs} is not in the config file${config.file ? ` ${config.file}` : ''}`, {
+      hint: `Configured databases: ${config.dbs.map((d) => d.path).join(', ') || 'none'}.`,
+    });
+  }
+  return db;
+}
+
+/** A replica resolved from the command line: its config and client. */
+export interface ResolvedReplica {
+  config: ReplicaConfig;
+  client: ReplicaClient;
+  /** The database it belongs to (config mode only). */
+  db?: DbConfig;
+}
+
+/**
+ * Resolves the replicas a read command works on: from a URL argument, or from the config entry of
+ * the database argument (all of them, or the one named by `-replica`).
+ */
+export async function resolveReplicas(
+  target: string,
+  flags: { config?: string; 'no-expand-env'?: boolean; replica?: string },
+): Promise<ResolvedReplica[]> {
+  if (isReplicaUrl(target)) {
+    if (flags.config !== undefined) throw new UsageError('cannot specify a replica URL and the -config flag together');
+    const config = replicaConfigFromUrl(target);
+    return [{ config, client: await createReplicaClient(config) }];
+  }
+  const cfg = (await loadConfig(flags, true))!;
+  const db = findDb(cfg, target);
+  let replicas = db.replicas;
+  if (flags.replica !== undefined) {
+    replicas = replicas.filter((r) => r.name === flags.replica);
+    if (replicas.length === 0) {
+      throw new UsageError(`database ${db.path} has no replica named '${flags.replica}'; it has ${db.replicas.map((r) => r.name).join(', ')}`);
+    }
+  }
+  return Promise.all(replicas.map(async (r) => ({ config: r, client: await createReplicaClient(r), db })));
+}

@@ -1,0 +1,254 @@
+// End to end: the real `lstream` binary replicates a database written by a separate process, and
+// restores it; Litestream's own restore procedure (lz4 CLI + sqlite3 CLI) reads what it wrote.
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dump, litestreamRestore, lstream, sleep, startLstream, startWriter, tempDir, write } from './helpers.js';
+
+let dir: string;
+let cleanup: () => void;
+beforeAll(() => ({ dir, cleanup } = tempDir('lstream-e2e-')));
+afterAll(() => cleanup());
+
+function config(name: string, extra = '', replicaExtra = ''): { db: string; replica: string; configPath: string } {
+  const db = join(dir, `${name}.db`);
+  const replica = join(dir, `${name}-replica`);
+  const configPath = join(dir, `${name}.yml`);
+  writeFileSync(
+    configPath,
+    `dbs:
+  - path: ${db}
+    min-checkpoint-page-count: 40
+${extra}    replicas:
+      - url: file://${replica}
+        sync-interval: 0s
+${replicaExtra}`,
+  );
+  return { db, replica, configPath };
+}
+
+function generationsOf(replica: string): string[] {
+  return existsSync(join(replica, 'generations')) ? readdirSync(join(replica, 'generations')).sort() : [];
+}
+
+describe('lstream replicate and restore', () => {
+  it('replicates a database written by another process, stops with a final sync, and restores it row for row', async () => {
+    const { db, replica, configPath } = config('basic');
+    write(db, ['--rows', '50']);
+    const rep = startLstream(['replicate', '-config', configPath]);
+    await rep.waitFor(/msg="replica synced"/);
+    const writer = startWriter(db, ['--rows', '2000', '--batch', '10', '--size', '400', '--interval-ms', '2']);
+    expect(await writer.exited).toBe(0);
+    expect(await rep.stop('SIGTERM')).toBe(0);
+    expect(rep.lines.some((l) => l.includes('stopped after a final sync'))).toBe(true);
+
+    const out = join(dir, 'basic-restored.db');
+    const r = lstream(['restore', '-config', configPath, '-o', out, '-integrity-check', db]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const source = dump(db);
+    const restored = dump(out);
+    expect(restored.integrity).toBe('ok');
+    expect(restored.rows.length).toBe(2050);
+    expect(restored.rows).toEqual(source.rows);
+    expect(existsSync(`${out}.tmp`)).toBe(false);
+
+    // The listings work in config and URL mode, with Litestream's columns.
+    const gens = lstream(['generations', '-config', configPath, db]);
+    expect(gens.code).toBe(0);
+    expect(gens.stdout.split('\n')[0]).toMatch(/^name\s+generation\s+lag\s+start\s+end$/);
+    const wal = lstream(['wal', '--json', `file://${replica}`]);
+    const segs = JSON.parse(wal.stdout) as { index: number; offset: number }[];
+    expect(segs.length).toBeGreaterThan(3);
+    const snaps = lstream(['snapshots', `file://${replica}`]);
+    expect(snaps.stdout.split('\n')[0]).toMatch(/^replica\s+generation\s+index\s+size\s+created$/);
+    const firstSnapshot = Number(snaps.stdout.split('\n')[1]!.split(/\s+/)[2]);
+    expect(segs[0]).toMatchObject({ index: firstSnapshot, offset: 0 });
+    const dbs = lstream(['databases', '-config', configPath]);
+    expect(dbs.stdout).toContain(db);
+  });
+
+  it('restores to every WAL index exactly as Litestream would, and by timestamp to the last segment at or before it', async () => {
+    const { db, replica, configPath } = config('indexes');
+    write(db, ['--rows', '10']);
+    const rep = startLstream(['replicate', '-config', configPath]);
+    await rep.waitFor(/msg="replica synced"/);
+    // Small commits spread out so segments get distinct timestamps and checkpoints make several indexes.
+    const writer = startWriter(db, ['--rows', '1200', '--batch', '20', '--size', '600', '--interval-ms', '15']);
+    expect(await writer.exited).toBe(0);
+    expect(await rep.stop()).toBe(0);
+
+    const [gen] = generationsOf(replica);
+    const segs = JSON.parse(lstream(['wal', '-json', `file://${replica}`]).stdout) as {
+      generation: string;
+      index: number;
+      offset: number;
+      created: string;
+    }[];
+    const indexes = [...new Set(segs.map((s) => s.index))];
+    expect(indexes.length).toBeGreaterThanOrEqual(4);
+    let previous = -1;
+    for (const index of indexes) {
+      const ours = join(dir, `idx-${index}.db`);
+      const theirs = join(dir, `idx-${index}-litestream.db`);
+      const r = lstream(['restore', '-o', ours, '-generation', gen!, '-index', index.toString(16), `file://${replica}`]);
+      expect(r.code, r.stderr).toBe(0);
+      litestreamRestore(replica, gen!, index, theirs);
+      const a = dump(ours);
+      expect(a.integrity).toBe('ok');
+      expect(a.rows).toEqual(dump(theirs).rows);
+      expect(a.rows.length).toBeGreaterThanOrEqual(previous);
+      previous = a.rows.length;
+    }
+    expect(previous).toBe(1210);
+
+    // Timestamp: pick a segment in the middle; the restore must include it and nothing after it.
+    const mid = segs[Math.floor(segs.length / 2)]!;
+    const next = segs[segs.indexOf(mid) + 1]!;
+    expect(new Date(next.created).getTime()).toBeGreaterThan(new Date(mid.created).getTime());
+    const out = join(dir, 'ts.db');
+    const r = lstream(['restore', '-o', out, '-timestamp', mid.created, `file://${replica}`]);
+    expect(r.code, r.stderr).toBe(0);
+    const theirs = join(dir, 'ts-litestream.db');
+    const hex = (n: number) => n.toString(16).padStart(8, '0');
+    litestreamRestore(replica, gen!, mid.index, theirs, `${hex(mid.index)}_${hex(mid.offset)}.wal.lz4`);
+    expect(dump(out).rows).toEqual(dump(theirs).rows);
+  });
+
+  it('continues the generation across a restart, and starts a new one after an external TRUNCATE checkpoint', async () => {
+    const { db, replica, configPath } = config('restart');
+    write(db, ['--rows', '100']);
+    let rep = startLstream(['replicate', '-config', configPath]);
+    await rep.waitFor(/msg="replica synced"/);
+    expect(await rep.stop()).toBe(0);
+    const snapsBefore = lstream(['snapshots', '-json', `file://${replica}`]).stdout;
+
+    // Restart on an unchanged database: same generation, no new snapshot.
+    rep = startLstream(['replicate', '-config', configPath]);
+    await rep.waitFor(/msg="replicating database"/);
+    await sleep(300);
+    expect(await rep.stop()).toBe(0);
+    expect(generationsOf(replica)).toHaveLength(1);
+    expect(lstream(['snapshots', '-json', `file://${replica}`]).stdout).toBe(snapsBefore);
+    expect(rep.lines.some((l) => l.includes('new generation'))).toBe(false);
+
+    // While the writer keeps its connection open across a restart, the WAL survives: same generation.
+    const writer = startWriter(db, ['--rows', '0', '--batch', '1', '--interval-ms', '20', '--autocheckpoint', '0']);
+    rep = startLstream(['replicate', '-config', configPath]);
+    await writer.waitFor(/committed/);
+    await sleep(300);
+    expect(await rep.stop()).toBe(0);
+    await sleep(200);
+    rep = startLstream(['replicate', '-config', configPath]);
+    await rep.waitFor(/msg="replica synced"/);
+    await sleep(300);
+    expect(await writer.stop()).toBe(0);
+    expect(await rep.stop()).toBe(0);
+    expect(generationsOf(replica)).toHaveLength(1);
+
+    // An external TRUNCATE checkpoint while lstream is down breaks continuity: a new generation.
+    write(db, ['--rows', '30', '--autocheckpoint', '0']);
+    const { spawnSync } = await import('node:child_process');
+    expect(spawnSync('sqlite3', [db, 'PRAGMA wal_checkpoint(TRUNCATE);']).status).toBe(0);
+    write(db, ['--rows', '30']);
+    rep = startLstream(['replicate', '-config', configPath]);
+    await rep.waitFor(/msg="new generation".*reason=/);
+    await rep.waitFor(/msg="replica synced"/);
+    expect(await rep.stop()).toBe(0);
+    expect(generationsOf(replica)).toHaveLength(2);
+    const out = join(dir, 'restart-restored.db');
+    expect(lstream(['restore', '-o', out, `file://${replica}`]).code).toBe(0);
+    expect(dump(out).rows).toEqual(dump(db).rows);
+  });
+
+  it('refuses a second lstream on the same database, naming the holder', async () => {
+    const { db, configPath } = config('lock');
+    write(db, ['--rows', '10']);
+    const rep = startLstream(['replicate', '-config', configPath]);
+    await rep.waitFor(/msg="replicating database"/);
+    const other = join(dir, 'lock-other');
+    const second = lstream(['replicate', db, `file://${other}`]);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain(`process ${rep.child.pid}`);
+    expect(second.stderr).toContain('ELOCKED');
+    expect(await rep.stop()).toBe(0);
+  });
+
+  it('runs and supervises -exec, stopping with a final sync when the child exits', async () => {
+    const { db, replica, configPath } = config('exec');
+    write(db, ['--rows', '1']);
+    const rep = startLstream(['replicate', '-config', configPath, '-exec', `"${process.execPath}" ${join(import.meta.dirname, 'writer.mjs')} ${db} --rows 500 --batch 5`]);
+    expect(await rep.exited).toBe(0);
+    const out = join(dir, 'exec-restored.db');
+    expect(lstream(['restore', '-o', out, `file://${replica}`]).code).toBe(0);
+    expect(dump(out).rows).toHaveLength(501);
+  });
+});
+
+describe('lstream restore', () => {
+  it('fails cleanly on a damaged replica, naming the missing object and leaving nothing at the output path', async () => {
+    const { db, replica, configPath } = config('damaged');
+    write(db, ['--rows', '10']);
+    const rep = startLstream(['replicate', '-config', configPath]);
+    await rep.waitFor(/msg="replica synced"/);
+    write(db, ['--rows', '300', '--batch', '3', '--interval-ms', '5']);
+    await sleep(300);
+    expect(await rep.stop()).toBe(0);
+    const [gen] = generationsOf(replica);
+    const walDir = join(replica, 'generations', gen!, 'wal');
+    const segs = readdirSync(walDir).sort();
+    // A segment in the middle of an index (its successor continues the same index).
+    const i = segs.findIndex((s, k) => k > 0 && segs[k + 1]?.slice(0, 8) === s.slice(0, 8) && !s.endsWith('_00000000.wal.lz4'));
+    expect(i).toBeGreaterThan(0);
+    const out = join(dir, 'damaged-restored.db');
+
+    // Flipped bytes: the LZ4 content checksum catches them.
+    const victim = join(walDir, segs[i]!);
+    const original = readFileSync(victim);
+    const damaged = Buffer.from(original);
+    damaged[Math.floor(damaged.length / 2)]! ^= 0xff;
+    writeFileSync(victim, damaged);
+    let r = lstream(['restore', '-o', out, `file://${replica}`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/ECORRUPT|ECHECKSUM|ELZ4/);
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(`${out}.tmp`)).toBe(false);
+
+    // A missing segment: the gap is named.
+    rmSync(victim);
+    r = lstream(['restore', '-o', out, `file://${replica}`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('EMISSING');
+    expect(r.stderr).toContain(`offset ${parseInt(segs[i]!.slice(9, 17), 16)}`);
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(`${out}.tmp`)).toBe(false);
+  });
+
+  it('honours -if-db-not-exists, -if-replica-exists and -dry-run', () => {
+    const empty = join(dir, 'empty-replica');
+    const out = join(dir, 'never.db');
+    const none = lstream(['restore', '-o', out, `file://${empty}`]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('ENOBACKUP');
+    expect(lstream(['restore', '-if-replica-exists', '-o', out, `file://${empty}`]).code).toBe(0);
+    expect(existsSync(out)).toBe(false);
+
+    const { db, replica } = config('basic');
+    expect(lstream(['restore', '-o', db, `file://${replica}`]).code).toBe(1);
+    expect(lstream(['restore', '-if-db-not-exists', '-o', db, `file://${replica}`]).code).toBe(0);
+
+    const dry = lstream(['restore', '-dry-run', '-json', '-o', out, `file://${replica}`]);
+    expect(dry.code).toBe(0);
+    const plan = JSON.parse(dry.stdout) as { segments: number; bytes: number; generation: string };
+    expect(plan.segments).toBeGreaterThan(0);
+    expect(plan.bytes).toBeGreaterThan(0);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('rejects bad flags with a usage error', () => {
+    const r = lstream(['restore', '-index', 'zz', '-o', '/tmp/x.db', 'file:///nonexistent']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('-index takes a WAL index in hex');
+    expect(lstream(['restore', '-bogus', 'x']).stderr).toContain('unknown flag -bogus');
+  });
+});

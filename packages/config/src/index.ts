@@ -1,0 +1,10 @@
+export { ConfigError, type ConfigErrorOptions } from './config-error.js';
+export type { DbConfig, LoggingConfig, LstreamConfig, ReplicaConfig } from './config-types.js';
+export { parseConfig, type ParseConfigOptions } from './parse-config.js';
+export { loadConfigFile, type LoadConfigOptions } from './load-config-file.js';
+export { resolveConfigPath } from './resolve-config-path.js';
+export { isReplicaUrl, parseReplicaUrl } from './replica-url.js';
+export { replicaConfigFromUrl } from './replica-config-from-url.js';
+export { createReplicaClient, registerClientFactory, type ClientFactory } from './client-factory.js';
+export { redactConfig } from './redact-config.js';
+export { REPLICA_LOCK_NAME, startDatabases, type RunningDatabases } from './run-databases.js';

@@ -1,0 +1,200 @@
+import { dirname, resolve } from 'node:path';
+import type { DbOptions, ReplicaOptions } from '@ls/core';
+import { buildReplica, type RawReplica } from './build-replica.js';
+import type { DbConfig, LoggingConfig, LstreamConfig, ReplicaConfig } from './config-types.js';
+import { expandEnv } from './expand-env.js';
+import { expandPath } from './expand-path.js';
+import { YamlSource, type Section } from './yaml-source.js';
+
+/** Configures `parseConfig`. */
+export interface ParseConfigOptions {
+  /** Path of the file the text came from; named in errors and kept as `LstreamConfig.file`. */
+  file?: string;
+  /** Expand `$VAR` and `${VAR}` before parsing, as Litestream does (default true; `-no-expand-env` turns it off). */
+  expandEnv?: boolean;
+  /** Variables for expansion (default `process.env`). */
+  env?: Record<string, string | undefined>;
+  /** Directory relative paths are resolved against (default the file's directory, else the working directory). */
+  cwd?: string;
+}
+
+const TOP_KEYS = ['addr', 'exec', 'access-key-id', 'secret-access-key', 'logging', 'dbs'];
+const LOGGING_KEYS = ['level', 'type', 'stderr'];
+const DB_KEYS = [
+  'path',
+  'meta-path',
+  'monitor-interval',
+  'checkpoint-interval',
+  'busy-timeout',
+  'min-checkpoint-page-count',
+  'max-checkpoint-page-count',
+  'truncate-page-count',
+  'max-shadow-wal-size',
+  'replicas',
+];
+const REPLICA_KEYS = [
+  'url',
+  'type',
+  'name',
+  'path',
+  'retention',
+  'retention-check-interval',
+  'sync-interval',
+  'snapshot-interval',
+  'validation-interval',
+  'bucket',
+  'region',
+  'endpoint',
+  'force-path-style',
+  'skip-verify',
+  'access-key-id',
+  'secret-access-key',
+];
+
+const KEEP_LITESTREAM = 'Remove it, or keep using Litestream for this database.';
+const DB_SPECIAL = {
+  replica: {
+    problem: "'replica' (a single replica) is not part of the Litestream v0.3 format lstream reads",
+    hint: "List replicas under 'replicas:' instead, e.g. replicas: [{url: s3://bucket/db}].",
+  },
+};
+const REPLICA_SPECIAL: Record<string, { problem: string; hint: string }> = {
+  age: { problem: 'age encryption is not supported by lstream yet', hint: KEEP_LITESTREAM },
+};
+for (const [key, kind] of [
+  ['account-name', 'abs'],
+  ['account-key', 'abs'],
+  ['host', 'sftp'],
+  ['user', 'sftp'],
+  ['password', 'sftp'],
+  ['key-path', 'sftp'],
+] as const) {
+  REPLICA_SPECIAL[key] = { problem: `'${key}' configures ${kind} replicas, which are not supported by lstream yet`, hint: KEEP_LITESTREAM };
+}
+
+const LEVELS: Record<string, LoggingConfig['level']> = { debug: 'debug', info: 'info', warn: 'warn', warning: 'warn', error: 'error' };
+
+/**
+ * Parses the text of an lstream config file (Litestream v0.3 YAML: `addr`, `exec`, `logging`,
+ * global credentials and `dbs` with their `replicas`) into a validated config. Throws ConfigError,
+ * with the key and line, for YAML syntax errors, unknown keys, bad values, duplicate databases or
+ * replica names, databases without replicas, and Litestream features lstream does not support yet.
+ */
+export function parseConfig(text: string, opts: ParseConfigOptions = {}): LstreamConfig {
+  const expanded = opts.expandEnv === false ? { text } : expandEnv(text, opts.env ?? process.env);
+  const src = new YamlSource(expanded.text, { file: opts.file, lineMap: expanded.lineMap });
+  const cwd = opts.cwd ?? (opts.file !== undefined ? dirname(resolve(opts.file)) : process.cwd());
+
+  const top = src.section(src.root, '', 1);
+  top.checkKeys(TOP_KEYS);
+  const config: LstreamConfig = { logging: parseLogging(top.section('logging')), dbs: [] };
+  const addr = top.string('addr');
+  const exec = top.string('exec');
+  if (addr !== undefined) config.addr = addr;
+  if (exec !== undefined) config.exec = exec;
+  const global = { accessKeyId: top.string('access-key-id'), secretAccessKey: top.string('secret-access-key') };
+
+  const seenPaths = new Map<string, string>();
+  for (const ds of top.sections('dbs')) {
+    const db = parseDb(ds, global, cwd);
+    const first = seenPaths.get(db.path);
+    if (first !== undefined) ds.fail('path', `database ${db.path} is already listed as ${first}`, 'List each database once, with all its replicas.');
+    seenPaths.set(db.path, ds.path);
+    config.dbs.push(db);
+  }
+  if (opts.file !== undefined) config.file = opts.file;
+  return config;
+}
+
+function parseLogging(s: Section): LoggingConfig {
+  s.checkKeys(LOGGING_KEYS);
+  const logging: LoggingConfig = { level: 'info', type: 'text', stderr: false };
+  const level = s.string('level');
+  if (level !== undefined) {
+    const l = LEVELS[level.toLowerCase()];
+    if (l === undefined) s.fail('level', `invalid logging level '${level}'`, 'Use debug, info, warn or error.');
+    logging.level = l;
+  }
+  const type = s.string('type');
+  if (type !== undefined) {
+    const t = type.toLowerCase();
+    if (t !== 'text' && t !== 'json') s.fail('type', `invalid logging type '${type}'`, 'Use text or json.');
+    logging.type = t;
+  }
+  logging.stderr = s.bool('stderr') ?? false;
+  return logging;
+}
+
+function parseDb(s: Section, global: { accessKeyId: string | undefined; secretAccessKey: string | undefined }, cwd: string): DbConfig {
+  s.checkKeys(DB_KEYS, DB_SPECIAL);
+  const rawPath = s.string('path');
+  if (rawPath === undefined) s.fail('path', 'database path is required', 'Set path to the SQLite file to replicate.');
+
+  const options: Omit<DbOptions, 'logger'> = {};
+  const metaPath = s.string('meta-path');
+  if (metaPath !== undefined) options.metaPath = expandPath(metaPath, cwd);
+  setIf(options, 'monitorIntervalMs', s.duration('monitor-interval'));
+  setIf(options, 'checkpointIntervalMs', s.duration('checkpoint-interval'));
+  setIf(options, 'busyTimeoutMs', s.duration('busy-timeout'));
+  setIf(options, 'minCheckpointPageCount', s.int('min-checkpoint-page-count'));
+  setIf(options, 'maxCheckpointPageCount', s.int('max-checkpoint-page-count'));
+  setIf(options, 'truncatePageCount', s.int('truncate-page-count'));
+  setIf(options, 'maxShadowWalBytes', s.bytes('max-shadow-wal-size'));
+  const { minCheckpointPageCount: min, maxCheckpointPageCount: max, truncatePageCount: truncate } = options;
+  if (min !== undefined && max !== undefined && max > 0 && min > max) {
+    s.fail('max-checkpoint-page-count', `is ${max}, below min-checkpoint-page-count ${min}`, 'Make it at least min-checkpoint-page-count.');
+  }
+  if (max !== undefined && truncate !== undefined && truncate > 0 && max > truncate) {
+    s.fail('truncate-page-count', `is ${truncate}, below max-checkpoint-page-count ${max}`, 'Make it at least max-checkpoint-page-count.');
+  }
+
+  const items = s.sections('replicas');
+  if (items.length === 0) {
+    s.fail(s.has('replicas') ? 'replicas' : undefined, 'database has no replicas', 'Add at least one under replicas:, e.g. - url: s3://bucket/db.');
+  }
+  const replicas: ReplicaConfig[] = [];
+  const names = new Map<string, string>();
+  for (const rs of items) {
+    const r = parseReplica(rs, global, cwd);
+    const first = names.get(r.name);
+    if (first !== undefined) {
+      rs.fail(rs.isSet('name') ? 'name' : undefined, `replica name '${r.name}' is already used by ${first}`, "Give each replica of a database a distinct 'name'.");
+    }
+    names.set(r.name, rs.path);
+    replicas.push(r);
+  }
+  const db: DbConfig = { path: expandPath(rawPath, cwd), options, replicas };
+  if (s.line !== undefined) db.line = s.line;
+  return db;
+}
+
+function parseReplica(s: Section, global: { accessKeyId: string | undefined; secretAccessKey: string | undefined }, cwd: string): ReplicaConfig {
+  s.checkKeys(REPLICA_KEYS, REPLICA_SPECIAL);
+  const options: ReplicaOptions = {};
+  setIf(options, 'syncIntervalMs', s.duration('sync-interval'));
+  setIf(options, 'snapshotIntervalMs', s.duration('snapshot-interval'));
+  setIf(options, 'retentionMs', s.duration('retention'));
+  setIf(options, 'retentionCheckIntervalMs', s.duration('retention-check-interval'));
+  setIf(options, 'validationIntervalMs', s.duration('validation-interval'));
+  const raw: RawReplica = {
+    url: s.string('url'),
+    type: s.string('type'),
+    name: s.string('name'),
+    path: s.string('path'),
+    bucket: s.string('bucket'),
+    region: s.string('region'),
+    endpoint: s.string('endpoint'),
+    forcePathStyle: s.bool('force-path-style'),
+    skipVerify: s.bool('skip-verify'),
+    // Global credentials fill replicas that lack their own, as in Litestream.
+    accessKeyId: s.string('access-key-id') ?? global.accessKeyId,
+    secretAccessKey: s.string('secret-access-key') ?? global.secretAccessKey,
+    options,
+    line: s.line,
+  };
+  return buildReplica(raw, (key, problem, hint) => s.fail(key, problem, hint), cwd);
+}
+
+function setIf<T extends object, K extends keyof T>(target: T, key: K, value: T[K] | undefined): void {
+  if (value !== undefined) target[key] = value;
+}

@@ -1,0 +1,16 @@
+import type { LstreamConfig } from './config-types.js';
+
+/** What credentials are replaced with. */
+const MASK = '***';
+
+/** Returns a deep copy of `config` with every access key id and secret access key replaced by `***`, for logging. */
+export function redactConfig(config: LstreamConfig): LstreamConfig {
+  const copy = structuredClone(config);
+  for (const db of copy.dbs) {
+    for (const r of db.replicas) {
+      if (r.accessKeyId !== undefined) r.accessKeyId = MASK;
+      if (r.secretAccessKey !== undefined) r.secretAccessKey = MASK;
+    }
+  }
+  return copy;
+}

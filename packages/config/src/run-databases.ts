@@ -1,0 +1,86 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Db, LockFile, LstreamEmitter, noopLogger, type Logger } from '@ls/core';
+import { createReplicaClient } from './client-factory.js';
+import { ConfigError } from './config-error.js';
+import type { DbConfig } from './config-types.js';
+
+/** Name of the lock file lstream keeps in a file replica's directory while it writes there. */
+export const REPLICA_LOCK_NAME = '.lstream.lock';
+
+/** Databases being replicated, opened by `startDatabases`. */
+export interface RunningDatabases {
+  dbs: Db[];
+  /** Events of every database and replica. */
+  events: LstreamEmitter;
+  /** Final sync of every database and replica, then releases every lock. Rejects with the first error. */
+  close(options?: { signal?: AbortSignal }): Promise<void>;
+}
+
+/**
+ * Opens every database of a config with its replicas and starts replicating them. A file replica's
+ * directory is locked so a second lstream cannot write the same replica; two databases of one config
+ * may not share a replica path. On any failure, whatever was opened is closed again.
+ */
+export async function startDatabases(
+  dbs: readonly DbConfig[],
+  options: { logger?: Logger; events?: LstreamEmitter } = {},
+): Promise<RunningDatabases> {
+  const logger = options.logger ?? noopLogger;
+  const events = options.events ?? new LstreamEmitter();
+  const seen = new Map<string, string>();
+  for (const d of dbs) {
+    for (const r of d.replicas) {
+      if (r.type !== 'file' || r.path === undefined) continue;
+      const other = seen.get(r.path);
+      if (other !== undefined) {
+        throw new ConfigError(`databases ${other} and ${d.path} both replicate to ${r.path}`, {
+          hint: 'Give each database its own replica path; they would overwrite each other.',
+          line: r.line,
+        });
+      }
+      seen.set(r.path, d.path);
+    }
+  }
+  const opened: Db[] = [];
+  const locks: LockFile[] = [];
+  const release = async () => {
+    for (const l of locks.splice(0)) await l.release();
+  };
+  try {
+    for (const d of dbs) {
+      const db = new Db(d.path, { ...d.options, logger, events });
+      for (const r of d.replicas) {
+        if (r.type === 'file' && r.path !== undefined) {
+          await mkdir(r.path, { recursive: true });
+          locks.push(await LockFile.acquire(join(r.path, REPLICA_LOCK_NAME), `replica path ${r.path}`));
+        }
+        db.addReplica(await createReplicaClient(r), { ...r.options, name: r.name });
+      }
+      await db.open();
+      opened.push(db);
+      logger.info('replicating database', { db: d.path, replicas: d.replicas.map((r) => r.name).join(',') });
+    }
+  } catch (err) {
+    for (const db of opened) await db.close().catch(() => undefined);
+    await release();
+    throw err;
+  }
+  return {
+    dbs: opened,
+    events,
+    async close(closeOptions = {}) {
+      let first: unknown;
+      await Promise.all(
+        opened.map((db) =>
+          db.close(closeOptions).catch((err: unknown) => {
+            logger.error('final sync failed', { db: db.path, error: String(err) });
+            first ??= err;
+          }),
+        ),
+      );
+      await release();
+      if (first !== undefined) throw first;
+    },
+  };
+}
