@@ -1,14 +1,21 @@
-// The demo's application: a separate process that commits a few transactions to the example database.
+// The demo's application: a separate process that adds a note to the example database every
+// 200 ms until it is stopped, as a small app would.
 import Database from 'better-sqlite3';
 
-const [dbPath, txns = '5'] = process.argv.slice(2);
+const [dbPath] = process.argv.slice(2);
 const db = new Database(dbPath, { timeout: 5000 });
 db.pragma('journal_mode = wal');
-db.pragma('wal_autocheckpoint = 0');
+db.exec('CREATE TABLE IF NOT EXISTS notes(id INTEGER PRIMARY KEY, body TEXT NOT NULL, created_at TEXT NOT NULL)');
 const ins = db.prepare('INSERT INTO notes(body, created_at) VALUES (?, ?)');
-for (let t = 0; t < Number(txns); t++) {
-  db.transaction(() => {
-    for (let i = 0; i < 200; i++) ins.run(`note ${t}-${i} ${'lorem ipsum '.repeat(1 + (i % 7))}`, new Date().toISOString());
-  })();
-}
-db.close();
+let n = 0;
+const timer = setInterval(() => {
+  n++;
+  ins.run(`note ${n} ${'lorem ipsum '.repeat(1 + (n % 7))}`, new Date().toISOString());
+}, 200);
+const stop = () => {
+  clearInterval(timer);
+  db.close();
+  process.exit(0);
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
