@@ -345,9 +345,13 @@ export class Db {
         dbBytes: Number(dbf?.size ?? 0n),
         durationMs: performance.now() - started,
       });
-      for (const r of this.replicas) r.notify();
+      this.#notifyReplicas();
     }
     return pos;
+  }
+
+  #notifyReplicas(): void {
+    for (const r of this.replicas) r.notify();
   }
 
   async #init(): Promise<void> {
@@ -635,6 +639,9 @@ export class Db {
       if (complete) {
         // Pick up the restarted WAL now, so the new index starts with lstream's own frame.
         await this.#verifyAndCopy();
+        this.#notifyReplicas();
+        // Replicas may be failing: the cap on unshipped shadow files applies all the same.
+        await this.cleanShadow();
       }
       return complete;
     } catch (err) {

@@ -1,0 +1,167 @@
+// The engine as a library: an app opens replication in a few lines, awaits durability, and the
+// engine keeps going through storage outages, retention and validation. The writer is a separate
+// process; storage is a real directory.
+import { existsSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FileReplicaClient } from '@ls/client-file';
+import { Db, collect, listGenerations, listSnapshots, listWalSegments, restore, type Logger } from '@ls/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dump, sleep, startWriter, tempDir, write } from './helpers.js';
+
+let dir: string;
+let cleanup: () => void;
+beforeAll(() => ({ dir, cleanup } = tempDir('lstream-engine-')));
+afterAll(() => cleanup());
+
+function collectingLogger() {
+  const lines: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
+  const logger: Logger = {
+    debug: (msg, fields) => lines.push({ level: 'debug', msg, fields }),
+    info: (msg, fields) => lines.push({ level: 'info', msg, fields }),
+    warn: (msg, fields) => lines.push({ level: 'warn', msg, fields }),
+    error: (msg, fields) => lines.push({ level: 'error', msg, fields }),
+  };
+  return { lines, logger };
+}
+
+async function restoreRows(root: string, name: string) {
+  const out = join(dir, `restored-${name}.db`);
+  await restore(new FileReplicaClient({ root }), { outputPath: out, integrityCheck: true });
+  return dump(out);
+}
+
+describe('Db as a library', () => {
+  it('makes every transaction committed before flush() durable, and close() does a final sync', async () => {
+    const path = join(dir, 'flush.db');
+    const root = join(dir, 'flush-replica');
+    write(path, ['--rows', '5']);
+    const db = new Db(path, { minCheckpointPageCount: 30 });
+    db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 5_000 });
+    const synced: string[] = [];
+    db.events.on('replica-sync', (e) => synced.push(e.pos.toString()));
+    await db.open();
+    write(path, ['--rows', '400', '--batch', '4', '--size', '500']);
+    // The sync interval is long: flush must not wait for it, nor return before the upload.
+    const started = Date.now();
+    const pos = await db.flush();
+    expect(Date.now() - started).toBeLessThan(4_000);
+    expect(pos).toBeDefined();
+    const mid = await restoreRows(root, 'flush-mid');
+    expect(mid.integrity).toBe('ok');
+    expect(mid.rows).toEqual(dump(path).rows);
+    write(path, ['--rows', '50']);
+    await db.close();
+    expect((await restoreRows(root, 'flush-end')).rows).toEqual(dump(path).rows);
+    expect(synced.length).toBeGreaterThan(0);
+  });
+
+  it('removes shadow WAL files once shipped, so local disk does not grow', async () => {
+    const path = join(dir, 'shadow.db');
+    const root = join(dir, 'shadow-replica');
+    write(path, ['--rows', '1']);
+    const db = new Db(path, { minCheckpointPageCount: 20 });
+    db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0 });
+    let checkpoints = 0;
+    db.events.on('checkpoint', () => checkpoints++);
+    await db.open();
+    // Commits spread over time, so lstream copies and checkpoints many times along the way.
+    await startWriter(path, ['--rows', '2000', '--batch', '10', '--size', '400', '--interval-ms', '3']).exited;
+    await db.flush();
+    const pos = db.pos!;
+    const shadowDir = join(db.metaPath, 'generations', pos.generation, 'wal');
+    expect(checkpoints).toBeGreaterThan(3);
+    expect(pos.index).toBeGreaterThan(3);
+    expect(readdirSync(shadowDir).filter((n) => n.endsWith('.wal')).length).toBeLessThanOrEqual(2);
+    await db.close();
+  });
+
+  it('keeps replicating through a storage outage and resumes from what storage holds', async () => {
+    const path = join(dir, 'outage.db');
+    const root = join(dir, 'outage-replica');
+    write(path, ['--rows', '10']);
+    const { lines, logger } = collectingLogger();
+    const db = new Db(path, { logger });
+    db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0 });
+    const errors: unknown[] = [];
+    db.events.on('replica-error', (e) => errors.push(e.error));
+    await db.open();
+    await db.flush();
+    // Storage goes away: the replica directory is moved aside and a file put in its place.
+    renameSync(root, `${root}.away`);
+    writeFileSync(root, 'not a directory');
+    const writer = startWriter(path, ['--rows', '300', '--batch', '3', '--interval-ms', '5']);
+    await writer.exited;
+    await sleep(500);
+    expect(errors.length).toBeGreaterThan(0);
+    // One warning for the episode, not one per attempt.
+    expect(lines.filter((l) => l.msg.startsWith('replica sync failed')).length).toBe(1);
+    rmSync(root, { force: true });
+    renameSync(`${root}.away`, root);
+    await db.flush();
+    await db.close();
+    expect(lines.some((l) => l.msg === 'replica recovered')).toBe(true);
+    expect((await restoreRows(root, 'outage')).rows).toEqual(dump(path).rows);
+  });
+
+  it('re-snapshots a replica whose unshipped shadow WAL went past the cap', async () => {
+    const path = join(dir, 'cap.db');
+    const root = join(dir, 'cap-replica');
+    write(path, ['--rows', '10']);
+    const { lines, logger } = collectingLogger();
+    const db = new Db(path, { logger, minCheckpointPageCount: 20, maxShadowWalBytes: 200_000 });
+    const replica = db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0 });
+    await db.open();
+    await db.flush();
+    const snapshotsBefore = (await collect(listSnapshots(replica.client, db.pos!.generation))).length;
+    renameSync(root, `${root}.away`);
+    writeFileSync(root, 'outage');
+    write(path, ['--rows', '3000', '--batch', '10', '--size', '400']);
+    await db.sync();
+    await sleep(300);
+    expect(lines.some((l) => l.msg.startsWith('shadow WAL exceeds its cap'))).toBe(true);
+    rmSync(root, { force: true });
+    renameSync(`${root}.away`, root);
+    await db.flush();
+    await db.close();
+    const gen = (await listGenerations(replica.client)).at(-1)!;
+    expect(lines.some((l) => l.msg.startsWith('replica cannot continue from what storage holds'))).toBe(true);
+    expect((await collect(listSnapshots(replica.client, gen))).length).toBeGreaterThan(snapshotsBefore);
+    expect((await restoreRows(root, 'cap')).rows).toEqual(dump(path).rows);
+  });
+
+  it('enforces retention without ever deleting the newest restorable chain, and validates', async () => {
+    const path = join(dir, 'retention.db');
+    const root = join(dir, 'retention-replica');
+    write(path, ['--rows', '10']);
+    const db = new Db(path, { minCheckpointPageCount: 20 });
+    const replica = db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0, retentionMs: 60_000 });
+    await db.open();
+    for (let i = 0; i < 3; i++) {
+      write(path, ['--rows', '300', '--batch', '10', '--size', '300']);
+      await db.flush();
+      await replica.snapshot();
+    }
+    const gen = db.pos!.generation;
+    const snaps = await collect(listSnapshots(replica.client, gen));
+    expect(snaps.length).toBeGreaterThanOrEqual(3);
+    // Everything is younger than the retention period: nothing goes.
+    await replica.enforceRetention();
+    expect(await collect(listSnapshots(replica.client, gen))).toHaveLength(snaps.length);
+    // Everything is older: only the newest snapshot and what follows it stay.
+    const old = new Db(path); // a second Db may not open the same database
+    await expect(old.open()).rejects.toMatchObject({ code: 'ELOCKED' });
+    const short = db.addReplica(new FileReplicaClient({ root }), { name: 'same-root', retentionMs: 1 });
+    await sleep(10);
+    await short.enforceRetention();
+    const left = await collect(listSnapshots(replica.client, gen));
+    expect(left.length).toBeGreaterThanOrEqual(1);
+    const minIndex = Math.min(...left.map((s) => s.index));
+    const segs = await collect(listWalSegments(replica.client, gen));
+    expect(segs.every((s) => s.index >= minIndex)).toBe(true);
+    expect(await replica.validate()).toBe(true);
+    write(path, ['--rows', '20']);
+    await db.close();
+    expect((await restoreRows(root, 'retention')).rows).toEqual(dump(path).rows);
+    expect(existsSync(join(root, 'generations', gen))).toBe(true);
+  });
+});
