@@ -33,7 +33,7 @@ import { Replica } from './replica.js';
 import { SqliteConnection, type CheckpointMode } from './sqlite-connection.js';
 
 /** Bytes read from the WAL per call while copying it to the shadow WAL. */
-const COPY_CHUNK_BYTES = 4 * 1024 * 1024;
+const COPY_CHUNK_BYTES = 1024 * 1024;
 /** Debounce for file events: commits arriving within this window are copied together. */
 const WATCH_DEBOUNCE_MS = 0;
 
@@ -757,7 +757,9 @@ export class Db {
   async flush(signal?: AbortSignal): Promise<Pos | undefined> {
     const pos = await this.sync();
     if (!pos) return undefined;
-    await Promise.all(this.replicas.map((r) => r.waitFor(pos, signal)));
+    const waits = this.replicas.map((r) => r.waitFor(pos, signal));
+    for (const r of this.replicas) r.syncNow();
+    await Promise.all(waits);
     return pos;
   }
 

@@ -27,8 +27,8 @@ import {
 import { backoffDelay, sleep } from './retry.js';
 import { validateReplica } from './validate.js';
 
-/** Largest uncompressed WAL range shipped as one segment read into memory; larger ranges stream. */
-const SEGMENT_READ_CHUNK_BYTES = 4 * 1024 * 1024;
+/** Bytes of shadow WAL read per call while uploading a segment (segments stream in chunks). */
+const SEGMENT_READ_CHUNK_BYTES = 1024 * 1024;
 /** Longest wait between two attempts of a failing replica. */
 const MAX_RETRY_DELAY_MS = 30_000;
 
@@ -87,6 +87,8 @@ export class Replica {
   /** `#pos` was read from (or written to) storage by this process. */
   #verified = false;
   #lastUploadStartedAt = 0;
+  /** Duration of the last sync that uploaded something. */
+  #lastUploadMs = 0;
   #lastSyncAt: Date | undefined;
   #pendingSince: Date | undefined;
   #lastError: unknown;
@@ -101,6 +103,7 @@ export class Replica {
   #stopped = false;
   #needSnapshot = false;
   #waiters: Waiter[] = [];
+  #keepAlive: NodeJS.Timeout | undefined;
   #abort = new AbortController();
 
   constructor(
@@ -209,7 +212,12 @@ export class Replica {
       this.#again = true;
       return;
     }
-    const wait = this.#failures > 0 ? 0 : this.#lastUploadStartedAt + this.#options.syncIntervalMs - Date.now();
+    // The next upload starts early by the last upload's duration, so that a commit landing just
+    // after an upload started is still durable within one interval.
+    const wait =
+      this.#failures > 0
+        ? 0
+        : this.#lastUploadStartedAt + this.#options.syncIntervalMs - this.#lastUploadMs - Date.now();
     if (wait <= 0) this.#kick();
     else {
       this.#timer = setTimeout(() => {
@@ -227,9 +235,12 @@ export class Replica {
       return;
     }
     this.#again = false;
-    this.#lastUploadStartedAt = Date.now();
+    const started = Date.now();
+    this.#lastUploadStartedAt = started;
+    const before = this.#pos;
     void this.#exclusive(() => this.sync())
       .then(() => {
+        if (this.#pos !== before) this.#lastUploadMs = Math.min(Date.now() - started, this.#options.syncIntervalMs / 2);
         if (this.#failures > 0) {
           this.#logger.info('replica recovered', { db: this.db.path, replica: this.name, failedAttempts: this.#failures });
         }
@@ -318,6 +329,7 @@ export class Replica {
       else still.push(w);
     }
     this.#waiters = still;
+    this.#releaseKeepAlive();
   }
 
   #reached(target: Pos): boolean {
@@ -328,21 +340,43 @@ export class Replica {
     return this.db.pos?.generation === p.generation && target.generation !== p.generation;
   }
 
-  /** Resolves once this replica holds `pos` (or a later generation of the database). */
+  /**
+   * Resolves once this replica holds `pos` (or a later generation of the database). While anyone
+   * waits, the process stays alive even though the engine's own timers do not hold it open.
+   */
   waitFor(pos: Pos, signal?: AbortSignal): Promise<void> {
     if (this.#reached(pos)) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const w = { pos, resolve, reject };
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiter = { pos, resolve, reject };
       this.#waiters.push(w);
+      this.#keepAlive ??= setInterval(() => undefined, 1 << 30);
       signal?.addEventListener(
         'abort',
         () => {
           this.#waiters = this.#waiters.filter((x) => x !== w);
+          this.#releaseKeepAlive();
           reject(signal.reason);
         },
         { once: true },
       );
     });
+  }
+
+  #releaseKeepAlive(): void {
+    if (this.#waiters.length === 0 && this.#keepAlive) {
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = undefined;
+    }
+  }
+
+  /** Uploads now, without waiting for the sync interval (used by `Db.flush`). */
+  syncNow(): void {
+    if (!this.#started || this.#stopped) return;
+    if (this.#timer && this.#failures === 0) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    if (!this.#timer) this.#kick();
   }
 
   /**
@@ -505,6 +539,7 @@ export class Replica {
     this.#abort.abort(new ReplicaError(`replica ${this.name} of ${this.db.path} stopped`));
     for (const w of this.#waiters) w.reject(new ReplicaError(`replica ${this.name} of ${this.db.path} stopped before reaching ${w.pos}`));
     this.#waiters = [];
+    this.#releaseKeepAlive();
     while (this.#running) await this.#running.catch(() => undefined);
     if (error !== undefined) throw error;
   }

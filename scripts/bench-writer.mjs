@@ -1,0 +1,47 @@
+// Benchmark app: writes to a database from its own process, as an application would.
+//   lag <db> <everyMs> <seconds>   one small commit every <everyMs>; prints "<id> <epochMs>" after each commit
+//   bulk <db> <bytes>              one transaction of about <bytes> of new rows, then exits
+//   churn <db>                     transactions updating random rows until SIGTERM (WAL volume, steady db size)
+import Database from 'better-sqlite3';
+
+const [mode, dbPath, a, b] = process.argv.slice(2);
+const db = new Database(dbPath, { timeout: 10_000 });
+db.pragma('journal_mode = wal');
+db.pragma('wal_autocheckpoint = 0');
+const now = () => performance.timeOrigin + performance.now();
+let stop = false;
+process.on('SIGTERM', () => (stop = true));
+
+if (mode === 'lag') {
+  db.exec('CREATE TABLE IF NOT EXISTS lag(id INTEGER PRIMARY KEY, at REAL, pad TEXT)');
+  const ins = db.prepare('INSERT INTO lag(at, pad) VALUES (?, ?)');
+  const every = Number(a);
+  const end = Date.now() + Number(b) * 1000;
+  while (Date.now() < end && !stop) {
+    const id = ins.run(now(), 'x'.repeat(200)).lastInsertRowid;
+    process.stdout.write(`${id} ${now()}\n`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+} else if (mode === 'bulk') {
+  db.exec('CREATE TABLE IF NOT EXISTS bulk(id INTEGER PRIMARY KEY, body TEXT)');
+  const ins = db.prepare('INSERT INTO bulk(body) VALUES (?)');
+  const rows = Math.ceil(Number(a) / 1100);
+  db.transaction(() => {
+    for (let i = 0; i < rows; i++) ins.run(`${i}:`.padEnd(1000, String.fromCharCode(97 + (i % 26))));
+  })();
+} else if (mode === 'churn') {
+  const n = db.prepare('SELECT max(id) AS n FROM churn').get().n;
+  const upd = db.prepare('UPDATE churn SET body = ?, v = v + 1 WHERE id = ?');
+  let k = 0;
+  while (!stop) {
+    db.transaction(() => {
+      for (let i = 0; i < 200; i++) {
+        const id = 1 + Math.floor(Math.random() * n);
+        upd.run(`${k}-${i}-${'y'.repeat(150 + ((k + i) % 60))}`, id);
+      }
+    })();
+    k++;
+    if (k % 20 === 0) await new Promise((r) => setImmediate(r));
+  }
+}
+db.close();
