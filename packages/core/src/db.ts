@@ -73,8 +73,8 @@ async function statOrUndefined(path: string) {
   }
 }
 
-async function readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length);
+async function readAt(fh: FileHandle, position: number, length: number, into?: Buffer): Promise<Buffer> {
+  const buf = into && into.length >= length ? into : Buffer.allocUnsafe(length);
   let got = 0;
   while (got < length) {
     const { bytesRead } = await fh.read(buf, got, length - got, position + got);
@@ -166,6 +166,7 @@ export class Db {
   #closed = false;
   #lastError: unknown;
   #waitingForDb = false;
+  #copyBuf: Buffer | undefined;
 
   constructor(path: string, options: DbOptions & { events?: LstreamEmitter } = {}) {
     this.path = resolve(path);
@@ -350,6 +351,13 @@ export class Db {
     return pos;
   }
 
+  /** One buffer for every WAL copy: copies are serialised, and reusing it keeps memory flat. */
+  #copyBuffer(): Buffer {
+    const need = Math.max(COPY_CHUNK_BYTES, walFrameSize(this.#pageSize || 65_536));
+    if (!this.#copyBuf || this.#copyBuf.length < need) this.#copyBuf = Buffer.allocUnsafe(need);
+    return this.#copyBuf;
+  }
+
   #notifyReplicas(): void {
     for (const r of this.replicas) r.notify();
   }
@@ -403,7 +411,7 @@ export class Db {
       let off = WAL_HEADER_SIZE;
       const aligned = frameAlign(size, header.pageSize);
       while (off < aligned) {
-        const chunk = await readAt(fh, off, Math.min(COPY_CHUNK_BYTES - (COPY_CHUNK_BYTES % frameSize), aligned - off));
+        const chunk = await readAt(fh, off, Math.min(COPY_CHUNK_BYTES - (COPY_CHUNK_BYTES % frameSize), aligned - off), this.#copyBuffer());
         let p = 0;
         let broken = false;
         for (; p + frameSize <= chunk.length; p += frameSize) {
@@ -550,7 +558,7 @@ export class Db {
     let committed = s.size;
     let checksum = s.checksum;
     scan: for (let off = s.size; off < end; ) {
-      const chunk = await readAt(fh, off, Math.min(chunkBytes, end - off));
+      const chunk = await readAt(fh, off, Math.min(chunkBytes, end - off), this.#copyBuffer());
       let p = 0;
       for (; p + frameSize <= chunk.length; p += frameSize) {
         const frame = chunk.subarray(p, p + frameSize);
@@ -572,7 +580,7 @@ export class Db {
     const out = await open(this.shadowWalPath(s.generation, s.index), 'r+');
     try {
       for (let off = s.size; off < committed; ) {
-        const chunk = await readAt(fh, off, Math.min(chunkBytes, committed - off));
+        const chunk = await readAt(fh, off, Math.min(chunkBytes, committed - off), this.#copyBuffer());
         if (chunk.length === 0) throw new DbError(`${this.walPath}: WAL shrank while being copied`);
         await out.write(chunk, 0, chunk.length, off);
         off += chunk.length;
