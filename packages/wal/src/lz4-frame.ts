@@ -1,6 +1,5 @@
 import { Xxh32, xxh32 } from '@node-rs/xxhash';
-import { setImmediate as nextTurn } from 'node:timers/promises';
-import { compressSync, uncompressSync } from 'lz4-napi';
+import { lz4Threads, poolCompress, poolUncompress } from './lz4-pool.js';
 import { ByteReader } from './byte-reader.js';
 import { ChecksumMismatchError, Lz4FrameError } from './errors.js';
 
@@ -31,24 +30,16 @@ function toBuffer(chunk: Uint8Array): Buffer {
   return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 }
 
-/*
- * Why lz4-napi's synchronous block calls, one block per event-loop turn: its async calls run on the
- * thread pool but hold on to their output buffers (measured: 512 async decompressions of 4 MiB blocks
- * left 1.5 GiB resident, async compression ~450 MiB, with or without forced GC), and the buffers
- * compressSync returns are only released by finalizers that run between event-loop turns. The sync
- * calls are fast (4 MiB of SQLite pages: ~6 ms to compress, ~2 ms to decompress), and yielding a turn
- * after each block keeps memory flat and the event loop responsive.
- */
-function compressBlock(block: Buffer, blockChecksum: boolean): Buffer[] {
+async function compressBlock(block: Buffer, blockChecksum: boolean): Promise<Buffer[]> {
   // lz4-napi's block API prefixes the compressed data with the uncompressed size (u32 LE). Those four
   // bytes are overwritten with the frame's block header, so the block is emitted without a copy.
-  const out = compressSync(block);
+  const out = await poolCompress(block);
   let head: Buffer;
   let data: Buffer;
   if (out.length - 4 >= block.length) {
     head = Buffer.allocUnsafe(4);
     head.writeUInt32LE((block.length | UNCOMPRESSED_FLAG) >>> 0, 0);
-    data = block;
+    data = Buffer.from(block); // the caller reuses its block buffer
     const parts = [head, data];
     if (blockChecksum) parts.push(u32le(xxh32(data, 0)));
     return parts;
@@ -89,40 +80,44 @@ export async function* encodeLz4Frame(
   yield header;
 
   const hash = new Xxh32(0);
-  // One block buffer, reused: a block is compressed (and its bytes no longer needed) before the next fills it.
+  // Blocks in flight in the worker pool, in order; each holds a copy of its input, so `pending` is reused.
+  const depth = lz4Threads() + 1;
+  const inflight: Promise<Buffer[]>[] = [];
   let pending: Buffer | undefined;
   let pendingLen = 0;
-  const block = (data: Buffer): Buffer[] => {
+  const submit = (data: Buffer) => {
     hash.update(data);
-    return compressBlock(data, blockChecksum);
+    const p = compressBlock(data, blockChecksum);
+    p.catch(() => {}); // observed in order below
+    inflight.push(p);
   };
 
-  for await (const raw of source) {
-    let chunk = toBuffer(raw);
-    while (chunk.length > 0) {
-      let parts: Buffer[] | undefined;
-      if (pendingLen === 0 && chunk.length >= blockSize) {
-        parts = block(chunk.subarray(0, blockSize));
-        chunk = chunk.subarray(blockSize);
-      } else {
-        pending ??= Buffer.allocUnsafe(blockSize);
-        const take = Math.min(blockSize - pendingLen, chunk.length);
-        chunk.copy(pending, pendingLen, 0, take);
-        pendingLen += take;
-        chunk = chunk.subarray(take);
-        if (pendingLen === blockSize) {
-          parts = block(pending);
-          pendingLen = 0;
+  try {
+    for await (const raw of source) {
+      let chunk = toBuffer(raw);
+      while (chunk.length > 0) {
+        if (pendingLen === 0 && chunk.length >= blockSize) {
+          submit(chunk.subarray(0, blockSize));
+          chunk = chunk.subarray(blockSize);
+        } else {
+          pending ??= Buffer.allocUnsafe(blockSize);
+          const take = Math.min(blockSize - pendingLen, chunk.length);
+          chunk.copy(pending, pendingLen, 0, take);
+          pendingLen += take;
+          chunk = chunk.subarray(take);
+          if (pendingLen === blockSize) {
+            submit(pending);
+            pendingLen = 0;
+          }
         }
-      }
-      if (parts) {
-        // An uncompressible block is emitted as is; copy it out of the reused buffer.
-        yield* parts.map((p) => (p.buffer === pending?.buffer ? Buffer.from(p) : p));
-        await nextTurn();
+        while (inflight.length >= depth) yield* await inflight.shift()!;
       }
     }
+    if (pendingLen > 0) submit(pending!.subarray(0, pendingLen));
+    while (inflight.length > 0) yield* await inflight.shift()!;
+  } finally {
+    await Promise.allSettled(inflight);
   }
-  if (pendingLen > 0) yield* block(pending!.subarray(0, pendingLen)).map((p) => (p.buffer === pending?.buffer ? Buffer.from(p) : p));
   const end = Buffer.alloc(8);
   end.writeUInt32LE(hash.digest() >>> 0, 4);
   yield end;
@@ -166,9 +161,9 @@ async function readFrameHeader(reader: ByteReader, start: number): Promise<Frame
   };
 }
 
-function decompressBlock(prefixed: Buffer, dict: Buffer | undefined, offset: number): Buffer {
+async function decompressBlock(prefixed: Buffer, dict: Buffer | undefined, offset: number): Promise<Buffer> {
   try {
-    return uncompressSync(prefixed, dict);
+    return await poolUncompress(prefixed, dict);
   } catch (cause) {
     throw new Lz4FrameError(`corrupt LZ4 block at offset ${offset}`, { cause, offset });
   }
@@ -187,6 +182,8 @@ export async function* decodeLz4Frame(
 ): AsyncGenerator<Buffer, void, undefined> {
   void options;
   const reader = new ByteReader(source);
+  const depth = lz4Threads() + 1;
+  const inflight: Promise<Buffer>[] = [];
   try {
     let frames = 0;
     for (;;) {
@@ -251,7 +248,7 @@ export async function* decodeLz4Frame(
           data = await reader.read(size);
         } else {
           // uncompress() wants the output capacity in front (u32 LE); the frame's maximum is always enough.
-          // One scratch buffer per frame: each block is decompressed before the next is read into it.
+          // One scratch buffer per frame: the pool copies each block before the next is read into it.
           if (!scratch || scratch.length < size + 4) scratch = Buffer.allocUnsafe(info.maxBlockSize + 4);
           prefixed = scratch.subarray(0, size + 4);
           prefixed.writeUInt32LE(info.maxBlockSize, 0);
@@ -269,12 +266,19 @@ export async function* decodeLz4Frame(
         }
         if (raw) {
           // Copied so the output never pins a larger input chunk.
-          yield emit(Buffer.from(data));
+          const block = Buffer.from(data);
+          if (info.independent) inflight.push(Promise.resolve(block));
+          else yield emit(block);
+        } else if (info.independent) {
+          const p = decompressBlock(prefixed!, undefined, blockOffset);
+          p.catch(() => {}); // observed in order below
+          inflight.push(p);
         } else {
-          yield emit(decompressBlock(prefixed!, info.independent ? undefined : window, blockOffset));
-          await nextTurn();
+          yield emit(await decompressBlock(prefixed!, window, blockOffset));
         }
+        while (inflight.length >= depth) yield emit(await inflight.shift()!);
       }
+      while (inflight.length > 0) yield emit(await inflight.shift()!);
       if (info.contentChecksum) {
         const sum = await reader.read(4);
         if (sum.length < 4) throw new Lz4FrameError('truncated LZ4 frame: missing content checksum', { offset: reader.consumed });
@@ -290,6 +294,7 @@ export async function* decodeLz4Frame(
       frames++;
     }
   } finally {
+    await Promise.allSettled(inflight);
     await reader.close();
   }
 }

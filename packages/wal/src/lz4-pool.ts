@@ -1,0 +1,160 @@
+import { availableParallelism } from 'node:os';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+
+/*
+ * LZ4 blocks are compressed and decompressed by lz4-napi's synchronous calls in worker threads. Its
+ * async calls would use libuv's pool, but they hold on to their output buffers (512 async
+ * decompressions of 4 MiB blocks left 1.5 GiB resident); its sync calls on the main thread are fine
+ * for memory but leave the other cores idle and stall the event loop for ~6 ms per block. Each worker
+ * copies its result into a transferable ArrayBuffer, which V8 accounts for, and releases lz4-napi's
+ * buffer on its own event loop between messages.
+ */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { compressSync, uncompressSync } = require(workerData.lz4);
+// lz4-napi's result buffers are native memory V8 does not count; they are released by finalizers
+// that run only after this isolate collects garbage and then gets an event-loop turn. So: collect
+// every few MiB, and run one job per turn (a MessagePort delivers queued messages in one go).
+require('node:v8').setFlagsFromString('--expose-gc');
+const gc = require('node:vm').runInNewContext('gc');
+let produced = 0;
+const queue = [];
+let scheduled = false;
+function pump() {
+  scheduled = false;
+  const job = queue.shift();
+  if (!job) return;
+  run(job);
+  if (produced > 8 * 1024 * 1024) {
+    produced = 0;
+    gc();
+  }
+  if (queue.length > 0) {
+    scheduled = true;
+    setImmediate(pump);
+  }
+}
+function run({ id, op, input, length, dict }) {
+  try {
+    const buf = Buffer.from(input, 0, length);
+    const out = op === 'compress' ? compressSync(buf) : uncompressSync(buf, dict ? Buffer.from(dict) : undefined);
+    produced += out.length;
+    const ab = new ArrayBuffer(out.length);
+    new Uint8Array(ab).set(out);
+    parentPort.postMessage({ id, ok: true, output: ab, input }, [ab, input]);
+  } catch (err) {
+    parentPort.postMessage({ id, ok: false, message: String(err && err.message || err), input }, [input]);
+  }
+}
+parentPort.on('message', (job) => {
+  queue.push(job);
+  if (!scheduled) {
+    scheduled = true;
+    setImmediate(pump);
+  }
+});
+`;
+
+interface Job {
+  resolve: (b: Buffer) => void;
+  reject: (e: Error) => void;
+}
+
+interface PoolWorker {
+  worker: Worker;
+  busy: number;
+}
+
+/** Worker threads running LZ4 block operations; created on first use, idle workers never hold the process open. */
+class Lz4Pool {
+  readonly #workers: PoolWorker[] = [];
+  readonly #jobs = new Map<number, Job & { w: PoolWorker }>();
+  #nextId = 1;
+  /** Input buffers handed back by workers, reused for the next blocks. */
+  readonly #free: ArrayBuffer[] = [];
+  readonly size: number;
+
+  constructor(size: number) {
+    this.size = size;
+  }
+
+  #spawn(): PoolWorker {
+    const require = createRequire(import.meta.url);
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { lz4: require.resolve('lz4-napi') },
+    });
+    const w: PoolWorker = { worker, busy: 0 };
+    worker.unref();
+    worker.on('message', (m: { id: number; ok: boolean; output?: ArrayBuffer; message?: string; input: ArrayBuffer }) => {
+      this.#recycle(m.input);
+      const job = this.#jobs.get(m.id);
+      if (!job) return;
+      this.#jobs.delete(m.id);
+      if (--w.busy === 0) worker.unref();
+      if (m.ok) job.resolve(Buffer.from(m.output!));
+      else job.reject(new Error(m.message));
+    });
+    const fail = (err: Error) => {
+      for (const [id, job] of this.#jobs) {
+        if (job.w !== w) continue;
+        this.#jobs.delete(id);
+        job.reject(err);
+      }
+      const i = this.#workers.indexOf(w);
+      if (i >= 0) this.#workers.splice(i, 1);
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`LZ4 worker exited with code ${code}`)));
+    this.#workers.push(w);
+    return w;
+  }
+
+  #take(length: number): ArrayBuffer {
+    const i = this.#free.findIndex((b) => b.byteLength >= length);
+    if (i >= 0) return this.#free.splice(i, 1)[0]!;
+    // Round up so one buffer fits every block of the common sizes.
+    return new ArrayBuffer(Math.max(length, 4 * 1024 * 1024 + 64));
+  }
+
+  #recycle(ab: ArrayBuffer): void {
+    if (this.#free.length < this.size * 2) this.#free.push(ab);
+  }
+
+  run(op: 'compress' | 'uncompress', input: Uint8Array, dict?: Uint8Array): Promise<Buffer> {
+    let w = this.#workers.reduce<PoolWorker | undefined>((best, x) => (!best || x.busy < best.busy ? x : best), undefined);
+    if (!w || (w.busy > 0 && this.#workers.length < this.size)) w = this.#spawn();
+    // The input is copied into a buffer the worker takes over (and hands back for reuse), so callers
+    // may reuse theirs at once and no garbage is made per block.
+    const ab = this.#take(input.byteLength);
+    new Uint8Array(ab, 0, input.byteLength).set(input);
+    const id = this.#nextId++;
+    if (w.busy++ === 0) w.worker.ref();
+    const target = w;
+    return new Promise<Buffer>((resolve, reject) => {
+      this.#jobs.set(id, { resolve, reject, w: target });
+      target.worker.postMessage({ id, op, input: ab, length: input.byteLength, dict: dict ? Uint8Array.from(dict) : undefined }, [ab]);
+    });
+  }
+}
+
+let pool: Lz4Pool | undefined;
+
+/** Threads used for LZ4 work: the machine's parallelism, at most 4 (LSTREAM_LZ4_THREADS overrides). */
+export function lz4Threads(): number {
+  const env = Number(process.env.LSTREAM_LZ4_THREADS);
+  return Number.isInteger(env) && env > 0 ? env : Math.min(4, Math.max(1, availableParallelism()));
+}
+
+/** Compresses one block with lz4-napi's block format (u32 LE size prefix) in a worker thread. */
+export function poolCompress(block: Uint8Array): Promise<Buffer> {
+  pool ??= new Lz4Pool(lz4Threads());
+  return pool.run('compress', block);
+}
+
+/** Decompresses one size-prefixed block in a worker thread, with `dict` for linked blocks. */
+export function poolUncompress(prefixed: Uint8Array, dict?: Uint8Array): Promise<Buffer> {
+  pool ??= new Lz4Pool(lz4Threads());
+  return pool.run('uncompress', prefixed, dict);
+}
