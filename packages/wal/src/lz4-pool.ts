@@ -16,8 +16,11 @@ const { compressSync, uncompressSync } = require(workerData.lz4);
 // lz4-napi's result buffers are native memory V8 does not count; they are released by finalizers
 // that run only after this isolate collects garbage and then gets an event-loop turn. So: collect
 // every few MiB, and run one job per turn (a MessagePort delivers queued messages in one go).
-require('node:v8').setFlagsFromString('--expose-gc');
-const gc = require('node:vm').runInNewContext('gc');
+let collect = globalThis.gc;
+if (!collect) {
+  require('node:v8').setFlagsFromString('--expose-gc');
+  collect = require('node:vm').runInNewContext('gc');
+}
 let produced = 0;
 const queue = [];
 let scheduled = false;
@@ -28,7 +31,7 @@ function pump() {
   run(job);
   if (produced > 8 * 1024 * 1024) {
     produced = 0;
-    gc();
+    collect();
   }
   if (queue.length > 0) {
     scheduled = true;
