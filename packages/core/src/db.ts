@@ -30,7 +30,7 @@ import {
 } from './options.js';
 import { MAX_WAL_INDEX, MAX_WAL_OFFSET, Pos, comparePos, isGenerationName, newGenerationName } from './pos.js';
 import { Replica } from './replica.js';
-import { SqliteConnection, type CheckpointMode } from './sqlite-connection.js';
+import { SqliteConnection, SqliteError, type CheckpointMode } from './sqlite-connection.js';
 
 /** Bytes read from the WAL per call while copying it to the shadow WAL. */
 const COPY_CHUNK_BYTES = 1024 * 1024;
@@ -164,6 +164,8 @@ export class Db {
   #dirty = false;
   #opened = false;
   #closed = false;
+  /** Set once close() has closed the SQLite connection for good: nothing may open it again. */
+  #connectionClosed = false;
   #lastError: unknown;
   #waitingForDb = false;
   #copyBuf: Buffer | undefined;
@@ -307,6 +309,13 @@ export class Db {
         return pos;
       } catch (err) {
         this.#lastError = err;
+        if (err instanceof SqliteError && this.#conn?.failed) {
+          // The SQLite worker died: open it again on the next sync; the continuity check decides
+          // whether the generation can go on.
+          const dead = this.#conn;
+          this.#conn = undefined;
+          await dead.close().catch(() => undefined);
+        }
         this.events.emit('db-sync-error', { db: this.path, error: err });
         this.logger.error('sync failed', { db: this.path, error: String(err) });
         throw err;
@@ -316,6 +325,7 @@ export class Db {
 
   async #syncLocked(allowCheckpoint: boolean): Promise<Pos | undefined> {
     const started = performance.now();
+    if (this.#connectionClosed) throw new DbError(`${this.path}: the database is closed`);
     if (!this.#conn) {
       if (!(await statOrUndefined(this.path))) {
         if (!this.#waitingForDb) this.logger.info('database does not exist yet; waiting for it', { db: this.path });
@@ -367,6 +377,8 @@ export class Db {
     try {
       opened = await SqliteConnection.open(this.path, this.#options.busyTimeoutMs);
     } catch (err) {
+      // Lock contention at startup (the app holds the write lock) is retried by the monitor.
+      if (err instanceof SqliteError && err.busy) throw err;
       throw new DbError(`${this.path}: cannot open the database for replication: ${(err as Error).message}`, { cause: err });
     }
     this.#conn = opened.conn;
@@ -473,11 +485,16 @@ export class Db {
       const reason = await this.#continuityBreak(fh, walSize, realHeaderBytes);
       if (reason === 'restarted') {
         await this.#startIndex(this.#shadow!.generation, this.#shadow!.index + 1, realHeaderBytes!);
+        this.#expectRestart = false;
       } else if (reason !== undefined) {
         await this.#createGeneration(reason, realHeaderBytes!);
+        this.#expectRestart = false;
       }
-      this.#expectRestart = false;
+      const before = this.#shadow!.size;
       await this.#copy(fh, walSize);
+      // New frames in the same WAL: it was not restarted, and cannot be until lstream's next complete
+      // checkpoint. Until then a restart (by lstream's own write or the app's) is expected.
+      if (this.#shadow!.size !== before) this.#expectRestart = false;
     } finally {
       await fh.close();
     }
@@ -698,7 +715,9 @@ export class Db {
     let keepFrom = s.index;
     for (const r of this.replicas) {
       const p = r.shippedPos;
-      if (p && p.generation === s.generation) keepFrom = Math.min(keepFrom, p.index);
+      // A replica that has not reached storage yet may still continue from older files; only the cap removes them.
+      if (!p) keepFrom = 0;
+      else if (p.generation === s.generation) keepFrom = Math.min(keepFrom, p.index);
     }
     const dir = join(this.metaPath, 'generations', s.generation, 'wal');
     let names: string[];
@@ -778,26 +797,40 @@ export class Db {
   async close(options: { signal?: AbortSignal } = {}): Promise<void> {
     if (this.#closed) return;
     this.#stopMonitor();
+    for (const r of this.replicas) r.stopTimers();
     let finalError: unknown;
-    if (this.#conn) {
-      // The final copy holds the write lock, and the connection closes still holding it, so no
-      // commit can land between them: if SQLite checkpoints and removes the WAL on this close,
-      // everything in it was copied.
-      await this.#serial(async () => {
-        await this.#conn!.lock();
+    let marker: ShutdownMarker | undefined;
+    await this.#serial(async () => {
+      const conn = this.#conn;
+      if (!conn) return;
+      // The final copy and a complete checkpoint happen under the write lock, and the database
+      // file is recorded then: everything in it has been copied. If the file is still the same at
+      // the next start, nothing was committed and checkpointed while lstream was away, and the
+      // generation can go on even if SQLite removed the WAL when the last connection closed.
+      if (!(await conn.lock())) {
         await this.#syncLocked(false);
-      }).catch((err: unknown) => {
-        finalError = err;
-      });
-    }
-    await this.#closeConnection();
+        return;
+      }
+      try {
+        await this.#syncLocked(false);
+        const r = await conn.checkpoint();
+        if (!r.busy && r.log === r.checkpointed) marker = await this.#shutdownMarker();
+      } finally {
+        await conn.unlock();
+      }
+    }).catch((err: unknown) => {
+      finalError = err;
+    });
+    await this.#serial(() => this.#closeConnection()).catch((err: unknown) => {
+      finalError ??= err;
+    });
     for (const r of this.replicas) {
       await r.stop({ finalSync: finalError === undefined, signal: options.signal }).catch((err: unknown) => {
         finalError ??= err;
       });
     }
     try {
-      if (finalError === undefined && this.#shadow) await this.#writeShutdownMarker();
+      if (finalError === undefined && marker) await writeFileAtomic(join(this.metaPath, 'shutdown'), JSON.stringify(marker) + '\n');
     } finally {
       await this.#lock?.release();
       this.#lock = undefined;
@@ -814,16 +847,17 @@ export class Db {
   }
 
   async #closeConnection(): Promise<void> {
+    this.#connectionClosed = true;
     const conn = this.#conn;
     this.#conn = undefined;
     if (conn) await conn.close();
   }
 
-  async #writeShutdownMarker(): Promise<void> {
-    const s = this.#shadow!;
+  async #shutdownMarker(): Promise<ShutdownMarker | undefined> {
+    const s = this.#shadow;
     const st = await statOrUndefined(this.path);
-    if (!st) return;
-    const marker: ShutdownMarker = {
+    if (!s || !st) return undefined;
+    return {
       generation: s.generation,
       index: s.index,
       shadowSize: s.size,
@@ -831,6 +865,5 @@ export class Db {
       dbMtimeNs: st.mtimeNs.toString(),
       dbIno: Number(st.ino),
     };
-    await writeFileAtomic(join(this.metaPath, 'shutdown'), JSON.stringify(marker) + '\n');
   }
 }

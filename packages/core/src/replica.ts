@@ -100,6 +100,8 @@ export class Replica {
   #retentionTimer: NodeJS.Timeout | undefined;
   #validationTimer: NodeJS.Timeout | undefined;
   #started = false;
+  /** No new background work starts (set by stopTimers). */
+  #stopping = false;
   #stopped = false;
   #needSnapshot = false;
   #waiters: Waiter[] = [];
@@ -159,6 +161,7 @@ export class Replica {
     if (o.validationIntervalMs > 0) {
       // Not exclusive: validation waits for syncs to ship the position it checks.
       this.#validationTimer = setInterval(() => {
+        if (this.#stopping) return;
         this.validate().catch((err: unknown) => {
           if (!this.#stopped) this.#logger.error('validation failed', { db: this.db.path, replica: this.name, error: String(err) });
         });
@@ -170,15 +173,27 @@ export class Replica {
   #scheduleSnapshot(delayMs: number): void {
     this.#snapshotTimer = setTimeout(() => {
       void this.#background('snapshot', async () => {
-        if (this.db.pos) await this.snapshot();
+        if (this.db.pos) await this.#snapshotLocked();
       }).finally(() => {
-        if (!this.#stopped) this.#scheduleSnapshot(this.#options.snapshotIntervalMs);
+        if (!this.#stopping) this.#scheduleSnapshot(this.#options.snapshotIntervalMs);
       });
     }, delayMs);
     this.#snapshotTimer.unref();
   }
 
+  /**
+   * Stops every timer (snapshots, retention, validation, throttled syncs) so nothing new starts;
+   * `stop` then makes the final sync. The database calls this first when it closes.
+   */
+  stopTimers(): void {
+    this.#stopping = true;
+    for (const t of [this.#timer, this.#snapshotTimer]) if (t) clearTimeout(t);
+    for (const t of [this.#retentionTimer, this.#validationTimer]) if (t) clearInterval(t);
+    this.#timer = undefined;
+  }
+
   async #background(what: string, fn: () => Promise<unknown>): Promise<void> {
+    if (this.#stopping) return;
     try {
       await this.#exclusive(fn);
     } catch (err) {
@@ -197,6 +212,12 @@ export class Replica {
     } finally {
       this.#running = undefined;
       done();
+      // Commits announced while this ran (notify only flags them then) are shipped now.
+      const dpos = this.db.pos;
+      if (this.#again || (dpos && this.#pos && comparePos(this.#pos, dpos) < 0)) {
+        this.#again = false;
+        queueMicrotask(() => this.notify());
+      }
     }
   }
 
@@ -205,7 +226,7 @@ export class Replica {
    * than `syncIntervalMs` ago, otherwise when that interval has passed.
    */
   notify(): void {
-    if (!this.#started || this.#stopped) return;
+    if (!this.#started || this.#stopped || this.#stopping) return;
     this.#pendingSince ??= new Date();
     if (this.#timer) return;
     if (this.#running) {
@@ -229,7 +250,7 @@ export class Replica {
   }
 
   #kick(): void {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#stopping) return;
     if (this.#running) {
       this.#again = true;
       return;
@@ -346,19 +367,28 @@ export class Replica {
    */
   waitFor(pos: Pos, signal?: AbortSignal): Promise<void> {
     if (this.#reached(pos)) return Promise.resolve();
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.#stopped) return Promise.reject(new ReplicaError(`replica ${this.name} of ${this.db.path} is stopped`));
     return new Promise<void>((resolve, reject) => {
-      const w: Waiter = { pos, resolve, reject };
+      const onAbort = () => {
+        this.#waiters = this.#waiters.filter((x) => x !== w);
+        this.#releaseKeepAlive();
+        reject(signal!.reason);
+      };
+      const w: Waiter = {
+        pos,
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject: (e) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      };
       this.#waiters.push(w);
       this.#keepAlive ??= setInterval(() => undefined, 1 << 30);
-      signal?.addEventListener(
-        'abort',
-        () => {
-          this.#waiters = this.#waiters.filter((x) => x !== w);
-          this.#releaseKeepAlive();
-          reject(signal.reason);
-        },
-        { once: true },
-      );
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
@@ -414,7 +444,7 @@ export class Replica {
       }
     }
     const info = await this.#snapshotLocked();
-    this.#setPos(new Pos(gen, info.index, 0));
+    this.#setPos(new Pos(info.generation, info.index, 0));
   }
 
   async #segmentLength(seg: WalSegmentInfo): Promise<number> {
@@ -461,6 +491,9 @@ export class Replica {
     const signal = this.#abort.signal;
     const cutoff = Date.now() - this.#options.retentionMs;
     const current = this.db.pos?.generation;
+    // Without a current generation (the database is missing or not open yet), retention would see
+    // every backup as old: do nothing until replication runs.
+    if (current === undefined) return;
     const gens = await listGenerations(this.client, { signal });
     const all = new Map<string, SnapshotInfo[]>();
     for (const g of gens) all.set(g, await collect(listSnapshots(this.client, g, { signal })));
@@ -471,9 +504,14 @@ export class Replica {
       list.push(info);
       all.set(current, list);
     }
+    // The generation holding the newest snapshot is never deleted, whatever the current one is.
+    let newest: { g: string; t: number } | undefined;
+    for (const [g, snaps] of all) {
+      for (const sn of snaps) if (!newest || sn.createdAt.getTime() > newest.t) newest = { g, t: sn.createdAt.getTime() };
+    }
     for (const [g, snaps] of all) {
       const retained = snaps.filter((s) => s.createdAt.getTime() >= cutoff);
-      if (g === current && retained.length === 0 && snaps.length > 0) retained.push(snaps.at(-1)!);
+      if ((g === current || g === newest?.g) && retained.length === 0 && snaps.length > 0) retained.push(snaps.at(-1)!);
       if (retained.length === 0) {
         if (g === current) continue;
         await deleteGeneration(this.client, g, { signal });
@@ -510,9 +548,7 @@ export class Replica {
 
   /** Stops the timers; with `finalSync`, first uploads everything the shadow WAL holds. */
   async stop(options: { finalSync?: boolean; signal?: AbortSignal } = {}): Promise<void> {
-    for (const t of [this.#timer, this.#snapshotTimer]) if (t) clearTimeout(t);
-    for (const t of [this.#retentionTimer, this.#validationTimer]) if (t) clearInterval(t);
-    this.#timer = undefined;
+    this.stopTimers();
     let error: unknown;
     if (options.finalSync && this.#started && !this.#stopped) {
       const onAbort = () => this.#abort.abort(options.signal!.reason);

@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { open, rename, rm, stat } from 'node:fs/promises';
+import { link, open, rm, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { WalApplier, decodeLz4Frame } from '@ls/wal';
@@ -54,8 +54,11 @@ export class IntegrityCheckError extends LstreamError {
 
 /** Raised when the output path of a restore already exists. */
 export class OutputExistsError extends LstreamError {
-  constructor(readonly path: string) {
-    super('EEXIST', `${path} already exists; restore never overwrites a database: choose another -o path or move the file away`);
+  constructor(
+    readonly path: string,
+    message = `${path} already exists; restore never overwrites a database: choose another -o path or move the file away`,
+  ) {
+    super('EEXIST', message);
   }
 }
 
@@ -112,9 +115,17 @@ export interface RestoreResult {
 }
 
 function timeBounds(snaps: SnapshotInfo[], segs: WalSegmentInfo[]): { start: number; end: number } | undefined {
-  const times = [...snaps, ...segs].map((x) => x.createdAt.getTime());
-  if (times.length === 0) return undefined;
-  return { start: Math.min(...times), end: Math.max(...times) };
+  // A loop, not Math.min(...): a generation can hold more objects than a call has arguments.
+  let start = Infinity;
+  let end = -Infinity;
+  for (const list of [snaps, segs]) {
+    for (const x of list) {
+      const t = x.createdAt.getTime();
+      if (t < start) start = t;
+      if (t > end) end = t;
+    }
+  }
+  return end === -Infinity ? undefined : { start, end };
 }
 
 /**
@@ -250,26 +261,42 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
   const logger = options.logger ?? noopLogger;
   const signal = options.signal;
   if (await exists(out)) throw new OutputExistsError(out);
+  for (const suffix of ['-wal', '-shm', '-journal']) {
+    // SQLite would replay a stale WAL or journal onto the restored file the first time it opens it.
+    if (await exists(`${out}${suffix}`)) {
+      throw new OutputExistsError(
+        `${out}${suffix}`,
+        `${out}${suffix} exists and belongs to an older database at ${out}; SQLite would apply it to the restored file. Remove it, or restore to another path`,
+      );
+    }
+  }
+  if (await exists(tmp)) {
+    throw new InvalidArgumentError(
+      `${tmp} exists: another restore to ${out} is running, or one crashed; remove ${tmp} if no restore is running`,
+    );
+  }
   const plan = await planRestore(client, options, signal);
+  // Stops downloads still in flight when the restore fails.
+  const internal = new AbortController();
+  const dlSignal = signal ? AbortSignal.any([signal, internal.signal]) : internal.signal;
   const parallelism = Math.max(1, options.parallelism ?? RESTORE_PARALLELISM);
   const prefetch = Math.max(1, options.prefetchBytes ?? RESTORE_PREFETCH_BYTES);
   const progress: RestoreProgress = { downloadedBytes: 0, totalBytes: plan.bytes, appliedSegments: 0, totalSegments: plan.segments.length };
   const report = () => options.onProgress?.({ ...progress });
 
   const fetchObject = (key: string) =>
-    withRetry(async () => readAll(await client.open(key, { signal })), {
+    withRetry(async () => readAll(await client.open(key, { signal: dlSignal })), {
       attempts: RESTORE_ATTEMPTS,
-      signal,
+      signal: dlSignal,
       onRetry: (err, attempt, delayMs) => logger.warn('download failed; retrying', { key, attempt: attempt + 1, delayMs, error: String(err) }),
     });
 
-  await rm(tmp, { force: true });
   let applier: WalApplier | undefined;
   try {
     // Snapshot: streamed and decompressed straight into the file; a failed try starts over.
     await withRetry(
       async () => {
-        const raw = await client.open(snapshotKey(plan.generation, plan.snapshot.index), { signal });
+        const raw = await client.open(snapshotKey(plan.generation, plan.snapshot.index), { signal: dlSignal });
         let got = 0;
         const counted = async function* () {
           for await (const c of raw) {
@@ -277,7 +304,13 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
             yield c as Buffer;
           }
         };
-        const fh = await open(tmp, 'w', 0o644);
+        let fh;
+        try {
+          fh = await open(tmp, 'w', 0o644);
+        } catch (err) {
+          raw.destroy();
+          throw err;
+        }
         try {
           let off = 0;
           for await (const chunk of decodeLz4Frame(counted())) {
@@ -367,11 +400,18 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
       await fh2.close();
     }
     const dbBytes = (await stat(tmp)).size;
-    if (await exists(out)) throw new OutputExistsError(out);
-    await rename(tmp, out);
+    // link fails if the output appeared meanwhile, where rename would replace it.
+    try {
+      await link(tmp, out);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new OutputExistsError(out);
+      throw err;
+    }
+    await rm(tmp, { force: true });
     await fsyncDir(dirname(out));
     return { plan, pos, dbBytes };
   } catch (err) {
+    internal.abort();
     if (applier) await applier.abort().catch(() => undefined);
     await Promise.all([tmp, `${tmp}-wal`, `${tmp}-shm`].map((p) => rm(p, { force: true })));
     throw err;

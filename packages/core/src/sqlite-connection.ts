@@ -14,8 +14,23 @@ export interface CheckpointResult {
 
 /** Raised when lstream's own SQLite connection fails (bad database, not WAL-capable, I/O). */
 export class SqliteError extends LstreamError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    options?: { cause?: unknown; sqliteCode?: string; workerDead?: boolean },
+  ) {
     super('ESQLITE', message, options);
+    this.sqliteCode = options?.sqliteCode;
+    this.workerDead = options?.workerDead ?? false;
+  }
+
+  /** SQLite's result code name (`SQLITE_BUSY`, ...), when SQLite reported one. */
+  readonly sqliteCode: string | undefined;
+  /** The worker thread is gone; the connection must be opened again. */
+  readonly workerDead: boolean;
+
+  /** Returns true when the error is lock contention that a later attempt may not meet. */
+  get busy(): boolean {
+    return this.sqliteCode === 'SQLITE_BUSY' || this.sqliteCode === 'SQLITE_LOCKED';
   }
 }
 
@@ -32,8 +47,14 @@ const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.betterSqlite3);
 let reader, writer;
 function beginRead() {
+  if (reader.inTransaction) return;
   reader.exec('BEGIN');
-  reader.prepare('SELECT COUNT(1) FROM _litestream_seq').get();
+  try {
+    reader.prepare('SELECT COUNT(1) FROM _litestream_seq').get();
+  } catch (err) {
+    reader.exec('ROLLBACK');
+    throw err;
+  }
 }
 const ops = {
   open({ path, busyTimeoutMs }) {
@@ -50,10 +71,12 @@ const ops = {
     return { pageSize };
   },
   touch() {
+    beginRead();
     writer.prepare('INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1').run();
     return null;
   },
   lock() {
+    beginRead();
     try {
       writer.exec('BEGIN IMMEDIATE');
       return true;
@@ -133,13 +156,25 @@ export class SqliteConnection {
       if (m.ok) p.resolve(m.value);
       else {
         const code = m.error?.code ? ` (${m.error.code})` : '';
-        p.reject(new SqliteError(`${this.path}: SQLite ${p.op} failed: ${m.error?.message ?? 'unknown error'}${code}`));
+        p.reject(
+          new SqliteError(`${this.path}: SQLite ${p.op} failed: ${m.error?.message ?? 'unknown error'}${code}`, {
+            sqliteCode: m.error?.code,
+          }),
+        );
       }
     });
-    this.#worker.on('error', (err) => this.#fail(err));
+    this.#worker.on('error', (err) =>
+      this.#fail(new SqliteError(`${this.path}: SQLite worker failed: ${err.message}`, { cause: err, workerDead: true })),
+    );
     this.#worker.on('exit', (code) => {
-      if (!this.#closed) this.#fail(new SqliteError(`${this.path}: SQLite worker exited with code ${code}`));
+      // Whatever was still queued can never be answered now.
+      this.#fail(new SqliteError(`${this.path}: SQLite worker exited with code ${code}`, { workerDead: true }));
     });
+  }
+
+  /** The worker is gone; every call fails. */
+  get failed(): boolean {
+    return this.#failure !== undefined;
   }
 
   #fail(err: Error): void {

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
 import { resolve } from 'node:path';
 import { replicaConfigFromUrl, startDatabases, isReplicaUrl, type DbConfig, type LoggingConfig } from '@ls/config';
 import { CONFIG_FLAGS, parseCommandArgs } from '../argv.js';
@@ -42,6 +43,21 @@ export async function run(argv: string[]): Promise<number> {
     exec ??= config.exec;
   }
   const logger = createLogger(logging);
+  // Signals are handled from the start: one that arrives while databases open stops right after.
+  let signals = 0;
+  let onStop: (sig: NodeJS.Signals) => void = () => undefined;
+  const stopped = new Promise<NodeJS.Signals>((res) => (onStop = res));
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      logger.warn('second signal, exiting without a final sync', { signal: sig });
+      process.exit(130);
+    }
+    logger.info('signal received, stopping', { signal: sig });
+    onStop(sig);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const running = await startDatabases(dbs, { logger });
 
   let child: ChildProcess | undefined;
@@ -50,7 +66,7 @@ export async function run(argv: string[]): Promise<number> {
     const [cmd, ...args] = splitCommand(exec);
     child = spawn(cmd!, args, { stdio: 'inherit' });
     childExit = new Promise((res) => {
-      child!.on('exit', (code, signal) => res(code ?? (signal ? 128 : 1)));
+      child!.on('exit', (code, signal) => res(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1)));
       child!.on('error', (err) => {
         logger.error('cannot run -exec command', { exec, error: String(err) });
         res(1);
@@ -58,20 +74,8 @@ export async function run(argv: string[]): Promise<number> {
     });
   }
 
-  let signals = 0;
-  const stopped = new Promise<string>((res) => {
-    const onSignal = (sig: NodeJS.Signals) => {
-      signals++;
-      if (signals > 1) {
-        logger.warn('second signal, exiting without a final sync', { signal: sig });
-        process.exit(130);
-      }
-      logger.info('signal received, stopping', { signal: sig });
-      if (child && child.exitCode === null) child.kill(sig);
-      res(sig);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+  void stopped.then((sig) => {
+    if (child && child.exitCode === null) child.kill(sig);
   });
 
   // Timers and watchers in the engine do not hold the process open; this does, until a stop.

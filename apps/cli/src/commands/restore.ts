@@ -89,20 +89,20 @@ function planSummary(name: string, plan: RestorePlan) {
 /** Picks the replica to restore from: the named one, the only one, or the one whose chosen generation was updated last. */
 async function choose(replicas: ResolvedReplica[], target: RestoreTarget): Promise<{ r: ResolvedReplica; plan: RestorePlan } | undefined> {
   let best: { r: ResolvedReplica; plan: RestorePlan; updated: number } | undefined;
-  let lastErr: unknown;
+  const errors: unknown[] = [];
   for (const r of replicas) {
     try {
       const plan = await planRestore(r.client as ReplicaClient, target);
-      const times = [plan.snapshot.createdAt.getTime(), ...plan.segments.map((s) => s.createdAt.getTime())];
-      const updated = Math.max(...times);
+      let updated = plan.snapshot.createdAt.getTime();
+      for (const s of plan.segments) updated = Math.max(updated, s.createdAt.getTime());
       if (!best || updated > best.updated) best = { r, plan, updated };
     } catch (err) {
-      if (!(err instanceof NoBackupError) || replicas.length === 1) throw err;
-      lastErr = err;
+      errors.push(err);
     }
   }
-  if (!best && lastErr) throw lastErr;
-  return best;
+  if (best) return best;
+  // Every replica failed: report the most specific reason (anything but "no backup" first).
+  throw errors.find((e) => !(e instanceof NoBackupError)) ?? errors[0] ?? new NoBackupError('no replicas to restore from');
 }
 
 /** Runs `lstream restore`. */
