@@ -165,3 +165,29 @@ describe('Db as a library', () => {
     expect(existsSync(join(root, 'generations', gen))).toBe(true);
   });
 });
+
+describe('retention without a database', () => {
+  it('deletes nothing while the database is missing (regression: it would see every backup as old)', async () => {
+    const path = join(dir, 'gone.db');
+    const root = join(dir, 'gone-replica');
+    write(path, ['--rows', '20']);
+    const db = new Db(path);
+    db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0 });
+    await db.open();
+    await db.flush();
+    await db.close();
+    const client = new FileReplicaClient({ root });
+    const gens = await listGenerations(client);
+    expect(gens).toHaveLength(1);
+    // The database is lost; lstream starts again before anyone restores.
+    for (const f of [path, `${path}-wal`, `${path}-shm`]) rmSync(f, { force: true });
+    const again = new Db(path);
+    const replica = again.addReplica(client, { retentionMs: 1 });
+    await again.open();
+    await sleep(5);
+    await replica.enforceRetention();
+    await again.close();
+    expect(await listGenerations(client)).toEqual(gens);
+    expect((await restoreRows(root, 'gone')).rows).toHaveLength(20);
+  });
+});

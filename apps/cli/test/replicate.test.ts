@@ -237,6 +237,14 @@ describe('lstream restore', () => {
     expect(lstream(['restore', '-o', db, `file://${replica}`]).code).toBe(1);
     expect(lstream(['restore', '-if-db-not-exists', '-o', db, `file://${replica}`]).code).toBe(0);
 
+    // A stale WAL next to the output would be replayed onto the restored file by SQLite: refused.
+    writeFileSync(`${out}-wal`, 'stale');
+    const stale = lstream(['restore', '-o', out, `file://${replica}`]);
+    expect(stale.code).toBe(1);
+    expect(stale.stderr).toContain(`${out}-wal exists`);
+    expect(existsSync(out)).toBe(false);
+    rmSync(`${out}-wal`);
+
     const dry = lstream(['restore', '-dry-run', '-json', '-o', out, `file://${replica}`]);
     expect(dry.code).toBe(0);
     const plan = JSON.parse(dry.stdout) as { segments: number; bytes: number; generation: string };
