@@ -1,7 +1,7 @@
 // One engine benchmark scenario in its own process (so its peak RSS and CPU are its own). Prints JSON.
 //   lag <syncIntervalMs> <seconds>                replication lag of commits every 50 ms, and the floor
 //   eld                                           event-loop delay while a 40 MB WAL is copied and checkpointed
-//   replicate-wal <mib> <dir> <minCheckpointPages>  replicate a churning app until <mib> of WAL has shipped
+//   replicate-wal <mib> <dir> <minCheckpointPages> <churn|grow>  replicate an app until <mib> of WAL has shipped
 //   restore <replicaDir> <out>                    restore a replica to <out>
 //   first-snapshot <db> <replicaDir>              time from open() to the first snapshot of an existing database
 import { spawn } from 'node:child_process';
@@ -142,7 +142,7 @@ switch (scenario) {
     break;
   }
   case 'replicate-wal': {
-    const [mibS, dir, minPages] = args;
+    const [mibS, dir, minPages, mode = 'grow'] = args;
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
     const path = join(dir, 'app.db');
@@ -151,7 +151,7 @@ switch (scenario) {
     setup.exec('CREATE TABLE churn(id INTEGER PRIMARY KEY, body TEXT, v INTEGER)');
     const ins = setup.prepare('INSERT INTO churn(body, v) VALUES (?, 0)');
     setup.transaction(() => {
-      for (let i = 0; i < 120_000; i++) ins.run(`${i}-${'x'.repeat(180 + (i % 40))}`);
+      for (let i = 0; i < 40_000; i++) ins.run(`${i}-${'x'.repeat(180 + (i % 40))}`);
     })();
     setup.pragma('wal_checkpoint(TRUNCATE)');
     setup.close();
@@ -162,7 +162,7 @@ switch (scenario) {
     const c0 = process.cpuUsage();
     const t0 = now();
     await db.open();
-    const w = runWriter(['churn', path]);
+    const w = runWriter([mode, path]);
     while (shipped < Number(mibS) * MiB) await new Promise((r) => setTimeout(r, 50));
     w.child.kill('SIGTERM');
     await w.done;

@@ -169,6 +169,10 @@ export class Db {
   #lastError: unknown;
   #waitingForDb = false;
   #copyBuf: Buffer | undefined;
+  /** WAL bytes copied to shadow files since open (for the 'db-sync' event). */
+  #copiedBytes = 0;
+  /** The current shadow file has writes not yet fsynced. */
+  #shadowDirty = false;
 
   constructor(path: string, options: DbOptions & { events?: LstreamEmitter } = {}) {
     this.path = resolve(path);
@@ -339,11 +343,10 @@ export class Db {
     if (!walStat || walStat.size < BigInt(WAL_HEADER_SIZE)) await this.#conn!.touch();
 
     const before = this.#shadow ? new Pos(this.#shadow.generation, this.#shadow.index, this.#shadow.size) : undefined;
+    const copiedBefore = this.#copiedBytes;
     await this.#verifyAndCopy();
-    const s = this.#shadow!;
-    const copied = before && before.generation === s.generation && before.index === s.index ? s.size - before.offset : s.size;
-
     if (allowCheckpoint) await this.#maybeCheckpoint();
+    const copied = this.#copiedBytes - copiedBefore;
 
     const pos = this.pos!;
     if (!before || comparePos(before, pos) !== 0) {
@@ -351,7 +354,7 @@ export class Db {
       this.events.emit('db-sync', {
         db: this.path,
         pos,
-        bytes: Math.max(0, copied),
+        bytes: copied,
         walBytes: Number(wal?.size ?? 0n),
         dbBytes: Number(dbf?.size ?? 0n),
         durationMs: performance.now() - started,
@@ -534,8 +537,23 @@ export class Db {
     await this.#removeOtherGenerations(generation);
   }
 
+  /** fsyncs the current shadow file when it has unsynced writes. */
+  async #fsyncShadow(): Promise<void> {
+    const s = this.#shadow;
+    if (!s || !this.#shadowDirty) return;
+    const fh = await open(this.shadowWalPath(s.generation, s.index), 'r+');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    this.#shadowDirty = false;
+  }
+
   /** Starts shadow file `index` with the WAL's header; its frames are copied next. */
   async #startIndex(generation: string, index: number, headerBytes: Buffer): Promise<void> {
+    // The previous file is complete: make it durable before moving on.
+    await this.#fsyncShadow();
     const header = parseWalHeader(headerBytes);
     if (header.pageSize !== this.#pageSize) {
       throw new DbError(`${this.walPath}: WAL page size ${header.pageSize} differs from the database's ${this.#pageSize}`);
@@ -603,10 +621,14 @@ export class Db {
         off += chunk.length;
       }
       await out.truncate(committed);
-      await out.sync();
+      // Not fsynced here: until lstream restarts the WAL, SQLite's own WAL still holds these frames,
+      // and a shadow tail lost to an OS crash is found and cut off by the chain check at the next
+      // start. #checkpoint fsyncs before the WAL restart makes the shadow the only copy.
+      this.#shadowDirty = true;
     } finally {
       await out.close();
     }
+    this.#copiedBytes += committed - s.size;
     s.size = committed;
     s.checksum = checksum;
   }
@@ -652,6 +674,7 @@ export class Db {
         } finally {
           await fh.close();
         }
+        await this.#fsyncShadow();
         const r = await conn.checkpoint();
         complete = !r.busy && r.log === r.checkpointed && r.log > 0;
         this.#expectRestart = complete;
@@ -813,6 +836,7 @@ export class Db {
       }
       try {
         await this.#syncLocked(false);
+        await this.#fsyncShadow();
         const r = await conn.checkpoint();
         if (!r.busy && r.log === r.checkpointed) marker = await this.#shutdownMarker();
       } finally {

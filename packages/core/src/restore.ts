@@ -14,7 +14,9 @@ import { withRetry } from './retry.js';
 /** Segments downloaded at once by default (Litestream's default parallelism). */
 export const RESTORE_PARALLELISM = 8;
 /** Compressed bytes downloaded ahead of the apply step, at most. */
-export const RESTORE_PREFETCH_BYTES = 32 * 1024 * 1024;
+export const RESTORE_PREFETCH_BYTES = 16 * 1024 * 1024;
+/** Committed pages a restore keeps in memory before writing them to the database file. */
+export const RESTORE_APPLY_BUFFER_BYTES = 16 * 1024 * 1024;
 /** Tries per object before a restore gives up on it. */
 export const RESTORE_ATTEMPTS = 5;
 
@@ -355,7 +357,7 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
     };
     pump();
 
-    applier = await WalApplier.open(tmp, { strict: true });
+    applier = await WalApplier.open(tmp, { strict: true, bufferBytes: RESTORE_APPLY_BUFFER_BYTES });
     let pos = new Pos(plan.generation, plan.snapshot.index, 0);
     let i = 0;
     while (i < segs.length) {
