@@ -183,7 +183,7 @@ switch (scenario) {
   }
   case 'restore': {
     const [replicaDir, output] = args;
-    await rm(output, { force: true });
+    for (const f of [output, `${output}-wal`, `${output}-shm`]) await rm(f, { force: true });
     const t0 = now();
     const r = await restore(new FileReplicaClient({ root: replicaDir }), { outputPath: output });
     out = { seconds: (now() - t0) / 1000, dbBytes: r.dbBytes, segments: r.plan.segments.length, position: r.pos.toString() };

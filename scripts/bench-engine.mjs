@@ -90,7 +90,7 @@ result.restoreManyIndex = {
   ratioToCp: r2(best(manyRestores.map((r) => r.seconds)) / manyFloor.cpSeconds),
   ratioToCpFsync: r2(best(manyRestores.map((r) => r.seconds)) / manyFloor.cpFsyncSeconds),
 };
-await rm(manyOut, { force: true });
+for (const f of [manyOut, `${manyOut}-wal`, `${manyOut}-shm`]) await rm(f, { force: true });
 
 // --- 1 GiB database: first snapshot vs lz4 -1, snapshot-only restore vs cp -------------------------
 const bigDir = join(dir, 'big');

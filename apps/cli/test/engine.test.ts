@@ -110,6 +110,8 @@ describe('Db as a library', () => {
     const { lines, logger } = collectingLogger();
     const db = new Db(path, { logger, minCheckpointPageCount: 20, maxShadowWalBytes: 200_000 });
     const replica = db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0 });
+    const dropped: number[] = [];
+    db.events.on('shadow-dropped', (e) => dropped.push(e.index));
     await db.open();
     await db.flush();
     const snapshotsBefore = (await collect(listSnapshots(replica.client, db.pos!.generation))).length;
@@ -119,6 +121,7 @@ describe('Db as a library', () => {
     await db.sync();
     await sleep(300);
     expect(lines.some((l) => l.msg.startsWith('shadow WAL exceeds its cap'))).toBe(true);
+    expect(dropped.length).toBeGreaterThan(0);
     rmSync(root, { force: true });
     renameSync(`${root}.away`, root);
     await db.flush();

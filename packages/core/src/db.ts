@@ -772,6 +772,7 @@ export class Db {
       });
       await rm(join(dir, shadowWalName(f.index)), { force: true });
       total -= f.size;
+      this.events.emit('shadow-dropped', { db: this.path, generation: s.generation, index: f.index, bytes: f.size });
     }
   }
 

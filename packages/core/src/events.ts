@@ -21,6 +21,11 @@ export interface LstreamEvents {
   'replica-error': { db: string; replica: string; error: unknown; retryInMs: number };
   /** A replica wrote a snapshot. */
   snapshot: { db: string; replica: string; generation: string; index: number; bytes: number; durationMs: number };
+  /**
+   * Unshipped shadow WAL went past `maxShadowWalBytes` and file `index` was dropped; replicas that
+   * still needed it take a new snapshot when they recover.
+   */
+  'shadow-dropped': { db: string; generation: string; index: number; bytes: number };
   /** A replica's validation finished. */
   validation: { db: string; replica: string; ok: boolean; error?: unknown };
   /** A storage call finished (emitted by clients wrapped with `instrumentClient`). */

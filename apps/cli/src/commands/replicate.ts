@@ -28,6 +28,7 @@ export async function run(argv: string[]): Promise<number> {
   let dbs: DbConfig[];
   let logging: LoggingConfig = { level: 'info', type: 'text', stderr: false };
   let exec = values.exec;
+  let addr: string | undefined;
   if (positionals.length > 0) {
     if (values.config !== undefined) throw new UsageError('replicate: cannot use -config with a database path and replica URLs', 'replicate');
     if (positionals.length < 2) throw new UsageError('replicate: must specify at least one replica URL', 'replicate');
@@ -40,9 +41,13 @@ export async function run(argv: string[]): Promise<number> {
     if (config.dbs.length === 0) throw new UsageError(`replicate: no databases in ${config.file ?? 'the config file'}`, 'replicate');
     dbs = config.dbs;
     logging = config.logging;
+    addr = config.addr;
     exec ??= config.exec;
   }
   const logger = createLogger(logging);
+  if (addr !== undefined) {
+    logger.warn('the config sets addr, but this version of lstream does not serve /metrics yet; it is ignored', { addr });
+  }
   // Signals are handled from the start: one that arrives while databases open stops right after.
   let signals = 0;
   let onStop: (sig: NodeJS.Signals) => void = () => undefined;

@@ -1,0 +1,16 @@
+import { FileReplicaClient } from '@ls/client-file';
+import { Db } from '@ls/core';
+import { rm } from 'node:fs/promises';
+await rm('/tmp/lstream-bench/big/r3', { recursive: true, force: true });
+await rm('/tmp/lstream-bench/big/.big.db-litestream', { recursive: true, force: true });
+const db = new Db('/tmp/lstream-bench/big/big.db');
+db.addReplica(new FileReplicaClient({ root: '/tmp/lstream-bench/big/r3' }), { syncIntervalMs: 1000 });
+const t0 = performance.now();
+const snap = new Promise((r) => db.events.on('snapshot', r));
+await db.open();
+await snap;
+let m = process.memoryUsage();
+console.log('after snapshot', ((performance.now() - t0) / 1000).toFixed(2), 'rss', (process.resourceUsage().maxRSS / 1024) | 0, 'ext', (m.external / 1048576) | 0, 'ab', (m.arrayBuffers / 1048576) | 0);
+await db.close();
+await rm('/tmp/lstream-bench/big/r3', { recursive: true, force: true });
+await rm('/tmp/lstream-bench/big/.big.db-litestream', { recursive: true, force: true });
