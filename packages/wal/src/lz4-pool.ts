@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
+import { compressSync, uncompressSync } from 'lz4-napi';
 
 /*
  * LZ4 blocks are compressed and decompressed by lz4-napi's synchronous calls in worker threads. Its
@@ -50,6 +51,7 @@ function run({ id, op, input, length, dict }) {
     parentPort.postMessage({ id, ok: false, message: String(err && err.message || err), input }, [input]);
   }
 }
+parentPort.postMessage({ ready: true });
 parentPort.on('message', (job) => {
   queue.push(job);
   if (!scheduled) {
@@ -67,6 +69,8 @@ interface Job {
 interface PoolWorker {
   worker: Worker;
   busy: number;
+  /** lz4-napi is loaded in the worker: it can take jobs. */
+  ready: boolean;
 }
 
 /** Worker threads running LZ4 block operations; created on first use, idle workers never hold the process open. */
@@ -74,6 +78,7 @@ class Lz4Pool {
   readonly #workers: PoolWorker[] = [];
   readonly #jobs = new Map<number, Job & { w: PoolWorker }>();
   #nextId = 1;
+  #hereBytes = 0;
   /** Input buffers handed back by workers, reused for the next blocks. */
   readonly #free: ArrayBuffer[] = [];
   readonly size: number;
@@ -88,9 +93,13 @@ class Lz4Pool {
       eval: true,
       workerData: { lz4: require.resolve('lz4-napi') },
     });
-    const w: PoolWorker = { worker, busy: 0 };
+    const w: PoolWorker = { worker, busy: 0, ready: false };
     worker.unref();
-    worker.on('message', (m: { id: number; ok: boolean; output?: ArrayBuffer; message?: string; input: ArrayBuffer }) => {
+    worker.on('message', (m: { id: number; ok: boolean; output?: ArrayBuffer; message?: string; input: ArrayBuffer; ready?: boolean }) => {
+      if (m.ready) {
+        w.ready = true;
+        return;
+      }
       this.#recycle(m.input);
       const job = this.#jobs.get(m.id);
       if (!job) return;
@@ -126,8 +135,17 @@ class Lz4Pool {
   }
 
   run(op: 'compress' | 'uncompress', input: Uint8Array, dict?: Uint8Array): Promise<Buffer> {
-    let w = this.#workers.reduce<PoolWorker | undefined>((best, x) => (!best || x.busy < best.busy ? x : best), undefined);
-    if (!w || (w.busy > 0 && this.#workers.length < this.size)) w = this.#spawn();
+    // Starting workers costs ~50 ms of CPU each: the first blocks of a process are done on the
+    // calling thread, and only a process that keeps compressing starts the pool. Until a worker is
+    // ready, blocks are still done here.
+    if (this.#hereBytes < POOL_AFTER_BYTES) {
+      this.#hereBytes += input.byteLength;
+      return Promise.resolve().then(() => runHere(op, input, dict));
+    }
+    while (this.#workers.length < this.size) this.#spawn();
+    const ready = this.#workers.filter((x) => x.ready);
+    if (ready.length === 0) return Promise.resolve().then(() => runHere(op, input, dict));
+    const w = ready.reduce((best, x) => (x.busy < best.busy ? x : best));
     // The input is copied into a buffer the worker takes over (and hands back for reuse), so callers
     // may reuse theirs at once and no garbage is made per block.
     const ab = this.#take(input.byteLength);
@@ -141,6 +159,18 @@ class Lz4Pool {
     });
   }
 }
+
+/** Runs one block operation on the calling thread. */
+function runHere(op: 'compress' | 'uncompress', input: Uint8Array, dict?: Uint8Array): Buffer {
+  const buf = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+  if (op === 'uncompress') return uncompressSync(buf, dict ? Buffer.from(dict) : undefined);
+  // compressSync's result lives outside V8's accounting until a collection finds it; a copy is
+  // accounted, so allocation pressure keeps triggering the collections that free the originals.
+  return Buffer.from(compressSync(buf));
+}
+
+/** Bytes of LZ4 work done on the calling thread before the worker pool starts. */
+const POOL_AFTER_BYTES = 96 * 1024 * 1024;
 
 let pool: Lz4Pool | undefined;
 
