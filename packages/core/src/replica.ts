@@ -87,8 +87,10 @@ export class Replica {
   /** `#pos` was read from (or written to) storage by this process. */
   #verified = false;
   #lastUploadStartedAt = 0;
-  /** Duration of the last sync that uploaded something. */
+  /** How much earlier than the interval the next upload starts (from recent upload durations). */
   #lastUploadMs = 0;
+  /** Durations of the last uploads, in milliseconds. */
+  readonly #uploadMs: number[] = [];
   #lastSyncAt: Date | undefined;
   #pendingSince: Date | undefined;
   #lastError: unknown;
@@ -261,7 +263,12 @@ export class Replica {
     const before = this.#pos;
     void this.#exclusive(() => this.sync())
       .then(() => {
-        if (this.#pos !== before) this.#lastUploadMs = Math.min(Date.now() - started, this.#options.syncIntervalMs / 2);
+        if (this.#pos !== before) {
+          this.#uploadMs.push(Date.now() - started);
+          if (this.#uploadMs.length > 16) this.#uploadMs.shift();
+          // The slowest recent upload (plus the copy of the commit itself) sets how early to start.
+          this.#lastUploadMs = Math.min(Math.max(...this.#uploadMs) + 2, this.#options.syncIntervalMs / 2);
+        }
         if (this.#failures > 0) {
           this.#logger.info('replica recovered', { db: this.db.path, replica: this.name, failedAttempts: this.#failures });
         }
