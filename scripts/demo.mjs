@@ -22,7 +22,7 @@ const rel = (p) => relative(process.cwd(), p) || '.';
 const say = (s) => process.stdout.write(`${s}\n`);
 
 await mkdir(dir, { recursive: true });
-await rm(restored, { force: true });
+for (const f of [restored, `${restored}-wal`, `${restored}-shm`]) await rm(f, { force: true });
 if (!existsSync(dbPath)) {
   const db = new Database(dbPath);
   db.pragma('journal_mode = wal');
