@@ -194,3 +194,40 @@ describe('retention without a database', () => {
     expect((await restoreRows(root, 'gone')).rows).toHaveLength(20);
   });
 });
+
+describe('Db lifecycle', () => {
+  it('waits for a database that does not exist yet, then replicates it from its first commit', async () => {
+    const path = join(dir, 'later.db');
+    const root = join(dir, 'later-replica');
+    const db = new Db(path);
+    db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0 });
+    await db.open();
+    expect(db.pos).toBeUndefined();
+    expect(await db.flush()).toBeUndefined();
+    write(path, ['--rows', '120', '--batch', '3']);
+    await db.flush();
+    await db.close();
+    expect((await restoreRows(root, 'later')).rows).toEqual(dump(path).rows);
+  });
+
+  it('takes a snapshot every snapshot-interval', async () => {
+    const path = join(dir, 'snapint.db');
+    const root = join(dir, 'snapint-replica');
+    write(path, ['--rows', '10']);
+    const db = new Db(path);
+    const replica = db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0, snapshotIntervalMs: 250 });
+    let snapshots = 0;
+    db.events.on('snapshot', () => snapshots++);
+    await db.open();
+    const writer = startWriter(path, ['--rows', '60', '--interval-ms', '20']);
+    await writer.exited;
+    await sleep(400);
+    await db.flush();
+    await db.close();
+    // One at the start of the generation, then one per interval while the app wrote.
+    expect(snapshots).toBeGreaterThanOrEqual(3);
+    const gen = (await listGenerations(replica.client))[0]!;
+    expect((await collect(listSnapshots(replica.client, gen))).length).toBe(snapshots);
+    expect((await restoreRows(root, 'snapint')).rows).toEqual(dump(path).rows);
+  });
+});
