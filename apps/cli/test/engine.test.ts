@@ -231,3 +231,28 @@ describe('Db lifecycle', () => {
     expect((await restoreRows(root, 'snapint')).rows).toEqual(dump(path).rows);
   });
 });
+
+describe('validation', () => {
+  it('reports a replica that does not match the database', async () => {
+    const path = join(dir, 'validate.db');
+    const other = join(dir, 'validate-other.db');
+    const root = join(dir, 'validate-replica');
+    write(path, ['--rows', '200']);
+    write(other, ['--rows', '300', '--size', '150']);
+    const db = new Db(path);
+    const replica = db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0 });
+    const results: boolean[] = [];
+    db.events.on('validation', (e) => results.push(e.ok));
+    await db.open();
+    await db.flush();
+    expect(await replica.validate()).toBe(true);
+    // Storage is tampered with: the latest snapshot now holds another database (valid LZ4, valid SQLite).
+    const snap = await replica.snapshot();
+    const key = join(root, 'generations', snap.generation, 'snapshots', `${snap.index.toString(16).padStart(8, '0')}.snapshot.lz4`);
+    const { spawnSync } = await import('node:child_process');
+    expect(spawnSync('lz4', ['-q', '-f', '-1', other, key]).status).toBe(0);
+    expect(await replica.validate()).toBe(false);
+    expect(results).toEqual([true, false]);
+    await db.close();
+  });
+});
