@@ -168,6 +168,8 @@ export class Db {
   #connectionClosed = false;
   #lastError: unknown;
   #waitingForDb = false;
+  /** When the current run of failed syncs began (undefined while syncs succeed). */
+  #failingSince: number | undefined;
   #copyBuf: Buffer | undefined;
   /** WAL bytes copied to shadow files since open (for the 'db-sync' event). */
   #copiedBytes = 0;
@@ -233,13 +235,19 @@ export class Db {
   async open(): Promise<void> {
     if (this.#opened) throw new InvalidArgumentError(`${this.path} is already open`);
     this.#opened = true;
+    // The database may not exist yet, but its directory must: lstream never creates it.
+    const dir = await statOrUndefined(dirname(this.path));
+    if (!dir?.isDirectory()) {
+      throw new DbError(`${dirname(this.path)} does not exist (it should hold the database ${basename(this.path)}); create it or fix the path`);
+    }
     await mkdir(this.metaPath, { recursive: true });
     this.#lock = await LockFile.acquire(join(this.metaPath, 'lock'), `database ${this.path}`);
     try {
       await this.#removeTempFiles();
       await this.sync().catch((err: unknown) => {
         if (err instanceof DbError) throw err;
-        this.logger.error('initial sync failed; will retry', { db: this.path, error: String(err) });
+        this.#failingSince = Date.now();
+        this.logger.error('initial sync failed; retrying', { db: this.path, error: String(err) });
       });
       for (const r of this.replicas) r.start();
       this.#startMonitor();
@@ -283,7 +291,21 @@ export class Db {
       this.#kick = undefined;
       this.#syncing = true;
       this.sync()
-        .catch(() => undefined) // reported through lastError, the log and the 'db-sync-error' event
+        .then(
+          () => {
+            if (this.#failingSince !== undefined) {
+              this.logger.info('database sync recovered', { db: this.path });
+              this.#failingSince = undefined;
+            }
+          },
+          (err: unknown) => {
+            // Logged once per episode; every failure is also a 'db-sync-error' event and lastError.
+            if (this.#failingSince === undefined) {
+              this.#failingSince = Date.now();
+              this.logger.error('database sync failed; retrying', { db: this.path, error: String(err) });
+            }
+          },
+        )
         .finally(() => {
           this.#syncing = false;
           if (this.#dirty) {
@@ -321,7 +343,6 @@ export class Db {
           await dead.close().catch(() => undefined);
         }
         this.events.emit('db-sync-error', { db: this.path, error: err });
-        this.logger.error('sync failed', { db: this.path, error: String(err) });
         throw err;
       }
     });
@@ -382,7 +403,7 @@ export class Db {
     } catch (err) {
       // Lock contention at startup (the app holds the write lock) is retried by the monitor.
       if (err instanceof SqliteError && err.busy) throw err;
-      throw new DbError(`${this.path}: cannot open the database for replication: ${(err as Error).message}`, { cause: err });
+      throw new DbError(`cannot open the database for replication: ${(err as Error).message}`, { cause: err });
     }
     this.#conn = opened.conn;
     this.#pageSize = opened.pageSize;
