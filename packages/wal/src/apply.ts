@@ -63,7 +63,9 @@ export class WalApplier {
   #pageSize: number | undefined;
   /** Committed pages not yet written: one slot per page, overwritten in place by later images. */
   readonly #committed = new Map<number, Buffer>();
-  #slab: Buffer | undefined;
+  /** Slabs are kept across flushes and refilled, so a long apply allocates them once. */
+  readonly #slabs: Buffer[] = [];
+  #slabIndex = -1;
   #slabUsed = 0;
   /** Input chunks the open transaction's pages point into, and their total size. */
   #pinned = new Set<ArrayBufferLike>();
@@ -249,11 +251,17 @@ export class WalApplier {
     if (slot === undefined) {
       if (this.#committed.size * page.length >= this.#options.bufferBytes) await this.#flush();
       const ps = page.length;
-      if (!this.#slab || this.#slabUsed + ps > this.#slab.length) {
-        this.#slab = Buffer.allocUnsafeSlow(ps * SLAB_PAGES);
+      let slab = this.#slabs[this.#slabIndex];
+      if (!slab || this.#slabUsed + ps > slab.length) {
+        this.#slabIndex++;
+        slab = this.#slabs[this.#slabIndex];
+        if (!slab || slab.length < ps) {
+          slab = Buffer.allocUnsafeSlow(ps * SLAB_PAGES);
+          this.#slabs[this.#slabIndex] = slab;
+        }
         this.#slabUsed = 0;
       }
-      slot = this.#slab.subarray(this.#slabUsed, this.#slabUsed + ps);
+      slot = slab.subarray(this.#slabUsed, this.#slabUsed + ps);
       this.#slabUsed += ps;
       this.#committed.set(pgno, slot);
     }
@@ -305,7 +313,8 @@ export class WalApplier {
     await Promise.all(inflight);
     if (failure !== undefined) throw failure;
     this.#committed.clear();
-    this.#slab = undefined;
+    this.#slabIndex = -1;
+    this.#slabUsed = 0;
   }
 
   async #dropSpill(): Promise<void> {
