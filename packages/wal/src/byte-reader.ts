@@ -59,6 +59,23 @@ export class ByteReader {
     return filled === n ? out : out.subarray(0, filled);
   }
 
+  /**
+   * Copies exactly `n` bytes into `target` at `offset` (fewer only when the stream ends first) and
+   * returns how many were copied. Unlike `read`, it never allocates.
+   */
+  async readInto(target: Buffer, offset: number, n: number): Promise<number> {
+    let filled = 0;
+    while (filled < n) {
+      if (this.#pos >= this.#chunk.length && !(await this.#fill())) break;
+      const take = Math.min(n - filled, this.#chunk.length - this.#pos);
+      this.#chunk.copy(target, offset + filled, this.#pos, this.#pos + take);
+      this.#pos += take;
+      filled += take;
+    }
+    this.consumed += filled;
+    return filled;
+  }
+
   /** Returns whatever is buffered or next in the stream, up to `max` bytes; empty at the end. */
   async readSome(max: number): Promise<Buffer> {
     if (this.#pos >= this.#chunk.length && !(await this.#fill())) return Buffer.alloc(0);

@@ -43,6 +43,16 @@ describe('LZ4 frames', () => {
     expect(frame[5]).toBe(0x70); // 4 MiB blocks
   });
 
+  it('keeps each block intact when one input chunk fills several blocks after a partial one', async () => {
+    // Regression: the encoder reuses its block buffer; the block must be compressed before it is refilled.
+    const mib = 1024 * 1024;
+    const parts = [randomBytes(100), Buffer.concat([Buffer.alloc(5 * mib, 7), randomBytes(4 * mib)]), randomBytes(50)];
+    const chunks: Buffer[] = [];
+    for await (const c of encodeLz4Frame(parts)) chunks.push(c);
+    const decoded = await lz4DecompressFrame(Buffer.concat(chunks));
+    expect(decoded.equals(Buffer.concat(parts))).toBe(true);
+  });
+
   it('round-trips any chunking of any content (property)', async () => {
     await fc.assert(
       fc.asyncProperty(

@@ -252,9 +252,8 @@ export async function* decodeLz4Frame(
           if (!scratch || scratch.length < size + 4) scratch = Buffer.allocUnsafe(info.maxBlockSize + 4);
           prefixed = scratch.subarray(0, size + 4);
           prefixed.writeUInt32LE(info.maxBlockSize, 0);
-          const body = await reader.read(size);
-          body.copy(prefixed, 4);
-          data = prefixed.subarray(4, 4 + body.length);
+          const got = await reader.readInto(prefixed, 4, size);
+          data = prefixed.subarray(4, 4 + got);
         }
         if (data.length < size) throw new Lz4FrameError('truncated LZ4 block', { offset: reader.consumed });
         if (info.blockChecksum) {

@@ -140,11 +140,11 @@ class Lz4Pool {
     // ready, blocks are still done here.
     if (this.#hereBytes < POOL_AFTER_BYTES) {
       this.#hereBytes += input.byteLength;
-      return Promise.resolve().then(() => runHere(op, input, dict));
+      return runHereNow(op, input, dict);
     }
     while (this.#workers.length < this.size) this.#spawn();
     const ready = this.#workers.filter((x) => x.ready);
-    if (ready.length === 0) return Promise.resolve().then(() => runHere(op, input, dict));
+    if (ready.length === 0) return runHereNow(op, input, dict);
     const w = ready.reduce((best, x) => (x.busy < best.busy ? x : best));
     // The input is copied into a buffer the worker takes over (and hands back for reuse), so callers
     // may reuse theirs at once and no garbage is made per block.
@@ -172,6 +172,18 @@ function runHere(op: 'compress' | 'uncompress', input: Uint8Array, dict?: Uint8A
 /** Bytes of LZ4 work done on the calling thread before the worker pool starts. */
 const POOL_AFTER_BYTES = 96 * 1024 * 1024;
 
+/**
+ * Runs the block operation right away, before returning: callers reuse their input buffer as soon
+ * as the call returns, so the work must not be deferred.
+ */
+function runHereNow(op: 'compress' | 'uncompress', input: Uint8Array, dict?: Uint8Array): Promise<Buffer> {
+  try {
+    return Promise.resolve(runHere(op, input, dict));
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
+}
+
 let pool: Lz4Pool | undefined;
 
 /** Threads used for LZ4 work: the machine's parallelism, at most 4 (LSTREAM_LZ4_THREADS overrides). */
@@ -192,5 +204,5 @@ export function poolCompress(block: Uint8Array): Promise<Buffer> {
  * workers while using 80 MiB less memory (a 1 GiB snapshot: ~165 MiB peak instead of ~250).
  */
 export function poolUncompress(prefixed: Uint8Array, dict?: Uint8Array): Promise<Buffer> {
-  return Promise.resolve().then(() => runHere('uncompress', prefixed, dict));
+  return runHereNow('uncompress', prefixed, dict);
 }
