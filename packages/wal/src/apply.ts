@@ -133,7 +133,11 @@ export class WalApplier {
       let txn: Pending[] = [];
       let transactions = 0;
       let frames = 0;
-      for (let f = await reader.next(); f; f = await reader.next()) {
+      for (;;) {
+        // Frames already buffered are taken without an await each; only a chunk boundary waits.
+        let f = reader.nextBuffered();
+        if (f === undefined) f = await reader.next();
+        if (!f) break;
         this.#pin(f.page);
         txn.push({ pgno: f.pgno, page: f.page });
         if (f.commitSize !== 0) {
@@ -241,15 +245,23 @@ export class WalApplier {
       this.#spillFrames = 0;
       this.#spill!.size = 0;
     }
-    for (const p of txn) await this.#stage(p.pgno, p.page);
+    // Make room for the whole transaction first, so its pages are staged without awaiting.
+    const ps = this.#pageSize!;
+    if ((this.#committed.size + txn.length) * ps > this.#options.bufferBytes && this.#committed.size > 0) await this.#flush();
+    for (const p of txn) this.#stageNow(p.pgno, p.page);
     this.#unpinAll();
   }
 
   /** Copies a committed page image into its slot, writing everything out first when memory is full. */
   async #stage(pgno: number, page: Buffer): Promise<void> {
+    if (!this.#committed.has(pgno) && this.#committed.size * page.length >= this.#options.bufferBytes) await this.#flush();
+    this.#stageNow(pgno, page);
+  }
+
+  /** Copies a committed page image into its slot (memory permitting is the caller's concern). */
+  #stageNow(pgno: number, page: Buffer): void {
     let slot = this.#committed.get(pgno);
     if (slot === undefined) {
-      if (this.#committed.size * page.length >= this.#options.bufferBytes) await this.#flush();
       const ps = page.length;
       let slab = this.#slabs[this.#slabIndex];
       if (!slab || this.#slabUsed + ps > slab.length) {

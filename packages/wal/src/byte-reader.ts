@@ -60,6 +60,18 @@ export class ByteReader {
   }
 
   /**
+   * Returns a view of the next `n` bytes when they are already buffered in the current chunk, without
+   * waiting; otherwise returns undefined and consumes nothing (call `read` then).
+   */
+  takeBuffered(n: number): Buffer | undefined {
+    if (this.#chunk.length - this.#pos < n) return undefined;
+    const out = this.#chunk.subarray(this.#pos, this.#pos + n);
+    this.#pos += n;
+    this.consumed += n;
+    return out;
+  }
+
+  /**
    * Copies exactly `n` bytes into `target` at `offset` (fewer only when the stream ends first) and
    * returns how many were copied. Unlike `read`, it never allocates.
    */

@@ -91,6 +91,18 @@ export class WalFrameReader implements AsyncIterable<WalFrame> {
     return this.#header;
   }
 
+  /**
+   * Returns the next verified frame when its bytes are already buffered (or null once reading has
+   * stopped), without waiting; returns undefined when the next frame needs more input (call `next`).
+   * Lets a consumer handle a chunk's frames without an await per frame.
+   */
+  nextBuffered(): WalFrame | null | undefined {
+    if (!this.#chain) return undefined;
+    if (this.#stopped) return null;
+    const frame = this.#reader.takeBuffered(this.#frameSize);
+    return frame ? this.#accept(frame) : undefined;
+  }
+
   /** Returns the next verified frame, or null once reading has stopped (see `stopReason`). */
   async next(): Promise<WalFrame | null> {
     if (!this.#chain) await this.header();
@@ -99,6 +111,10 @@ export class WalFrameReader implements AsyncIterable<WalFrame> {
     if (frame.length < this.#frameSize) {
       return this.#stop(frame.length === 0 ? 'end' : 'partial-frame');
     }
+    return this.#accept(frame);
+  }
+
+  #accept(frame: Buffer): WalFrame | null {
     const h = parseWalFrameHeader(frame);
     const verdict = this.#chain!.verify(frame, h);
     if (verdict !== 'ok') return this.#stop(verdict);
