@@ -5,6 +5,7 @@
 //   restore <replicaDir> <out>                    restore a replica to <out>
 //   first-snapshot <db> <replicaDir>              time from open() to the first snapshot of an existing database
 import { spawn } from 'node:child_process';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { mkdtemp, open, rename, rm, mkdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,11 +41,16 @@ function runWriter(args, onLine) {
   return { child, done: new Promise((res, rej) => child.on('exit', (c) => (c === 0 ? res() : rej(new Error(`writer exited ${c}`))))) };
 }
 
-/** The floor of one durable upload to a file replica: write a 4 KiB file, fsync, rename, fsync the directory. */
-async function durableWriteFloor(dir, n = 200) {
+/**
+ * The floor of one durable upload to a file replica: write a 4 KiB file, fsync, rename, fsync the
+ * directory; paced like the writer (every `everyMs`) for `seconds`, because this disk stalls now and
+ * then (journal commits) and a short burst would miss that.
+ */
+async function durableWriteFloor(dir, seconds, everyMs) {
   const times = [];
   const buf = Buffer.alloc(4096, 7);
-  for (let i = 0; i < n; i++) {
+  const end = now() + seconds * 1000;
+  for (let i = 0; now() < end; i++) {
     const t = now();
     const fh = await open(join(dir, 'f.tmp'), 'w');
     await fh.write(buf);
@@ -55,8 +61,9 @@ async function durableWriteFloor(dir, n = 200) {
     await d.sync();
     await d.close();
     times.push(now() - t);
+    await new Promise((r) => setTimeout(r, everyMs));
   }
-  return { p50Ms: r1(pct(times, 50)), p99Ms: r1(pct(times, 99)) };
+  return { samples: times.length, p50Ms: r1(pct(times, 50)), p99Ms: r1(pct(times, 99)), maxMs: r1(Math.max(...times)) };
 }
 
 switch (scenario) {
@@ -70,27 +77,37 @@ switch (scenario) {
     setup.close();
     const db = new Db(path);
     db.addReplica(new FileReplicaClient({ root: join(dir, 'replica') }), { syncIntervalMs: interval });
-    const dbSyncs = [];
     const replicaSyncs = [];
-    db.events.on('db-sync', (e) => dbSyncs.push({ start: now() - e.durationMs, pos: e.pos }));
-    db.events.on('replica-sync', (e) => replicaSyncs.push({ at: now(), pos: e.pos }));
+    db.events.on('replica-sync', (e) => replicaSyncs.push({ at: now(), pos: e.pos, ms: e.durationMs }));
     await db.open();
     await db.flush();
     const commits = [];
     const w = runWriter(['lag', path, '50', String(seconds)], (l) => {
-      const [id, at] = l.split(' ').map(Number);
-      commits.push({ id, at });
+      const [id, at, end, salt] = l.split(' ');
+      commits.push({ id: Number(id), at: Number(at), end: Number(end), salt });
     });
     await w.done;
     await db.flush();
-    await db.close();
+    // A commit is durable once a replica-sync reaches its end offset in the shadow index whose
+    // header carries its WAL's salts.
+    const saltOf = new Map();
+    const indexSalt = (pos) => {
+      const key = `${pos.generation}/${pos.index}`;
+      if (!saltOf.has(key)) {
+        const fd = openSync(db.shadowWalPath(pos.generation, pos.index), 'r');
+        const b = Buffer.alloc(8);
+        readSync(fd, b, 0, 8, 16);
+        closeSync(fd);
+        saltOf.set(key, b.toString('hex'));
+      }
+      return saltOf.get(key);
+    };
     const lags = [];
     for (const c of commits) {
-      const s = dbSyncs.find((x) => x.start >= c.at);
-      if (!s) continue;
-      const r = replicaSyncs.find((x) => x.pos.generation === s.pos.generation && comparePos(x.pos, s.pos) >= 0);
+      const r = replicaSyncs.find((x) => x.at >= c.at && indexSalt(x.pos) === c.salt && x.pos.offset >= c.end);
       if (r) lags.push(r.at - c.at);
     }
+    await db.close();
     out = {
       syncIntervalMs: interval,
       commits: commits.length,
@@ -99,8 +116,7 @@ switch (scenario) {
       p99Ms: r1(pct(lags, 99)),
       maxMs: r1(Math.max(...lags)),
       worstMs: [...lags].sort((x, y) => y - x).slice(0, 5).map(r1),
-      worstAt: lags.map((l, i) => [l, i]).sort((x, y) => y[0] - x[0]).slice(0, 5).map((x) => x[1]),
-      floorDurableFileWrite: await durableWriteFloor(dir),
+      floorDurableFileWrite: await durableWriteFloor(dir, seconds, 50),
     };
     await rm(dir, { recursive: true, force: true });
     break;

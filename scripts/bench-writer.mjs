@@ -3,6 +3,7 @@
 //   bulk <db> <bytes>              one transaction of about <bytes> of new rows, then exits
 //   churn <db>                     transactions updating random rows until SIGTERM (WAL volume, steady db size)
 //   grow <db>                      transactions inserting rows (and updating a few) until SIGTERM: the database grows with the WAL
+import { closeSync, openSync, readSync } from 'node:fs';
 import Database from 'better-sqlite3';
 
 const [mode, dbPath, a, b] = process.argv.slice(2);
@@ -13,6 +14,27 @@ const now = () => performance.timeOrigin + performance.now();
 let stop = false;
 process.on('SIGTERM', () => (stop = true));
 
+/** The end of the last commit frame of the current WAL (frames carrying the header's salts), scanning on from the last call. */
+let scan = { salt: '', end: 32 };
+function walCommitEnd() {
+  const fd = openSync(`${dbPath}-wal`, 'r');
+  try {
+    const hdr = Buffer.alloc(32);
+    readSync(fd, hdr, 0, 32, 0);
+    const salt = hdr.subarray(16, 24).toString('hex');
+    const frame = 24 + hdr.readUInt32BE(8);
+    if (salt !== scan.salt) scan = { salt, end: 32 };
+    const fh = Buffer.alloc(24);
+    for (let off = scan.end; readSync(fd, fh, 0, 24, off) === 24; off += frame) {
+      if (fh.subarray(8, 16).toString('hex') !== salt) break;
+      if (fh.readUInt32BE(4) !== 0) scan.end = off + frame;
+    }
+    return { end: scan.end, salt };
+  } finally {
+    closeSync(fd);
+  }
+}
+
 if (mode === 'lag') {
   db.exec('CREATE TABLE IF NOT EXISTS lag(id INTEGER PRIMARY KEY, at REAL, pad TEXT)');
   const ins = db.prepare('INSERT INTO lag(at, pad) VALUES (?, ?)');
@@ -20,7 +42,10 @@ if (mode === 'lag') {
   const end = Date.now() + Number(b) * 1000;
   while (Date.now() < end && !stop) {
     const id = ins.run(now(), 'x'.repeat(200)).lastInsertRowid;
-    process.stdout.write(`${id} ${now()}\n`);
+    const at = now();
+    // Where this commit ends in the WAL and which WAL it is (its salts), read from the WAL itself.
+    const { end, salt } = walCommitEnd();
+    process.stdout.write(`${id} ${at} ${end} ${salt}\n`);
     await new Promise((r) => setTimeout(r, every));
   }
 } else if (mode === 'bulk') {

@@ -266,8 +266,11 @@ export class Replica {
         if (this.#pos !== before) {
           this.#uploadMs.push(Date.now() - started);
           if (this.#uploadMs.length > 16) this.#uploadMs.shift();
-          // The slowest recent upload (plus the copy of the commit itself) sets how early to start.
-          this.#lastUploadMs = Math.min(Math.max(...this.#uploadMs) + 2, this.#options.syncIntervalMs / 2);
+          // A high percentile of recent uploads (plus the copy of the commit itself) sets how early to
+          // start; not the maximum, so one storage stall does not make every upload start early.
+          const sorted = [...this.#uploadMs].sort((x, y) => x - y);
+          const p75 = sorted[Math.floor((sorted.length - 1) * 0.75)]!;
+          this.#lastUploadMs = Math.min(p75 + 2, this.#options.syncIntervalMs / 2);
         }
         if (this.#failures > 0) {
           this.#logger.info('replica recovered', { db: this.db.path, replica: this.name, failedAttempts: this.#failures });
