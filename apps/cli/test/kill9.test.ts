@@ -20,7 +20,7 @@ function walCommitEnd(walPath: string): { header: Buffer; end: number } {
   const salt = header.subarray(16, 24);
   const frame = 24 + pageSize;
   let end = 32;
-  // Salts alone bound the current WAL here: the writer is stopped, so no frame is half-written.
+  // Salts alone bound the current WAL here: the writer is paused between transactions, so no frame is half-written.
   for (let off = 32; off + frame <= buf.length; off += frame) {
     if (!buf.subarray(off + 8, off + 16).equals(salt)) break;
     if (buf.readUInt32BE(off + 4) !== 0) end = off + frame;
@@ -59,19 +59,24 @@ it(`never loses a transaction reported durable across ${CYCLES} kill -9 cycles`,
   write(db, ['--rows', '1']);
   const writer = startWriter(db, ['--rows', '0', '--batch', '2', '--size', '300', '--interval-ms', '3']);
   await writer.waitFor(/committed/);
-  writer.child.kill('SIGSTOP');
+  // Pausing goes through the writer itself, so it always stops between transactions: a SIGSTOP could
+  // land between SQLite's frame-header and page writes and leave a half-written commit in the WAL.
+  const pause = async (): Promise<number> => {
+    const from = writer.lines.length;
+    writer.child.kill('SIGUSR1');
+    const line = await writer.waitFor(/^paused /, 10_000, from);
+    return Number(line.split(' ')[1]);
+  };
+  await pause();
   let durableId = 0;
   const metaDir = join(dir, '.app.db-litestream');
 
   for (let cycle = 0; cycle < CYCLES; cycle++) {
     const rep = startLstream(['replicate', '-config', configPath]);
     await rep.waitFor(/msg="replicating database"/);
-    writer.child.kill('SIGCONT');
+    writer.child.kill('SIGUSR2');
     await sleep(50 + Math.random() * 300);
-    writer.child.kill('SIGSTOP');
-    await sleep(20);
-    const lastLine = writer.lines.filter((l) => l.startsWith('committed ')).at(-1)!;
-    const lastId = Number(lastLine.split(' ')[1]);
+    const lastId = await pause();
 
     // Wait until lstream logs a durable position covering the WAL's last commit.
     const { header, end } = walCommitEnd(`${db}-wal`);
@@ -92,7 +97,7 @@ it(`never loses a transaction reported durable across ${CYCLES} kill -9 cycles`,
     durableId = lastId;
 
     // Let the app write again and kill lstream at a random moment.
-    writer.child.kill('SIGCONT');
+    writer.child.kill('SIGUSR2');
     await sleep(Math.random() * 250);
     rep.child.kill('SIGKILL');
     await rep.exited;
@@ -106,10 +111,10 @@ it(`never loses a transaction reported durable across ${CYCLES} kill -9 cycles`,
     for (let id = 1; id <= durableId; id++) {
       if (!ids.has(id)) throw new Error(`cycle ${cycle}: row ${id} was reported durable but is missing from the replica`);
     }
-    writer.child.kill('SIGSTOP');
+    await pause();
   }
 
-  writer.child.kill('SIGCONT');
+  writer.child.kill('SIGUSR2');
   expect(await writer.stop()).toBe(0);
   const rep = startLstream(['replicate', '-config', configPath]);
   await rep.waitFor(/msg="replica synced"/);

@@ -1,6 +1,7 @@
 // A SQLite writer in its own process, as an app would be: WAL mode, busy timeout, commits rows
 // until told to stop. Usage: node writer.mjs DB_PATH [--rows N] [--interval-ms N] [--batch N] [--size N]
-// Prints "committed <id>" after each commit when --report is given.
+// Prints "committed <id>" after each commit when --report is given. SIGUSR1 pauses it between
+// transactions (it prints "paused <last id>"), SIGUSR2 resumes it.
 import Database from 'better-sqlite3';
 import { parseArgs } from 'node:util';
 
@@ -28,6 +29,11 @@ const interval = Number(values['interval-ms']);
 let stop = false;
 process.on('SIGTERM', () => (stop = true));
 process.on('SIGINT', () => (stop = true));
+// SIGUSR1 pauses between transactions (never inside one) and prints "paused <last id>"; SIGUSR2 resumes.
+let pauseRequested = false;
+let resume;
+process.on('SIGUSR1', () => (pauseRequested = true));
+process.on('SIGUSR2', () => resume?.());
 const body = (i) => `row-${i}-`.padEnd(size, String.fromCharCode(97 + (i % 26)));
 let n = 0;
 const tx = db.transaction((k) => {
@@ -41,5 +47,13 @@ while (!stop && (rows === 0 || n < rows)) {
   n += k;
   if (values.report) process.stdout.write(`committed ${last}\n`);
   if (interval > 0) await new Promise((r) => setTimeout(r, interval));
+  if (pauseRequested) {
+    pauseRequested = false;
+    process.stdout.write(`paused ${last}\n`);
+    const keepAlive = setInterval(() => undefined, 1 << 30); // signal handlers alone do not keep Node running
+    await new Promise((r) => (resume = r));
+    clearInterval(keepAlive);
+    resume = undefined;
+  }
 }
 db.close();
