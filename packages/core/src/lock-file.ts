@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
-import { open, readFile, rm } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { open, readFile, rm, stat, utimes } from 'node:fs/promises';
 import { LstreamError } from './errors.js';
 
 /** Raised when another lstream process already replicates a database or owns a replica path. */
@@ -29,12 +30,31 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Lock files this process holds right now (so its own pid in a lock file is not mistaken for a previous run). */
+const held = new Set<string>();
+
+/** How often a holder refreshes its lock file's mtime. */
+export const LOCK_HEARTBEAT_MS = 10_000;
+/** A lock file not refreshed for this long is stale, whoever wrote it (another host, another container). */
+export const LOCK_STALE_MS = 45_000;
+
 /**
- * An exclusive lock held through a file that names its holder. A lock whose holder process is gone
- * (same host, pid not running) is stale and taken over.
+ * An exclusive lock held through a file that names its holder, refreshed every few seconds. A lock is
+ * stale, and taken over, when its holder is gone: a dead pid on this host, our own pid (a previous run
+ * in a container that reuses pids), or no refresh for LOCK_STALE_MS (a holder on another host or in
+ * another container, whose pid cannot be checked).
  */
 export class LockFile {
-  private constructor(readonly path: string) {}
+  #heartbeat: NodeJS.Timeout | undefined;
+
+  private constructor(readonly path: string) {
+    this.#heartbeat = setInterval(() => {
+      const now = new Date();
+      // A failed refresh only shortens how long the lock looks fresh; the next one retries.
+      utimes(path, now, now).catch(() => undefined);
+    }, LOCK_HEARTBEAT_MS);
+    this.#heartbeat.unref();
+  }
 
   /** Takes the lock at `path`, or rejects with LockedError naming the live holder. */
   static async acquire(path: string, what: string): Promise<LockFile> {
@@ -48,6 +68,7 @@ export class LockFile {
         } finally {
           await fh.close();
         }
+        held.add(resolve(path));
         return new LockFile(path);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -58,7 +79,17 @@ export class LockFile {
       } catch {
         holder = undefined; // unreadable or half-written: treat as stale only if it stays so
       }
-      const stale = holder ? holder.host === me.host && holder.pid !== process.pid && !alive(holder.pid) : attempt > 0;
+      let age = 0;
+      try {
+        age = Date.now() - (await stat(path)).mtimeMs;
+      } catch {
+        continue; // removed meanwhile: try to create it again
+      }
+      const sameHost = holder?.host === me.host;
+      const mine = held.has(resolve(path));
+      const stale =
+        !mine &&
+        (age > LOCK_STALE_MS || (holder ? sameHost && (holder.pid === process.pid || !alive(holder.pid)) : attempt > 0));
       if (!stale) {
         const who = holder ? `process ${holder.pid} on ${holder.host} (since ${holder.startedAt})` : 'another process';
         throw new LockedError(
@@ -73,6 +104,9 @@ export class LockFile {
 
   /** Releases the lock. */
   async release(): Promise<void> {
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+    held.delete(resolve(this.path));
     await rm(this.path, { force: true });
   }
 }

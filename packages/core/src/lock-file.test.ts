@@ -1,0 +1,50 @@
+import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LOCK_STALE_MS, LockFile, LockedError } from './lock-file.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'lstream-lock-'));
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+const holder = (pid: number, host: string) => JSON.stringify({ pid, host, startedAt: '2026-01-01T00:00:00Z' });
+
+describe('LockFile', () => {
+  it('refuses a lock this process holds, and frees it on release', async () => {
+    const path = join(dir, 'a');
+    const lock = await LockFile.acquire(path, 'thing');
+    await expect(LockFile.acquire(path, 'thing')).rejects.toBeInstanceOf(LockedError);
+    await lock.release();
+    await (await LockFile.acquire(path, 'thing')).release();
+  });
+
+  it('refuses a fresh lock of a live process, naming it', async () => {
+    const path = join(dir, 'b');
+    await writeFile(path, holder(1, hostname())); // pid 1 is alive
+    const err = await LockFile.acquire(path, 'thing').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LockedError);
+    expect((err as LockedError).holder?.pid).toBe(1);
+  });
+
+  it('takes over a lock left by a dead process, by an earlier run with our pid, or not refreshed for long', async () => {
+    const dead = join(dir, 'c');
+    await writeFile(dead, holder(2 ** 22 + 12345, hostname()));
+    await (await LockFile.acquire(dead, 'thing')).release();
+
+    // A container restarted with the same pid (and often the same hostname).
+    const samePid = join(dir, 'd');
+    await writeFile(samePid, holder(process.pid, hostname()));
+    await (await LockFile.acquire(samePid, 'thing')).release();
+
+    // Another host or container: its pid cannot be checked, only its heartbeat.
+    const other = join(dir, 'e');
+    await writeFile(other, holder(1, 'another-host'));
+    await expect(LockFile.acquire(other, 'thing')).rejects.toBeInstanceOf(LockedError);
+    const old = new Date(Date.now() - LOCK_STALE_MS - 5_000);
+    await utimes(other, old, old);
+    await (await LockFile.acquire(other, 'thing')).release();
+  });
+});
