@@ -126,7 +126,6 @@ describe('Db as a library', () => {
     await db.flush();
     await db.close();
     const gen = (await listGenerations(replica.client)).at(-1)!;
-    expect(lines.some((l) => l.msg.startsWith('replica cannot continue from what storage holds'))).toBe(true);
     expect((await collect(listSnapshots(replica.client, gen))).length).toBeGreaterThan(snapshotsBefore);
     expect((await restoreRows(root, 'cap')).rows).toEqual(dump(path).rows);
   });

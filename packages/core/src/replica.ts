@@ -320,6 +320,11 @@ export class Replica {
       if (pos.index < dpos.index) {
         const size = await this.db.shadowSize(pos.generation, pos.index);
         if (size === undefined) {
+          this.#logger.warn('the shadow WAL this replica needs was dropped; taking a new snapshot', {
+            db: this.db.path,
+            replica: this.name,
+            position: pos.toString(),
+          });
           this.#needSnapshot = true;
           continue;
         }
