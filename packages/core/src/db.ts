@@ -1,8 +1,7 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import {
-  WAL_FRAME_HEADER_SIZE,
   WAL_HEADER_SIZE,
   WalChain,
   frameAlign,
@@ -15,6 +14,7 @@ import {
 import type { ReplicaClient } from './client.js';
 import { InvalidArgumentError, LstreamError } from './errors.js';
 import { LstreamEmitter } from './events.js';
+import { fsyncDir, readAt, readFileRange, statOrUndefined, writeFileAtomic } from './fs-util.js';
 import { LockFile } from './lock-file.js';
 import { noopLogger, type Logger } from './logger.js';
 import {
@@ -62,63 +62,6 @@ export function defaultMetaPath(dbPath: string): string {
 /** Formats a shadow WAL file name: `%08x.wal`. */
 export function shadowWalName(index: number): string {
   return `${index.toString(16).padStart(8, '0')}.wal`;
-}
-
-async function statOrUndefined(path: string) {
-  try {
-    return await stat(path, { bigint: true });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
-async function readAt(fh: FileHandle, position: number, length: number, into?: Buffer): Promise<Buffer> {
-  const buf = into && into.length >= length ? into : Buffer.allocUnsafe(length);
-  let got = 0;
-  while (got < length) {
-    const { bytesRead } = await fh.read(buf, got, length - got, position + got);
-    if (bytesRead === 0) break;
-    got += bytesRead;
-  }
-  return buf.subarray(0, got);
-}
-
-async function readFileRange(path: string, position: number, length: number): Promise<Buffer | undefined> {
-  let fh: FileHandle;
-  try {
-    fh = await open(path, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  try {
-    return await readAt(fh, position, length);
-  } finally {
-    await fh.close();
-  }
-}
-
-async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const fh = await open(tmp, 'w', 0o644);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-  await fsyncDir(dirname(path));
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /** The shadow WAL file being appended to: one SQLite WAL index of the current generation. */
@@ -440,31 +383,8 @@ export class Db {
       const header = parseWalHeader(headerBytes);
       if (header.pageSize !== this.#pageSize) return;
       // Find the end of the last whole transaction: a crash may have left uncommitted frames.
-      const chain = new WalChain(header);
-      const frameSize = walFrameSize(header.pageSize);
-      let end = WAL_HEADER_SIZE;
-      let checksum: [number, number] = [header.checksum1, header.checksum2];
-      let off = WAL_HEADER_SIZE;
       const aligned = frameAlign(size, header.pageSize);
-      while (off < aligned) {
-        const chunk = await readAt(fh, off, Math.min(COPY_CHUNK_BYTES - (COPY_CHUNK_BYTES % frameSize), aligned - off), this.#copyBuffer());
-        let p = 0;
-        let broken = false;
-        for (; p + frameSize <= chunk.length; p += frameSize) {
-          const frame = chunk.subarray(p, p + frameSize);
-          const h = parseWalFrameHeader(frame);
-          if (chain.verify(frame, h) !== 'ok') {
-            broken = true;
-            break;
-          }
-          if (h.commitSize !== 0) {
-            end = off + p + frameSize;
-            checksum = chain.checksum;
-          }
-        }
-        if (broken || chunk.length === 0) break;
-        off += chunk.length;
-      }
+      const { end, checksum } = await this.#scanCommitted(fh, header, WAL_HEADER_SIZE, [header.checksum1, header.checksum2], aligned);
       if (end !== size) {
         await fh.truncate(end);
         await fh.sync();
@@ -606,29 +526,11 @@ export class Db {
    */
   async #copy(fh: FileHandle, walSize: number): Promise<void> {
     const s = this.#shadow!;
-    const frameSize = walFrameSize(this.#pageSize);
     const end = frameAlign(walSize, this.#pageSize);
     if (end <= s.size) return;
-    const chain = new WalChain(s.header, s.checksum);
-    const chunkBytes = Math.max(frameSize, COPY_CHUNK_BYTES - (COPY_CHUNK_BYTES % frameSize));
-    let committed = s.size;
-    let checksum = s.checksum;
-    scan: for (let off = s.size; off < end; ) {
-      const chunk = await readAt(fh, off, Math.min(chunkBytes, end - off), this.#copyBuffer());
-      let p = 0;
-      for (; p + frameSize <= chunk.length; p += frameSize) {
-        const frame = chunk.subarray(p, p + frameSize);
-        const h = parseWalFrameHeader(frame);
-        if (chain.verify(frame, h) !== 'ok') break scan;
-        if (h.commitSize !== 0) {
-          committed = off + p + frameSize;
-          checksum = chain.checksum;
-        }
-      }
-      if (p === 0) break;
-      off += p;
-    }
+    const { end: committed, checksum } = await this.#scanCommitted(fh, s.header, s.size, s.checksum, end);
     if (committed === s.size) return;
+    const chunkBytes = this.#chunkBytes();
     if (committed > MAX_WAL_OFFSET + 1) {
       // Segment names hold 8 hex digits; lstream restarts the WAL long before this.
       throw new DbError(`${this.walPath}: WAL exceeds 4 GiB, which lstream never lets happen; is another process holding it open?`);
@@ -652,6 +554,47 @@ export class Db {
     this.#copiedBytes += committed - s.size;
     s.size = committed;
     s.checksum = checksum;
+  }
+
+  /** Bytes per read while scanning or copying a WAL: whole frames, at least one. */
+  #chunkBytes(): number {
+    const frameSize = walFrameSize(this.#pageSize);
+    return Math.max(frameSize, COPY_CHUNK_BYTES - (COPY_CHUNK_BYTES % frameSize));
+  }
+
+  /**
+   * Reads frames of a WAL (or shadow WAL) from `start` (with the chain value `checksum` there) up to
+   * `end`, and returns the end of the last whole transaction whose frames continue the salt and
+   * checksum chain, with the chain value at that point. Stops at the first frame that does not.
+   */
+  async #scanCommitted(
+    fh: FileHandle,
+    header: WalHeader,
+    start: number,
+    checksum: [number, number],
+    end: number,
+  ): Promise<{ end: number; checksum: [number, number] }> {
+    const frameSize = walFrameSize(header.pageSize);
+    const chunkBytes = this.#chunkBytes();
+    const chain = new WalChain(header, checksum);
+    let committed = start;
+    let committedChecksum = checksum;
+    for (let off = start; off < end; ) {
+      const chunk = await readAt(fh, off, Math.min(chunkBytes, end - off), this.#copyBuffer());
+      let p = 0;
+      for (; p + frameSize <= chunk.length; p += frameSize) {
+        const frame = chunk.subarray(p, p + frameSize);
+        const h = parseWalFrameHeader(frame);
+        if (chain.verify(frame, h) !== 'ok') return { end: committed, checksum: committedChecksum };
+        if (h.commitSize !== 0) {
+          committed = off + p + frameSize;
+          committedChecksum = chain.checksum;
+        }
+      }
+      if (p === 0) break;
+      off += p;
+    }
+    return { end: committed, checksum: committedChecksum };
   }
 
   async #maybeCheckpoint(): Promise<void> {
@@ -758,7 +701,7 @@ export class Db {
     if (!s) return;
     let keepFrom = s.index;
     for (const r of this.replicas) {
-      const p = r.shippedPos;
+      const p = r.pos;
       // A replica that has not reached storage yet may still continue from older files; only the cap removes them.
       if (!p) keepFrom = 0;
       else if (p.generation === s.generation) keepFrom = Math.min(keepFrom, p.index);

@@ -90,3 +90,10 @@ export class DeleteFailedError extends LstreamError {
     });
   }
 }
+
+/** Raised when a replica cannot make progress for a reason retrying will not fix. */
+export class ReplicaError extends LstreamError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('EREPLICA', message, options);
+  }
+}

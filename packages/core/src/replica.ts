@@ -1,8 +1,8 @@
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
 import type { ReplicaClient } from './client.js';
 import type { Db } from './db.js';
-import { isAbortError, isRetryable, LstreamError } from './errors.js';
+import { isAbortError, isRetryable, ReplicaError } from './errors.js';
+import { readRange } from './fs-util.js';
 import type { SnapshotInfo, WalSegmentInfo } from './layout.js';
 import type { Logger } from './logger.js';
 import {
@@ -27,17 +27,8 @@ import {
 import { backoffDelay, sleep } from './retry.js';
 import { validateReplica } from './validate.js';
 
-/** Bytes of shadow WAL read per call while uploading a segment (segments stream in chunks). */
-const SEGMENT_READ_CHUNK_BYTES = 1024 * 1024;
 /** Longest wait between two attempts of a failing replica. */
 const MAX_RETRY_DELAY_MS = 30_000;
-
-/** Raised when a replica cannot make progress for a reason retrying will not fix. */
-export class ReplicaError extends LstreamError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('EREPLICA', message, options);
-  }
-}
 
 interface Waiter {
   pos: Pos;
@@ -55,22 +46,6 @@ export interface ReplicaStatus {
   lastError: unknown;
   /** Time of the oldest commit not yet durable here (undefined when caught up). */
   pendingSince: Date | undefined;
-}
-
-async function* readRange(path: string, start: number, end: number): AsyncGenerator<Buffer> {
-  const fh = await open(path, 'r');
-  try {
-    for (let off = start; off < end; ) {
-      const len = Math.min(SEGMENT_READ_CHUNK_BYTES, end - off);
-      const buf = Buffer.allocUnsafe(len);
-      const { bytesRead } = await fh.read(buf, 0, len, off);
-      if (bytesRead === 0) throw new ReplicaError(`${path}: shadow WAL ended at ${off}, expected ${end} bytes`);
-      off += bytesRead;
-      yield buf.subarray(0, bytesRead);
-    }
-  } finally {
-    await fh.close();
-  }
 }
 
 /**
@@ -128,11 +103,6 @@ export class Replica {
 
   /** Position durable in this replica's storage, as far as this process knows. */
   get pos(): Pos | undefined {
-    return this.#pos;
-  }
-
-  /** Position of the shadow WAL this replica has shipped (what local cleanup must keep after). */
-  get shippedPos(): Pos | undefined {
     return this.#pos;
   }
 

@@ -9,6 +9,7 @@ import { snapshotKey, walSegmentKey, type SnapshotInfo, type WalSegmentInfo } fr
 import { noopLogger, type Logger } from './logger.js';
 import { Pos, isGenerationName } from './pos.js';
 import { collect, listGenerations, listSnapshots, listWalSegments } from './replica-store.js';
+import { exists, fsyncDir } from './fs-util.js';
 import { withRetry } from './retry.js';
 
 /** Segments downloaded at once by default (Litestream's default parallelism). */
@@ -230,25 +231,6 @@ async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of stream) chunks.push(c as Buffer);
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /**

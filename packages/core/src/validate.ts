@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WalApplier } from '@ls/wal';
 import { LstreamError } from './errors.js';
+import { readRange } from './fs-util.js';
 import type { Replica } from './replica.js';
 import { restore } from './restore.js';
 
@@ -19,15 +20,6 @@ async function sha256File(path: string): Promise<string> {
     await fh.close();
   }
   return h.digest('hex');
-}
-
-async function* readShadow(path: string, end: number): AsyncGenerator<Buffer> {
-  const fh = await open(path, 'r');
-  try {
-    for await (const chunk of fh.createReadStream({ start: 0, end: end - 1, highWaterMark: 1024 * 1024 })) yield chunk as Buffer;
-  } finally {
-    await fh.close();
-  }
 }
 
 /**
@@ -54,7 +46,7 @@ export async function validateReplica(replica: Replica, signal?: AbortSignal): P
       if (reached.offset > 32) {
         const applier = await WalApplier.open(expected, { strict: true, fsync: false });
         try {
-          await applier.apply(readShadow(db.shadowWalPath(pos.generation, pos.index), reached.offset));
+          await applier.apply(readRange(db.shadowWalPath(pos.generation, pos.index), 0, reached.offset));
           await applier.close();
         } catch (err) {
           await applier.abort();

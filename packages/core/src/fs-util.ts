@@ -1,0 +1,94 @@
+// File helpers the engine shares (db, replica, restore, validate). Internal: not exported by the package.
+import { open, rename, stat, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { ReplicaError } from './errors.js';
+
+/** Bytes read per call when a shadow WAL range is streamed. */
+const RANGE_CHUNK_BYTES = 1024 * 1024;
+
+/** Returns the file's stats (bigint), or undefined when it does not exist. */
+export async function statOrUndefined(path: string) {
+  try {
+    return await stat(path, { bigint: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Returns true when `path` exists. */
+export async function exists(path: string): Promise<boolean> {
+  return (await statOrUndefined(path)) !== undefined;
+}
+
+/** Reads up to `length` bytes at `position` (fewer at end of file), into `into` when it is large enough. */
+export async function readAt(fh: FileHandle, position: number, length: number, into?: Buffer): Promise<Buffer> {
+  const buf = into && into.length >= length ? into : Buffer.allocUnsafe(length);
+  let got = 0;
+  while (got < length) {
+    const { bytesRead } = await fh.read(buf, got, length - got, position + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return buf.subarray(0, got);
+}
+
+/** Reads up to `length` bytes at `position` of the file at `path`; undefined when the file does not exist. */
+export async function readFileRange(path: string, position: number, length: number): Promise<Buffer | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    return await readAt(fh, position, length);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Streams bytes `start` to `end` of a shadow WAL file in chunks. Throws ReplicaError when the file
+ * ends before `end`.
+ */
+export async function* readRange(path: string, start: number, end: number): AsyncGenerator<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    for (let off = start; off < end; ) {
+      const len = Math.min(RANGE_CHUNK_BYTES, end - off);
+      const buf = Buffer.allocUnsafe(len);
+      const { bytesRead } = await fh.read(buf, 0, len, off);
+      if (bytesRead === 0) throw new ReplicaError(`${path}: shadow WAL ended at ${off}, expected ${end} bytes`);
+      off += bytesRead;
+      yield buf.subarray(0, bytesRead);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** fsyncs a directory, so a rename or create inside it is durable. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes `data` to `path` through `<path>.tmp`, fsync, rename and a directory fsync. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const fh = await open(tmp, 'w', 0o644);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  await fsyncDir(dirname(path));
+}
