@@ -4,16 +4,16 @@ import { Worker } from 'node:worker_threads';
 import { compressSync, uncompressSync } from 'lz4-napi';
 
 /*
- * LZ4 blocks are compressed and decompressed by lz4-napi's synchronous calls in worker threads. Its
- * async calls would use libuv's pool, but they hold on to their output buffers (512 async
- * decompressions of 4 MiB blocks left 1.5 GiB resident); its sync calls on the main thread are fine
- * for memory but leave the other cores idle and stall the event loop for ~6 ms per block. Each worker
- * copies its result into a transferable ArrayBuffer, which V8 accounts for, and releases lz4-napi's
- * buffer on its own event loop between messages.
+ * Sustained LZ4 compression runs lz4-napi's synchronous call in worker threads (decompression stays on
+ * the calling thread, see poolUncompress). lz4-napi's async calls would use libuv's pool, but they hold
+ * on to their output buffers (512 async decompressions of 4 MiB blocks left 1.5 GiB resident); on the
+ * main thread compression leaves the other cores idle and stalls the event loop for ~6 ms per block.
+ * Each worker copies its result into a transferable ArrayBuffer, which V8 accounts for, and releases
+ * lz4-napi's buffer on its own event loop between messages.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { compressSync, uncompressSync } = require(workerData.lz4);
+const { compressSync } = require(workerData.lz4);
 // lz4-napi's result buffers are native memory V8 does not count; they are released by finalizers
 // that run only after this isolate collects garbage and then gets an event-loop turn. So: collect
 // every few MiB, and run one job per turn (a MessagePort delivers queued messages in one go).
@@ -39,10 +39,10 @@ function pump() {
     setImmediate(pump);
   }
 }
-function run({ id, op, input, length, dict }) {
+function run({ id, input, length }) {
   try {
     const buf = Buffer.from(input, 0, length);
-    const out = op === 'compress' ? compressSync(buf) : uncompressSync(buf, dict ? Buffer.from(dict) : undefined);
+    const out = compressSync(buf);
     produced += out.length;
     const ab = new ArrayBuffer(out.length);
     new Uint8Array(ab).set(out);
@@ -73,7 +73,7 @@ interface PoolWorker {
   ready: boolean;
 }
 
-/** Worker threads running LZ4 block operations; created on first use, idle workers never hold the process open. */
+/** Worker threads compressing LZ4 blocks; created on first use, idle workers never hold the process open. */
 class Lz4Pool {
   readonly #workers: PoolWorker[] = [];
   readonly #jobs = new Map<number, Job & { w: PoolWorker }>();
@@ -134,17 +134,17 @@ class Lz4Pool {
     if (this.#free.length < this.size * 2) this.#free.push(ab);
   }
 
-  run(op: 'compress' | 'uncompress', input: Uint8Array, dict?: Uint8Array): Promise<Buffer> {
+  compress(input: Uint8Array): Promise<Buffer> {
     // Starting workers costs ~50 ms of CPU each: the first blocks of a process are done on the
     // calling thread, and only a process that keeps compressing starts the pool. Until a worker is
     // ready, blocks are still done here.
     if (this.#hereBytes < POOL_AFTER_BYTES) {
       this.#hereBytes += input.byteLength;
-      return runHereNow(op, input, dict);
+      return runHereNow('compress', input);
     }
     while (this.#workers.length < this.size) this.#spawn();
     const ready = this.#workers.filter((x) => x.ready);
-    if (ready.length === 0) return runHereNow(op, input, dict);
+    if (ready.length === 0) return runHereNow('compress', input);
     const w = ready.reduce((best, x) => (x.busy < best.busy ? x : best));
     // The input is copied into a buffer the worker takes over (and hands back for reuse), so callers
     // may reuse theirs at once and no garbage is made per block.
@@ -155,7 +155,7 @@ class Lz4Pool {
     const target = w;
     return new Promise<Buffer>((resolve, reject) => {
       this.#jobs.set(id, { resolve, reject, w: target });
-      target.worker.postMessage({ id, op, input: ab, length: input.byteLength, dict: dict ? Uint8Array.from(dict) : undefined }, [ab]);
+      target.worker.postMessage({ id, input: ab, length: input.byteLength }, [ab]);
     });
   }
 }
@@ -195,7 +195,7 @@ export function lz4Threads(): number {
 /** Compresses one block with lz4-napi's block format (u32 LE size prefix) in a worker thread. */
 export function poolCompress(block: Uint8Array): Promise<Buffer> {
   pool ??= new Lz4Pool(lz4Threads());
-  return pool.run('compress', block);
+  return pool.compress(block);
 }
 
 /**
