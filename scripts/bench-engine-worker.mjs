@@ -1,8 +1,9 @@
 // One engine benchmark scenario in its own process (so its peak RSS and CPU are its own). Prints JSON.
-//   lag <syncIntervalMs> <seconds>                replication lag of commits every 50 ms, and the floor
+// A replica is a directory or s3://bucket/prefix (on $LSTREAM_BENCH_S3_ENDPOINT).
+//   lag <syncIntervalMs> <seconds> [replica]      replication lag of commits every 50 ms, and the floor
 //   eld                                           event-loop delay while a 40 MB WAL is copied and checkpointed
-//   replicate-wal <mib> <dir> <minCheckpointPages> <churn|grow>  replicate an app until <mib> of WAL has shipped
-//   restore <replicaDir> <out>                    restore a replica to <out>
+//   replicate-wal <mib> <dir> <minCheckpointPages> <churn|grow> [replica]  replicate an app until <mib> of WAL has shipped
+//   restore <replica> <out>                       restore a replica to <out>
 //   first-snapshot <db> <replicaDir>              time from open() to the first snapshot of an existing database
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { FileReplicaClient } from '@ls/client-file';
+import { createS3ReplicaClient } from '@ls/client-s3';
 import { Db, comparePos, restore } from '@ls/core';
 
 const MiB = 1024 * 1024;
@@ -24,6 +26,24 @@ const pct = (xs, p) => {
 };
 const r1 = (x) => Math.round(x * 10) / 10;
 const [scenario, ...args] = process.argv.slice(2);
+
+/**
+ * The replica client for `where`: a directory, or `s3://bucket/prefix` on the S3 endpoint in
+ * LSTREAM_BENCH_S3_ENDPOINT (s3rver, which takes any secret for key S3RVER).
+ */
+function clientFor(where) {
+  const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(where);
+  if (!m) return new FileReplicaClient({ root: where });
+  return createS3ReplicaClient({
+    bucket: m[1],
+    path: m[2],
+    endpoint: process.env.LSTREAM_BENCH_S3_ENDPOINT,
+    forcePathStyle: true,
+    region: 'us-east-1',
+    accessKeyId: 'S3RVER',
+    secretAccessKey: 'S3RVER',
+  });
+}
 const cpu0 = process.cpuUsage();
 let out = {};
 
@@ -69,6 +89,7 @@ async function durableWriteFloor(dir, seconds, everyMs) {
 switch (scenario) {
   case 'lag': {
     const [interval, seconds] = args.map(Number);
+    const replicaAt = args[2];
     const dir = await mkdtemp(join(tmpdir(), 'lstream-bench-lag-'));
     const path = join(dir, 'app.db');
     const setup = new Database(path);
@@ -76,7 +97,7 @@ switch (scenario) {
     setup.exec('CREATE TABLE lag(id INTEGER PRIMARY KEY, at REAL, pad TEXT)');
     setup.close();
     const db = new Db(path);
-    db.addReplica(new FileReplicaClient({ root: join(dir, 'replica') }), { syncIntervalMs: interval });
+    db.addReplica(clientFor(replicaAt ?? join(dir, 'replica')), { syncIntervalMs: interval });
     const replicaSyncs = [];
     db.events.on('replica-sync', (e) => replicaSyncs.push({ at: now(), pos: e.pos, ms: e.durationMs }));
     await db.open();
@@ -158,7 +179,7 @@ switch (scenario) {
     break;
   }
   case 'replicate-wal': {
-    const [mibS, dir, minPages, mode = 'grow'] = args;
+    const [mibS, dir, minPages, mode = 'grow', replicaAt] = args;
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
     const path = join(dir, 'app.db');
@@ -172,7 +193,7 @@ switch (scenario) {
     setup.pragma('wal_checkpoint(TRUNCATE)');
     setup.close();
     const db = new Db(path, { minCheckpointPageCount: Number(minPages) });
-    db.addReplica(new FileReplicaClient({ root: join(dir, 'replica') }), { syncIntervalMs: 1000 });
+    db.addReplica(clientFor(replicaAt ?? join(dir, 'replica')), { syncIntervalMs: 1000 });
     let shipped = 0;
     db.events.on('db-sync', (e) => (shipped += e.bytes));
     const c0 = process.cpuUsage();
@@ -201,7 +222,9 @@ switch (scenario) {
     const [replicaDir, output] = args;
     for (const f of [output, `${output}-wal`, `${output}-shm`]) await rm(f, { force: true });
     const t0 = now();
-    const r = await restore(new FileReplicaClient({ root: replicaDir }), { outputPath: output });
+    const client = clientFor(replicaDir);
+    const r = await restore(client, { outputPath: output });
+    await client.close?.();
     out = { seconds: (now() - t0) / 1000, dbBytes: r.dbBytes, segments: r.plan.segments.length, position: r.pos.toString() };
     break;
   }
@@ -224,5 +247,8 @@ switch (scenario) {
     throw new Error(`unknown scenario ${scenario}`);
 }
 const c = process.cpuUsage(cpu0);
-process.stdout.write(JSON.stringify({ scenario, ...out, processCpuSeconds: r1((c.user + c.system) / 1e6), maxRssMiB: r1(process.resourceUsage().maxRSS / 1024) }));
+// Exit once printed: idle keep-alive connections of a storage client must not hold the process.
+process.stdout.write(JSON.stringify({ scenario, ...out, processCpuSeconds: r1((c.user + c.system) / 1e6), maxRssMiB: r1(process.resourceUsage().maxRSS / 1024) }), () =>
+  process.exit(0),
+);
 

@@ -1,4 +1,5 @@
 import { LstreamError } from '@ls/core';
+import './clients.js';
 import * as databases from './commands/databases.js';
 import * as generations from './commands/generations.js';
 import * as replicate from './commands/replicate.js';

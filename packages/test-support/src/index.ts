@@ -1,0 +1,2 @@
+export * from './fault-proxy.js';
+export * from './s3rver.js';
