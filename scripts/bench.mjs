@@ -1,12 +1,12 @@
 // lstream benchmarks. Runs each section in its own process and prints one JSON document (also written
 // to bench-results.json): every measurement next to its physical floor from the same run, with ratios.
-// Usage: pnpm bench [section...]   sections: foundation, engine, storage (default: all)
+// Usage: pnpm bench [section...]   sections: foundation, engine, storage, server (default: all)
 // Generated data is cached under $LSTREAM_BENCH_DIR (default /tmp/lstream-bench).
 import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
-const SECTIONS = { foundation: './bench-foundation.mjs', engine: './bench-engine.mjs', storage: './bench-storage.mjs' };
+const SECTIONS = { foundation: './bench-foundation.mjs', engine: './bench-engine.mjs', storage: './bench-storage.mjs', server: './bench-server.mjs' };
 const wanted = process.argv.slice(2).filter((a) => a !== '--');
 const names = wanted.length ? wanted : Object.keys(SECTIONS);
 const result = {};

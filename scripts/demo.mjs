@@ -1,22 +1,29 @@
-// lstream's main job on a local default: continuous replication of an example database (created if
-// missing, with a small writer app in its own process) to a file replica next to it, then a restore
-// of that replica and a row-by-row check.
-// Usage: pnpm demo [dir] [--seconds N]   (default ./example; runs until Ctrl-C unless --seconds is given)
+// lstream's main job on a local default: lstream-server continuously replicates an example database
+// (created if missing) to a file replica next to it, while a small writer app, run and supervised by
+// the server (`exec`), adds notes; the dashboard shows it live. At the end the server is stopped with
+// SIGTERM (final sync), the replica is restored and compared row by row with the database.
+// Usage: pnpm demo [dir] [--seconds N] [--addr HOST:PORT]
+//   (default ./example and 127.0.0.1:9090; runs until Ctrl-C unless --seconds is given)
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 
-const { positionals, values } = parseArgs({ allowPositionals: true, options: { seconds: { type: 'string' } } });
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: { seconds: { type: 'string' }, addr: { type: 'string', default: '127.0.0.1:9090' } },
+});
 const dir = resolve(positionals[0] ?? 'example');
 const dbPath = join(dir, 'app.db');
 const replicaDir = join(dir, 'replica');
 const configPath = join(dir, 'lstream.yml');
 const restored = join(dir, 'restored.db');
 const lstreamBin = fileURLToPath(new URL('../apps/cli/bin/lstream.js', import.meta.url));
+const serverBin = fileURLToPath(new URL('../apps/server/bin/lstream-server.js', import.meta.url));
 const writerScript = fileURLToPath(new URL('./demo-writer.mjs', import.meta.url));
 const rel = (p) => relative(process.cwd(), p) || '.';
 const say = (s) => process.stdout.write(`${s}\n`);
@@ -33,8 +40,12 @@ if (!existsSync(dbPath)) {
 await writeFile(
   configPath,
   `# lstream config (Litestream v0.3 format) written by the demo.
+addr: "${values.addr}"
+# The app: lstream-server runs it, forwards signals to it, and stops after a final sync when it exits.
+exec: '"${process.execPath}" "${writerScript}" "${dbPath}"'
 dbs:
-  - path: ${dbPath}
+  - name: app
+    path: ${dbPath}
     replicas:
       - url: file://${replicaDir}
         sync-interval: 1s
@@ -42,26 +53,33 @@ dbs:
 `,
 );
 
-say(`replicating ${rel(dbPath)} to ${rel(replicaDir)} (config ${rel(configPath)}); a writer adds a note every 200 ms`);
-say(values.seconds ? `stopping after ${values.seconds}s` : 'press Ctrl-C to stop; lstream makes a final sync before it exits');
-const writer = spawn(process.execPath, [writerScript, dbPath], { stdio: 'inherit' });
-const lstream = spawn(process.execPath, [lstreamBin, 'replicate', '-config', configPath], { stdio: 'inherit' });
-const lstreamExit = new Promise((r) => lstream.on('exit', (code) => r(code)));
-const writerExit = new Promise((r) => writer.on('exit', (code) => r(code)));
+say(`replicating ${rel(dbPath)} to ${rel(replicaDir)} with lstream-server (config ${rel(configPath)}); a writer adds a note every 200 ms`);
+say(values.seconds ? `stopping after ${values.seconds}s` : 'press Ctrl-C to stop; lstream-server makes a final sync before it exits');
+// Its own process group: Ctrl-C reaches only the demo, which sends the server exactly one SIGTERM
+// (a second signal would make it exit without the final sync).
+const server = spawn(process.execPath, [serverBin, '-config', configPath], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+const serverExit = new Promise((r) => server.on('exit', (code) => r(code)));
+process.on('exit', () => {
+  if (server.exitCode === null) server.kill('SIGKILL');
+});
+createInterface({ input: server.stdout }).on('line', (line) => {
+  process.stdout.write(`${line}\n`);
+  const m = /msg=serving url=(\S+)/.exec(line);
+  if (m) say(`\n  dashboard: ${m[1]}   (metrics: ${m[1]}metrics, status API: ${m[1]}api/v1/databases)\n`);
+});
 
 let stopping = false;
 const stop = () => {
   if (stopping) return;
   stopping = true;
-  writer.kill('SIGTERM');
-  writerExit.then(() => lstream.kill('SIGTERM'));
+  server.kill('SIGTERM');
 };
 process.on('SIGINT', stop);
 process.on('SIGTERM', stop);
 if (values.seconds) setTimeout(stop, Number(values.seconds) * 1000);
-const code = await lstreamExit;
+const code = await serverExit;
 if (code !== 0) {
-  say(`lstream replicate exited with ${code}`);
+  say(`lstream-server exited with ${code}`);
   process.exit(1);
 }
 

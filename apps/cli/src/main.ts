@@ -1,5 +1,4 @@
 import { LstreamError } from '@ls/core';
-import './clients.js';
 import * as databases from './commands/databases.js';
 import * as generations from './commands/generations.js';
 import * as replicate from './commands/replicate.js';

@@ -3,7 +3,7 @@ import { mkdtemp, readdir, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NotFoundError, listGenerations, listSnapshots, listWalSegments, openSnapshot, writeSnapshot, writeWalSegment, openWalSegment, deleteGeneration, collect, Pos } from '@ls/core';
+import { LstreamEmitter, NotFoundError, instrumentClient, listGenerations, listSnapshots, listWalSegments, openSnapshot, writeSnapshot, writeWalSegment, openWalSegment, deleteGeneration, collect, Pos } from '@ls/core';
 import { describeReplicaClientConformance } from '@ls/conformance';
 import { build } from 'esbuild';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -17,6 +17,17 @@ async function freshRoot() {
 describeReplicaClientConformance('file', async () => {
   const { dir, cleanup } = await freshRoot();
   return { client: new FileReplicaClient({ root: join(dir, 'replica') }), cleanup };
+});
+
+// Db.addReplica wraps every client with instrumentClient: the wrapper must keep every promise of
+// the contract (same streams, same errors, aborts honoured).
+describeReplicaClientConformance('file, instrumented', async () => {
+  const { dir, cleanup } = await freshRoot();
+  const client = instrumentClient(new FileReplicaClient({ root: join(dir, 'replica') }), new LstreamEmitter(), {
+    db: join(dir, 'app.db'),
+    replica: 'file',
+  });
+  return { client, cleanup };
 });
 
 const roots: (() => Promise<void>)[] = [];

@@ -33,12 +33,17 @@ describe('createReplicaClient', () => {
     await expect(createReplicaClient({ type: 'file', name: 'file', options: {} })).rejects.toBeInstanceOf(ConfigError);
   });
 
-  it('says s3 and gcs need their client package until one is registered', async () => {
-    const s3: ReplicaConfig = { type: 's3', name: 's3', bucket: 'b', options: {} };
-    const err = await createReplicaClient(s3).catch((e: unknown) => e);
+  it('builds s3 and gcs clients from their packages, and names a missing bucket or an unknown type', async () => {
+    const s3 = await createReplicaClient({ type: 's3', name: 's3', bucket: 'b', path: 'p', region: 'us-east-1', options: {} });
+    expect(s3.type).toBe('s3');
+    await s3.close?.();
+    const gcs = await createReplicaClient({ type: 'gcs', name: 'gcs', bucket: 'b', path: 'p', options: {} });
+    expect(gcs.type).toBe('gcs');
+    await gcs.close?.();
+    const err = await createReplicaClient({ type: 's3', name: 'backup', options: {}, line: 7 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
-    expect((err as ConfigError).problem).toBe("replica type 's3' needs the @ls/client-s3 package, which is not available in this build");
-    await expect(createReplicaClient({ type: 'gcs', name: 'gcs', bucket: 'b', options: {} })).rejects.toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).problem).toBe("s3 replica 'backup' has no bucket");
+    expect((err as ConfigError).line).toBe(7);
     await expect(createReplicaClient({ type: 'ftp', name: 'ftp', options: {} })).rejects.toBeInstanceOf(ConfigError);
   });
 

@@ -35,6 +35,8 @@ export interface ReplicaConfig {
 
 /** Describes one database to replicate. */
 export interface DbConfig {
+  /** The `name` key: how `lstream-server` addresses the database (its API defaults it to the file name). */
+  name?: string;
   /** Absolute path of the database, `~` expanded. */
   path: string;
   /** Only the settings the config set. */
@@ -44,10 +46,20 @@ export interface DbConfig {
   line?: number;
 }
 
+/** Holds the `server:` section, read by `lstream-server` (lstream's own; Litestream has none). */
+export interface ServerConfig {
+  /**
+   * Bearer token the status API and its mutations require when the server binds a non-loopback
+   * address (`$LSTREAM_SERVER_TOKEN` overrides it). A credential: never log it.
+   */
+  token?: string;
+}
+
 /** Holds a whole lstream (Litestream v0.3) configuration. */
 export interface LstreamConfig {
-  /** Bind address of the metrics server. */
+  /** Bind address of the metrics server (`lstream replicate`) or of `lstream-server`'s HTTP server. */
   addr?: string;
+  server?: ServerConfig;
   /** Command to run as a subprocess while replicating. */
   exec?: string;
   logging: LoggingConfig;

@@ -8,3 +8,17 @@ export { replicaConfigFromUrl } from './replica-config-from-url.js';
 export { createReplicaClient, registerClientFactory, type ClientFactory } from './client-factory.js';
 export { redactConfig } from './redact-config.js';
 export { REPLICA_LOCK_NAME, startDatabases, type RunningDatabases } from './run-databases.js';
+export { redactText } from './redact-text.js';
+export type { ServerConfig } from './config-types.js';
+export { createLogger, type Level, type LoggerOptions } from './run/logger.js';
+export { splitCommand } from './run/shell-words.js';
+export {
+  FORCED_EXIT_CODE,
+  handleStopSignals,
+  startExec,
+  waitUntilStopped,
+  type ExecChild,
+  type StopReason,
+  type StopSignals,
+} from './run/exec.js';
+export { normalizeArgv } from './run/argv.js';

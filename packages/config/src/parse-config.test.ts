@@ -452,3 +452,23 @@ describe('parseConfig errors', () => {
     expect(err.message).not.toContain('topsecret');
   });
 });
+
+describe('parseConfig lstream-server keys', () => {
+  it('reads the server token and database names', () => {
+    const config = parseConfig(
+      'addr: ":9090"\nserver:\n  token: t0ps3cret-token\ndbs:\n  - name: app\n    path: /d/app.db\n    replicas: [{path: /r}]\n  - path: /d/other.db\n    replicas: [{path: /s}]\n',
+      { env: {} },
+    );
+    expect(config.server).toEqual({ token: 't0ps3cret-token' });
+    expect(config.dbs.map((d) => d.name)).toEqual(['app', undefined]);
+  });
+
+  it('rejects unknown server keys, an empty token, bad and duplicate database names at their key and line', () => {
+    expect(configError('server:\n  tokn: x\n')).toMatchObject({ key: 'server.tokn', line: 2, hint: "Did you mean 'token'?" });
+    expect(configError('server:\n  token: "  "\n')).toMatchObject({ key: 'server.token', line: 2 });
+    expect(configError('dbs:\n  - path: /d\n    name: a/b\n    replicas: [{path: /r}]\n')).toMatchObject({ key: 'dbs[0].name', line: 3 });
+    expect(
+      configError('dbs:\n  - {path: /a, name: app, replicas: [{path: /r}]}\n  - path: /b\n    name: app\n    replicas: [{path: /s}]\n'),
+    ).toMatchObject({ key: 'dbs[1].name', line: 4 });
+  });
+});

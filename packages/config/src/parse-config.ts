@@ -1,7 +1,7 @@
 import { dirname, resolve } from 'node:path';
 import type { DbOptions, ReplicaOptions } from '@ls/core';
 import { buildReplica, type RawReplica } from './build-replica.js';
-import type { DbConfig, LoggingConfig, LstreamConfig, ReplicaConfig } from './config-types.js';
+import type { DbConfig, LoggingConfig, LstreamConfig, ReplicaConfig, ServerConfig } from './config-types.js';
 import { expandEnv } from './expand-env.js';
 import { expandPath } from './expand-path.js';
 import { YamlSource, type Section } from './yaml-source.js';
@@ -18,9 +18,11 @@ export interface ParseConfigOptions {
   cwd?: string;
 }
 
-const TOP_KEYS = ['addr', 'exec', 'access-key-id', 'secret-access-key', 'logging', 'dbs'];
+const TOP_KEYS = ['addr', 'exec', 'access-key-id', 'secret-access-key', 'logging', 'server', 'dbs'];
 const LOGGING_KEYS = ['level', 'type', 'stderr'];
+const SERVER_KEYS = ['token'];
 const DB_KEYS = [
+  'name',
   'path',
   'meta-path',
   'monitor-interval',
@@ -76,7 +78,7 @@ const LEVELS: Record<string, LoggingConfig['level']> = { debug: 'debug', info: '
 
 /**
  * Parses the text of an lstream config file (Litestream v0.3 YAML: `addr`, `exec`, `logging`,
- * global credentials and `dbs` with their `replicas`) into a validated config. Throws ConfigError,
+ * global credentials and `dbs` with their `replicas`, plus lstream's `server` section) into a validated config. Throws ConfigError,
  * with the key and line, for YAML syntax errors, unknown keys, bad values, duplicate databases or
  * replica names, databases without replicas, and Litestream features lstream does not support yet.
  */
@@ -92,18 +94,36 @@ export function parseConfig(text: string, opts: ParseConfigOptions = {}): Lstrea
   const exec = top.string('exec');
   if (addr !== undefined) config.addr = addr;
   if (exec !== undefined) config.exec = exec;
+  if (top.has('server')) config.server = parseServer(top.section('server'));
   const global = { accessKeyId: top.string('access-key-id'), secretAccessKey: top.string('secret-access-key') };
 
   const seenPaths = new Map<string, string>();
+  const seenNames = new Map<string, string>();
   for (const ds of top.sections('dbs')) {
     const db = parseDb(ds, global, cwd);
     const first = seenPaths.get(db.path);
     if (first !== undefined) ds.fail('path', `database ${db.path} is already listed as ${first}`, 'List each database once, with all its replicas.');
     seenPaths.set(db.path, ds.path);
+    if (db.name !== undefined) {
+      const other = seenNames.get(db.name);
+      if (other !== undefined) ds.fail('name', `database name '${db.name}' is already used by ${other}`, "Give each database a distinct 'name'.");
+      seenNames.set(db.name, ds.path);
+    }
     config.dbs.push(db);
   }
   if (opts.file !== undefined) config.file = opts.file;
   return config;
+}
+
+function parseServer(s: Section): ServerConfig {
+  s.checkKeys(SERVER_KEYS);
+  const server: ServerConfig = {};
+  const token = s.string('token');
+  if (token !== undefined) {
+    if (token.trim() === '') s.fail('token', 'the token is empty', 'Set it to a long random string, or remove the key.');
+    server.token = token;
+  }
+  return server;
 }
 
 function parseLogging(s: Section): LoggingConfig {
@@ -129,6 +149,10 @@ function parseDb(s: Section, global: { accessKeyId: string | undefined; secretAc
   s.checkKeys(DB_KEYS, DB_SPECIAL);
   const rawPath = s.string('path');
   if (rawPath === undefined) s.fail('path', 'database path is required', 'Set path to the SQLite file to replicate.');
+  const name = s.string('name');
+  if (name !== undefined && !/^[\w.-]+$/.test(name)) {
+    s.fail('name', `invalid database name '${name}'`, 'Use letters, digits, dots, dashes and underscores; the name appears in URLs.');
+  }
 
   const options: Omit<DbOptions, 'logger'> = {};
   const metaPath = s.string('meta-path');
@@ -164,6 +188,7 @@ function parseDb(s: Section, global: { accessKeyId: string | undefined; secretAc
     replicas.push(r);
   }
   const db: DbConfig = { path: expandPath(rawPath, cwd), options, replicas };
+  if (name !== undefined) db.name = name;
   if (s.line !== undefined) db.line = s.line;
   return db;
 }

@@ -15,6 +15,7 @@ import type { ReplicaClient } from './client.js';
 import { InvalidArgumentError, LstreamError } from './errors.js';
 import { LstreamEmitter } from './events.js';
 import { fsyncDir, readAt, readFileRange, statOrUndefined, writeFileAtomic } from './fs-util.js';
+import { instrumentClient } from './instrument.js';
 import { LockFile } from './lock-file.js';
 import { noopLogger, type Logger } from './logger.js';
 import {
@@ -29,7 +30,7 @@ import {
   type ReplicaOptions,
 } from './options.js';
 import { MAX_WAL_INDEX, MAX_WAL_OFFSET, Pos, comparePos, isGenerationName, newGenerationName } from './pos.js';
-import { Replica } from './replica.js';
+import { Replica, type ReplicaStatus } from './replica.js';
 import { SqliteConnection, SqliteError, type CheckpointMode } from './sqlite-connection.js';
 
 /** Bytes read from the WAL per call while copying it to the shadow WAL. */
@@ -42,6 +43,27 @@ export class DbError extends LstreamError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('EDB', message, options);
   }
+}
+
+/** Status of a replicated database, for status pages and metrics (see `Db.status`). */
+export interface DbStatus {
+  /** Absolute path of the database. */
+  path: string;
+  /** Position of the shadow WAL (undefined until the first sync of an existing database). */
+  pos: Pos | undefined;
+  /** Database page size (0 until the database is open). */
+  pageSize: number;
+  /** Size of the database file in bytes (0 while it does not exist). */
+  dbBytes: number;
+  /** Size of the `-wal` file in bytes (0 while it does not exist). */
+  walBytes: number;
+  /** Bytes in the shadow WAL files of the current generation, as Litestream's `litestream_shadow_wal_size`. */
+  shadowWalBytes: number;
+  /** When the last sync succeeded (undefined before the first). */
+  lastSyncAt: Date | undefined;
+  /** The last sync error, cleared by a successful sync. */
+  lastError: unknown;
+  replicas: ReplicaStatus[];
 }
 
 /** Written to the meta directory at a clean close, so a restart can continue the generation. */
@@ -110,6 +132,7 @@ export class Db {
   /** Set once close() has closed the SQLite connection for good: nothing may open it again. */
   #connectionClosed = false;
   #lastError: unknown;
+  #lastSyncAt: Date | undefined;
   #waitingForDb = false;
   /** When the current run of failed syncs began (undefined while syncs succeed). */
   #failingSince: number | undefined;
@@ -139,13 +162,19 @@ export class Db {
     }
   }
 
-  /** Adds a replica. Call before `open`. Rejects a duplicate name. */
+  /**
+   * Adds a replica. Call before `open`. Rejects a duplicate name. The client is wrapped with
+   * `instrumentClient`, so every storage call of the replica (any client, ours or a third party's)
+   * emits a 'storage-op' event; `replica.client` is that wrapper, which shows every property of
+   * `client` and passes every result and error through unchanged.
+   */
   addReplica(client: ReplicaClient, options: ReplicaOptions = {}): Replica {
     const name = options.name ?? client.type;
     if (this.replicas.some((r) => r.name === name)) {
       throw new InvalidArgumentError(`${this.path}: two replicas are named '${name}'; give each a unique name`);
     }
-    const r = new Replica(this, client, { ...options, name });
+    const instrumented = instrumentClient(client, this.events, { db: this.path, replica: name });
+    const r = new Replica(this, instrumented, { ...options, name });
     this.replicas.push(r);
     return r;
   }
@@ -164,6 +193,48 @@ export class Db {
   /** The last sync error, cleared by a successful sync. */
   get lastError(): unknown {
     return this.#lastError;
+  }
+
+  /**
+   * Returns the database's status, for status pages and metrics: file sizes (stat'ed now), the
+   * shadow WAL's position and size, the last sync and its error, and every replica's status.
+   * Rejects only when a file exists but cannot be examined.
+   */
+  async status(): Promise<DbStatus> {
+    const pos = this.pos;
+    const [dbf, wal, shadowWalBytes] = await Promise.all([
+      statOrUndefined(this.path),
+      statOrUndefined(this.walPath),
+      pos ? this.#shadowWalBytes(pos.generation) : Promise.resolve(0),
+    ]);
+    return {
+      path: this.path,
+      pos,
+      pageSize: this.#pageSize,
+      dbBytes: Number(dbf?.size ?? 0n),
+      walBytes: Number(wal?.size ?? 0n),
+      shadowWalBytes,
+      lastSyncAt: this.#lastSyncAt,
+      lastError: this.#lastError,
+      replicas: this.replicas.map((r) => r.status()),
+    };
+  }
+
+  /** Sums the sizes of the shadow WAL files of `generation` (files removed meanwhile count as 0). */
+  async #shadowWalBytes(generation: string): Promise<number> {
+    const dir = join(this.metaPath, 'generations', generation, 'wal');
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (err) {
+      // A new generation replaced this one since `pos` was read: nothing of it is left.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw err;
+    }
+    const sizes = await Promise.all(
+      names.filter((n) => /^[0-9a-f]{8}\.wal$/.test(n)).map(async (n) => Number((await statOrUndefined(join(dir, n)))?.size ?? 0n)),
+    );
+    return sizes.reduce((a, b) => a + b, 0);
   }
 
   /** Path of the shadow WAL file of `index` in `generation`. */
@@ -272,6 +343,7 @@ export class Db {
    */
   sync(): Promise<Pos | undefined> {
     return this.#serial(async () => {
+      const started = performance.now();
       try {
         const pos = await this.#syncLocked(true);
         this.#lastError = undefined;
@@ -285,7 +357,7 @@ export class Db {
           this.#conn = undefined;
           await dead.close().catch(() => undefined);
         }
-        this.events.emit('db-sync-error', { db: this.path, error: err });
+        this.events.emit('db-sync-error', { db: this.path, error: err, durationMs: performance.now() - started });
         throw err;
       }
     });
@@ -313,18 +385,19 @@ export class Db {
     const copied = this.#copiedBytes - copiedBefore;
 
     const pos = this.pos!;
-    if (!before || comparePos(before, pos) !== 0) {
-      const [wal, dbf] = await Promise.all([statOrUndefined(this.walPath), statOrUndefined(this.path)]);
-      this.events.emit('db-sync', {
-        db: this.path,
-        pos,
-        bytes: copied,
-        walBytes: Number(wal?.size ?? 0n),
-        dbBytes: Number(dbf?.size ?? 0n),
-        durationMs: performance.now() - started,
-      });
-      this.#notifyReplicas();
-    }
+    const advanced = !before || comparePos(before, pos) !== 0;
+    const [wal, dbf] = await Promise.all([statOrUndefined(this.walPath), statOrUndefined(this.path)]);
+    this.#lastSyncAt = new Date();
+    this.events.emit('db-sync', {
+      db: this.path,
+      pos,
+      advanced,
+      bytes: copied,
+      walBytes: Number(wal?.size ?? 0n),
+      dbBytes: Number(dbf?.size ?? 0n),
+      durationMs: performance.now() - started,
+    });
+    if (advanced) this.#notifyReplicas();
     return pos;
   }
 

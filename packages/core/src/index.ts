@@ -7,6 +7,7 @@ export * from './logger.js';
 export * from './replica-store.js';
 export * from './options.js';
 export * from './events.js';
+export * from './instrument.js';
 export * from './lock-file.js';
 export * from './retry.js';
 export * from './sqlite-connection.js';

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { createReadStream } from 'node:fs';
 import type { ReplicaClient } from './client.js';
 import type { Db } from './db.js';
@@ -44,8 +45,13 @@ export interface ReplicaStatus {
   pos: Pos | undefined;
   lastSyncAt: Date | undefined;
   lastError: unknown;
-  /** Time of the oldest commit not yet durable here (undefined when caught up). */
+  /**
+   * When the database's shadow WAL first moved past this replica's position since it was last caught
+   * up: about the time of the oldest commit not yet durable here (undefined when caught up).
+   */
   pendingSince: Date | undefined;
+  /** Milliseconds since `pendingSince`: how far behind the database this replica is; 0 when caught up. */
+  lagMs: number;
 }
 
 /**
@@ -83,7 +89,8 @@ export class Replica {
   #needSnapshot = false;
   #waiters: Waiter[] = [];
   #keepAlive: NodeJS.Timeout | undefined;
-  #abort = new AbortController();
+  /** Aborts this replica's storage calls on stop; uploads, snapshots, retention and validation all listen on it. */
+  #abort = replicaAbortController();
 
   constructor(
     readonly db: Db,
@@ -108,14 +115,30 @@ export class Replica {
 
   /** Returns the replica's status. */
   status(): ReplicaStatus {
+    const pendingSince = this.#pendingSince;
     return {
       name: this.name,
       type: this.client.type,
       pos: this.#pos,
       lastSyncAt: this.#lastSyncAt,
       lastError: this.#lastError,
-      pendingSince: this.#pendingSince,
+      pendingSince,
+      lagMs: pendingSince ? Math.max(0, Date.now() - pendingSince.getTime()) : 0,
     };
+  }
+
+  /** True when the database's shadow WAL holds something this replica does not (another generation counts). */
+  #behind(): boolean {
+    const dpos = this.db.pos;
+    const pos = this.#pos;
+    if (!dpos) return false;
+    return !pos || pos.generation !== dpos.generation || comparePos(pos, dpos) < 0;
+  }
+
+  /** Starts the lag clock when the database moved past this replica; stops it once caught up. */
+  #updatePending(): void {
+    if (this.#behind()) this.#pendingSince ??= new Date();
+    else this.#pendingSince = undefined;
   }
 
   /** Starts the timers: sync on notification, snapshots, retention and validation. */
@@ -199,7 +222,7 @@ export class Replica {
    */
   notify(): void {
     if (!this.#started || this.#stopped || this.#stopping) return;
-    this.#pendingSince ??= new Date();
+    this.#updatePending();
     if (this.#timer) return;
     if (this.#running) {
       this.#again = true;
@@ -231,44 +254,66 @@ export class Replica {
     const started = Date.now();
     this.#lastUploadStartedAt = started;
     const before = this.#pos;
-    void this.#exclusive(() => this.sync())
-      .then(() => {
-        if (this.#pos !== before) {
-          this.#uploadMs.push(Date.now() - started);
-          if (this.#uploadMs.length > 16) this.#uploadMs.shift();
-          // A high percentile of recent uploads (plus the copy of the commit itself) sets how early to
-          // start; not the maximum, so one storage stall does not make every upload start early.
-          const sorted = [...this.#uploadMs].sort((x, y) => x - y);
-          const p75 = sorted[Math.floor((sorted.length - 1) * 0.75)]!;
-          this.#lastUploadMs = Math.min(p75 + 2, this.#options.syncIntervalMs / 2);
-        }
-        if (this.#failures > 0) {
-          this.#logger.info('replica recovered', { db: this.db.path, replica: this.name, failedAttempts: this.#failures });
-        }
-        this.#failures = 0;
-        this.#lastError = undefined;
-        if (this.#again || (this.db.pos && this.#pos && comparePos(this.#pos, this.db.pos) < 0)) this.notify();
-      })
-      .catch((err: unknown) => {
-        if (this.#stopped) return;
-        this.#lastError = err;
-        const delay = Math.min(MAX_RETRY_DELAY_MS, backoffDelay(this.#failures, 250));
-        if (this.#failures === 0) {
-          this.#logger.warn(isRetryable(err) ? 'replica sync failed; retrying' : 'replica sync failed; will keep retrying', {
-            db: this.db.path,
-            replica: this.name,
-            error: String(err),
-          });
-        }
-        this.#failures++;
-        this.#verified = false;
-        this.db.events.emit('replica-error', { db: this.db.path, replica: this.name, error: err, retryInMs: delay });
-        this.#timer = setTimeout(() => {
-          this.#timer = undefined;
-          this.#kick();
-        }, delay);
-        this.#timer.unref();
+    void this.#exclusive(async () => {
+      try {
+        await this.sync();
+      } catch (err) {
+        // Scheduled inside the exclusive section: when it ends, the re-notification it queues sees
+        // the retry timer and waits for it, instead of starting a second attempt at once.
+        this.#retryLater(err);
+        throw err;
+      }
+    })
+      .then(
+        () => this.#synced(started, before),
+        // The failure was recorded, reported and its retry scheduled by #retryLater.
+        () => undefined,
+      )
+      .catch((err: unknown) => this.#retryLater(err));
+  }
+
+  /** Bookkeeping after a successful sync started at `started` from position `before`. */
+  #synced(started: number, before: Pos | undefined): void {
+    if (this.#pos !== before) {
+      this.#uploadMs.push(Date.now() - started);
+      if (this.#uploadMs.length > 16) this.#uploadMs.shift();
+      // A high percentile of recent uploads (plus the copy of the commit itself) sets how early to
+      // start; not the maximum, so one storage stall does not make every upload start early.
+      const sorted = [...this.#uploadMs].sort((x, y) => x - y);
+      const p75 = sorted[Math.floor((sorted.length - 1) * 0.75)]!;
+      this.#lastUploadMs = Math.min(p75 + 2, this.#options.syncIntervalMs / 2);
+    }
+    if (this.#failures > 0) {
+      this.#logger.info('replica recovered', { db: this.db.path, replica: this.name, failedAttempts: this.#failures });
+    }
+    this.#failures = 0;
+    this.#lastError = undefined;
+    if (this.#again || (this.db.pos && this.#pos && comparePos(this.#pos, this.db.pos) < 0)) this.notify();
+  }
+
+  /** Records a failed sync, reports it ('replica-error', a warning once per episode) and schedules the retry. */
+  #retryLater(err: unknown): void {
+    if (this.#stopped) return;
+    this.#lastError = err;
+    const delay = Math.min(MAX_RETRY_DELAY_MS, backoffDelay(this.#failures, 250));
+    if (this.#failures === 0) {
+      this.#logger.warn(isRetryable(err) ? 'replica sync failed; retrying' : 'replica sync failed; will keep retrying', {
+        db: this.db.path,
+        replica: this.name,
+        error: String(err),
       });
+    }
+    this.#failures++;
+    this.#verified = false;
+    this.db.events.emit('replica-error', { db: this.db.path, replica: this.name, error: err, retryInMs: delay });
+    // One retry chain only: a timer already pending is replaced, never left to fire a second attempt.
+    if (this.#timer) clearTimeout(this.#timer);
+    const timer = setTimeout(() => {
+      if (this.#timer === timer) this.#timer = undefined;
+      this.#kick();
+    }, delay);
+    timer.unref();
+    this.#timer = timer;
   }
 
   /**
@@ -279,7 +324,11 @@ export class Replica {
     const signal = this.#abort.signal;
     for (;;) {
       const dpos = this.db.pos;
-      if (!dpos) return;
+      if (!dpos) {
+        // Nothing to replicate yet (the database does not exist), so nothing is pending.
+        this.#pendingSince = undefined;
+        return;
+      }
       if (!this.#pos || !this.#verified || this.#pos.generation !== dpos.generation || this.#needSnapshot) {
         await this.#resolvePos(dpos);
       }
@@ -310,6 +359,8 @@ export class Replica {
       const path = this.db.shadowWalPath(pos.generation, pos.index);
       await writeWalSegment(this.client, pos, readRange(path, pos.offset, end), { signal });
       const next = new Pos(pos.generation, pos.index, end);
+      // Storage took a write: the error of an earlier attempt is history before any waiter wakes.
+      this.#lastError = undefined;
       this.#setPos(next);
       this.db.events.emit('replica-sync', {
         db: this.db.path,
@@ -321,14 +372,16 @@ export class Replica {
       this.#logger.info('replica synced', { db: this.db.path, replica: this.name, position: next.toString() });
     }
     this.#lastSyncAt = new Date();
-    const dpos = this.db.pos;
-    if (dpos && this.#pos && comparePos(this.#pos, dpos) >= 0) this.#pendingSince = undefined;
+    this.#updatePending();
     await this.db.cleanShadow();
   }
 
   #setPos(pos: Pos): void {
     this.#pos = pos;
     this.#verified = true;
+    // Here rather than only at the end of sync(), so that whoever `waitFor` wakes (Db.flush)
+    // already sees the replica caught up.
+    this.#updatePending();
     const still: Waiter[] = [];
     for (const w of this.#waiters) {
       if (this.#reached(w.pos)) w.resolve();
@@ -429,6 +482,7 @@ export class Replica {
       }
     }
     const info = await this.#snapshotLocked();
+    this.#lastError = undefined;
     this.#setPos(new Pos(info.generation, info.index, 0));
   }
 
@@ -564,4 +618,11 @@ export class Replica {
     while (this.#running) await this.#running.catch(() => undefined);
     if (error !== undefined) throw error;
   }
+}
+
+/** An AbortController whose signal does not warn past 10 listeners (a replica has many calls in flight). */
+function replicaAbortController(): AbortController {
+  const ac = new AbortController();
+  setMaxListeners(0, ac.signal);
+  return ac;
 }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { createRequire } from 'node:module';
 import { link, open, rm, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
@@ -263,6 +264,8 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
   // Stops downloads still in flight when the restore fails.
   const internal = new AbortController();
   const dlSignal = signal ? AbortSignal.any([signal, internal.signal]) : internal.signal;
+  // Every download, retry and resumed read listens on it: well over Node's default warning level of 10.
+  setMaxListeners(0, dlSignal);
   const parallelism = Math.max(1, options.parallelism ?? RESTORE_PARALLELISM);
   const prefetch = Math.max(1, options.prefetchBytes ?? RESTORE_PREFETCH_BYTES);
   const progress: RestoreProgress = { downloadedBytes: 0, totalBytes: plan.bytes, appliedSegments: 0, totalSegments: plan.segments.length };

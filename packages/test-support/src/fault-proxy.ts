@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 export type FaultAction =
   /** Pass it on untouched (optionally adding response headers). */
   | { kind: 'forward'; addHeaders?: Record<string, string> }
-  /** Answer with an S3 error document, without asking the server. */
+  /** Answer with the protocol's error document (S3 XML, GCS JSON), without asking the server. */
   | { kind: 'error'; status: number; code: string; message?: string }
   /** Reset the connection before the server sees the request. */
   | { kind: 'reset-before' }
@@ -49,12 +49,30 @@ export interface FaultProtocol {
   errorBody(status: number, code: string, message: string): { contentType: string; body: string };
   /** Identifies the client operation a request belongs to (shared by its retries); '' when unknown. */
   invocationId(req: ProxiedRequest): string;
+  /** Tells object downloads (which `truncate` faults cut short) from other requests. Default: a GET of a key, S3-style. */
+  isObjectRead?(req: ProxiedRequest): boolean;
 }
 
 /** S3: XML error documents; the AWS SDK's `amz-sdk-invocation-id` header. */
 export const S3_PROTOCOL: FaultProtocol = {
   errorBody: (_status, code, message) => ({ contentType: 'application/xml', body: errorXml(code, message) }),
   invocationId: (req) => String(req.headers['amz-sdk-invocation-id'] ?? ''),
+};
+
+/**
+ * GCS JSON API: `{"error":{"code":...,"message":...,"errors":[...]}}` error bodies (the SDK reads
+ * `errors[].reason`, here the injected code); the invocation id that @google-cloud/storage 7 puts in
+ * `x-goog-api-client` (`... gccl-invocation-id/<uuid> ...`), the same for every retry of one request
+ * (resumable uploads use one per session start, chunk and status check). Object reads are media
+ * downloads (`alt=media`).
+ */
+export const GCS_PROTOCOL: FaultProtocol = {
+  errorBody: (status, code, message) => ({
+    contentType: 'application/json; charset=UTF-8',
+    body: JSON.stringify({ error: { code: status, message, errors: [{ message, domain: 'global', reason: code }] } }),
+  }),
+  invocationId: (req) => /gccl-invocation-id\/([0-9a-f-]+)/i.exec(String(req.headers['x-goog-api-client'] ?? ''))?.[1] ?? '',
+  isObjectRead: (req) => req.method === 'GET' && (req.query.get('alt') === 'media' || req.path.startsWith('/download/')),
 };
 
 /** A fault-injecting HTTP proxy in front of a storage endpoint. */
@@ -121,7 +139,9 @@ export async function startFaultProxy(
   function pickRandom(req: ProxiedRequest): FaultAction {
     const id = protocol.invocationId(req);
     if (id === '' || (perInvocation.get(id) ?? 0) >= maxPerInvocation) return { kind: 'forward' };
-    const isObjectGet = req.method === 'GET' && req.path.split('/').filter(Boolean).length > 1 && !req.query.has('uploadId');
+    const isObjectGet = protocol.isObjectRead
+      ? protocol.isObjectRead(req)
+      : req.method === 'GET' && req.path.split('/').filter(Boolean).length > 1 && !req.query.has('uploadId');
     let r = random();
     const pick = (rate: number | undefined) => {
       if (!rate) return false;

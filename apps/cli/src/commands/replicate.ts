@@ -1,12 +1,21 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import os from 'node:os';
 import { resolve } from 'node:path';
-import { replicaConfigFromUrl, startDatabases, isReplicaUrl, type DbConfig, type LoggingConfig } from '@ls/config';
+import {
+  createLogger,
+  handleStopSignals,
+  isReplicaUrl,
+  replicaConfigFromUrl,
+  splitCommand,
+  startDatabases,
+  startExec,
+  waitUntilStopped,
+  type DbConfig,
+  type LoggingConfig,
+  type RunningDatabases,
+} from '@ls/config';
+import { LstreamEmitter } from '@ls/core';
 import { CONFIG_FLAGS, parseCommandArgs } from '../argv.js';
 import { loadConfig } from '../context.js';
 import { UsageError } from '../errors.js';
-import { createLogger } from '../log.js';
-import { splitCommand } from '../shell-words.js';
 
 export const usage = `Replicates databases continuously until stopped (SIGINT/SIGTERM makes a final sync).
 
@@ -18,6 +27,9 @@ Flags:
   -config PATH      config file (default $LSTREAM_CONFIG, $LITESTREAM_CONFIG, /etc/lstream.yml, /etc/litestream.yml)
   -no-expand-env    do not expand $VAR in the config file
   -exec CMD         run CMD as a child process; stop replicating when it exits, forward signals to it
+
+When the config file sets addr (such as ":9090" or "127.0.0.1:9090"), Prometheus metrics are served
+at /metrics on it while replicating.
 `;
 
 const OPTIONS = { ...CONFIG_FLAGS, exec: { type: 'string' } } as const;
@@ -45,62 +57,47 @@ export async function run(argv: string[]): Promise<number> {
     exec ??= config.exec;
   }
   const logger = createLogger(logging);
-  if (addr !== undefined) {
-    logger.warn('the config sets addr, but this version of lstream does not serve /metrics yet; it is ignored', { addr });
-  }
   // Signals are handled from the start: one that arrives while databases open stops right after.
-  let signals = 0;
-  let onStop: (sig: NodeJS.Signals) => void = () => undefined;
-  const stopped = new Promise<NodeJS.Signals>((res) => (onStop = res));
-  const onSignal = (sig: NodeJS.Signals) => {
-    signals++;
-    if (signals > 1) {
-      logger.warn('second signal, exiting without a final sync', { signal: sig });
-      process.exit(130);
-    }
-    logger.info('signal received, stopping', { signal: sig });
-    onStop(sig);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const running = await startDatabases(dbs, { logger });
-
-  let child: ChildProcess | undefined;
-  let childExit: Promise<number> | undefined;
-  if (exec !== undefined && exec.trim() !== '') {
-    const [cmd, ...args] = splitCommand(exec);
-    child = spawn(cmd!, args, { stdio: 'inherit' });
-    childExit = new Promise((res) => {
-      child!.on('exit', (code, signal) => res(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1)));
-      child!.on('error', (err) => {
-        logger.error('cannot run -exec command', { exec, error: String(err) });
-        res(1);
-      });
-    });
-  }
-
-  void stopped.then((sig) => {
-    if (child && child.exitCode === null) child.kill(sig);
-  });
-
-  // Timers and watchers in the engine do not hold the process open; this does, until a stop.
-  const keepAlive = setInterval(() => undefined, 1 << 30);
-  const why = await Promise.race([stopped, childExit ?? new Promise<never>(() => undefined)]);
-  let code = 0;
-  if (typeof why === 'number') {
-    logger.info('subprocess exited, stopping', { code: why });
-    code = why === 0 ? 0 : 1;
-  } else if (childExit) {
-    await childExit;
-  }
+  const stop = handleStopSignals(logger);
   try {
-    await running.close();
-    logger.info('stopped after a final sync');
-  } catch (err) {
-    logger.error('final sync failed', { error: String(err) });
-    return 1;
+    // Checked before anything opens, so a bad command line costs nothing.
+    if (exec !== undefined && exec.trim() !== '') splitCommand(exec);
+    const events = new LstreamEmitter();
+    let running: RunningDatabases | undefined;
+    let metricsServer: { close(): Promise<void> } | undefined;
+    let unobserve: () => void = () => {};
+    if (addr !== undefined) {
+      // Loaded only when asked for: prom-client would slow every start of the CLI otherwise.
+      const { LstreamMetrics, serveMetrics } = await import('@ls/metrics');
+      const metrics = new LstreamMetrics();
+      // Subscribed before the databases open, so their first syncs are counted.
+      unobserve = metrics.observe(events, () => running?.dbs ?? []);
+      const served = await serveMetrics(metrics, addr);
+      metricsServer = served;
+      logger.info('serving metrics', { url: `http://${served.host.includes(':') ? `[${served.host}]` : served.host}:${served.port}/metrics` });
+    }
+    try {
+      running = await startDatabases(dbs, { logger, events });
+      const child = exec !== undefined && exec.trim() !== '' ? startExec(exec, logger) : undefined;
+      const why = await waitUntilStopped(stop, child);
+      let code = 0;
+      if (why.signal === undefined) {
+        logger.info('subprocess exited, stopping', { code: why.childCode });
+        code = why.childCode === 0 ? 0 : 1;
+      }
+      try {
+        await running.close();
+        logger.info('stopped after a final sync');
+      } catch (err) {
+        logger.error('final sync failed', { error: String(err) });
+        return 1;
+      }
+      return code;
+    } finally {
+      unobserve();
+      await metricsServer?.close();
+    }
   } finally {
-    clearInterval(keepAlive);
+    stop.dispose();
   }
-  return code;
 }

@@ -9,11 +9,10 @@ import {
   type RestorePlan,
   type RestoreTarget,
 } from '@ls/core';
-import { isReplicaUrl } from '@ls/config';
+import { createLogger, isReplicaUrl } from '@ls/config';
 import { CONFIG_FLAGS, parseCommandArgs } from '../argv.js';
 import { resolveReplicas, type ResolvedReplica } from '../context.js';
 import { UsageError } from '../errors.js';
-import { createLogger } from '../log.js';
 import { formatTime } from '../output.js';
 
 export const usage = `Restores a database from a replica to its latest state or to a point in time.

@@ -5,6 +5,14 @@ export type Level = 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Record<Level, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 const SECRET_KEY = /secret|password|token|credential|access-?key/i;
 
+/** Configures `createLogger`; the `logging:` section of the config file has this shape. */
+export interface LoggerOptions {
+  level?: Level;
+  type?: 'text' | 'json';
+  /** Write to stderr instead of stdout. */
+  stderr?: boolean;
+}
+
 function quote(v: string): string {
   return /^[\w./:@+-]*$/.test(v) && v !== '' ? v : JSON.stringify(v);
 }
@@ -19,10 +27,10 @@ function clean(fields: Record<string, unknown> | undefined): Record<string, unkn
 }
 
 /**
- * The CLI's logger: one line per record, `time=… level=… msg=… key=value` (text) or JSON, to stdout
+ * Creates the apps' logger (CLI and server): one line per record, `time=… level=… msg=… key=value` (text) or JSON, to stdout
  * by default as Litestream does, or stderr. Fields whose names look like credentials are redacted.
  */
-export function createLogger(options: { level?: Level; type?: 'text' | 'json'; stderr?: boolean } = {}): Logger {
+export function createLogger(options: LoggerOptions = {}): Logger {
   const min = ORDER[options.level ?? 'info'];
   const stream = options.stderr ? process.stderr : process.stdout;
   const write = (level: Level, msg: string, fields?: Record<string, unknown>) => {

@@ -1,9 +1,10 @@
-import { UsageError } from './errors.js';
+import { InvalidArgumentError } from '@ls/core';
 
 /**
  * Splits a command line into words the way a POSIX shell would for simple commands: whitespace
  * separates words; single quotes keep everything literal; double quotes keep spaces and honour
  * backslash escapes; a backslash outside quotes escapes the next character. No expansion is done.
+ * Throws InvalidArgumentError for an unterminated quote or a line without words.
  */
 export function splitCommand(line: string): string[] {
   const words: string[] = [];
@@ -34,8 +35,8 @@ export function splitCommand(line: string): string[] {
       inWord = true;
     }
   }
-  if (quote) throw new UsageError(`-exec: unterminated ${quote} quote in '${line}'`);
+  if (quote) throw new InvalidArgumentError(`exec: unterminated ${quote} quote in '${line}'`);
   if (inWord) words.push(cur);
-  if (words.length === 0) throw new UsageError('-exec: empty command');
+  if (words.length === 0) throw new InvalidArgumentError('exec: empty command; give the command line to run');
   return words;
 }

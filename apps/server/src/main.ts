@@ -1,0 +1,146 @@
+import type { AddressInfo } from 'node:net';
+import { parseArgs } from 'node:util';
+import {
+  createLogger,
+  handleStopSignals,
+  loadConfigFile,
+  normalizeArgv,
+  resolveConfigPath,
+  splitCommand,
+  startDatabases,
+  startExec,
+  waitUntilStopped,
+  type LstreamConfig,
+} from '@ls/config';
+import { LstreamEmitter, LstreamError } from '@ls/core';
+import { LstreamMetrics, parseListenAddress } from '@ls/metrics';
+import { authority, DEFAULT_ADDR, isLoopback } from './addr.js';
+import { authPolicy, TOKEN_ENV, type AuthPolicy } from './auth.js';
+import { createHttpServer } from './http.js';
+import { ServerStatus } from './status.js';
+
+/** Time the final sync may take after SIGTERM/SIGINT, so the process exits within 10 s. */
+export const FINAL_SYNC_DEADLINE_MS = 8_500;
+
+const USAGE = `lstream-server replicates every database of an lstream config file and serves
+/metrics, /healthz, /readyz, a status API (/api/v1/...) and a dashboard (/) over HTTP.
+
+Usage:
+  lstream-server [flags]
+
+Flags:
+  -config PATH      config file (default $LSTREAM_CONFIG, $LITESTREAM_CONFIG, /etc/lstream.yml, /etc/litestream.yml)
+  -no-expand-env    do not expand $VAR in the config file
+  -addr HOST:PORT   listen address (default the config's addr, else ${DEFAULT_ADDR}; ":9090" is every interface)
+  -exec CMD         run CMD as a child process; stop when it exits, forward signals to it
+
+On a non-loopback address, /api/* needs "Authorization: Bearer <token>" with the token from
+$${TOKEN_ENV} or the config's server.token; without one the API stays off and only /metrics,
+/healthz and /readyz answer. SIGINT/SIGTERM stop with a final sync; a second signal exits at once.
+`;
+
+const OPTIONS = {
+  config: { type: 'string' },
+  'no-expand-env': { type: 'boolean' },
+  addr: { type: 'string' },
+  exec: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** Runs `lstream-server` with `argv` (without node and script); resolves with the exit code once it stopped. */
+export async function main(argv: string[]): Promise<number> {
+  let values: { config?: string; 'no-expand-env'?: boolean; addr?: string; exec?: string; help?: boolean };
+  try {
+    values = parseArgs({ args: normalizeArgv(argv, OPTIONS), options: OPTIONS, allowPositionals: false, strict: true }).values;
+  } catch (err) {
+    process.stderr.write(`lstream-server: ${(err as Error).message.replace(/\. To specify.*$/s, '')}\n\n${USAGE}`);
+    return 1;
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  try {
+    return await serve(values);
+  } catch (err) {
+    const code = LstreamError.isInstance(err) ? ` [${(err as LstreamError).code}]` : '';
+    process.stderr.write(`lstream-server: ${(err as Error)?.message ?? String(err)}${code}\n`);
+    if (process.env.LSTREAM_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
+    return 1;
+  }
+}
+
+async function loadConfig(flags: { config?: string; 'no-expand-env'?: boolean }): Promise<LstreamConfig> {
+  const found = resolveConfigPath(flags.config);
+  if (!found) throw new Error('no config file: pass -config PATH, set $LSTREAM_CONFIG, or create /etc/lstream.yml');
+  const config = await loadConfigFile(found.path, { expandEnv: !flags['no-expand-env'] });
+  if (config.dbs.length === 0) throw new Error(`no databases in ${config.file ?? 'the config file'}: list them under dbs:`);
+  return config;
+}
+
+async function serve(flags: { config?: string; 'no-expand-env'?: boolean; addr?: string; exec?: string }): Promise<number> {
+  // Everything that can be wrong with the command line or the config fails here, before anything starts.
+  const config = await loadConfig(flags);
+  const addr = parseListenAddress(flags.addr ?? config.addr ?? DEFAULT_ADDR);
+  const exec = flags.exec ?? config.exec;
+  if (exec !== undefined && exec.trim() !== '') splitCommand(exec);
+  const envToken = process.env[TOKEN_ENV];
+  const token = envToken !== undefined && envToken.trim() !== '' ? envToken : config.server?.token;
+  const secrets = [token, ...config.dbs.flatMap((d) => d.replicas.flatMap((r) => [r.accessKeyId, r.secretAccessKey]))].filter(
+    (s): s is string => s !== undefined,
+  );
+
+  const logger = createLogger(config.logging);
+  const stop = handleStopSignals(logger);
+  const events = new LstreamEmitter();
+  const status = new ServerStatus(config.dbs, events, secrets);
+  const metrics = new LstreamMetrics();
+  const unobserve = metrics.observe(events, () => status.dbs);
+  let auth: AuthPolicy = { kind: 'disabled', reason: 'the server is starting' };
+  const http = createHttpServer({ status, metrics, logger, auth: () => auth, secrets });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(addr.port, addr.host, () => {
+        http.off('error', reject);
+        resolve();
+      });
+    });
+    const bound = http.address() as AddressInfo;
+    const where = authority(bound.address, bound.port);
+    auth = authPolicy(isLoopback(bound.address), token, where);
+    // A wildcard bind is reachable at 127.0.0.1 too; print an address a browser can open.
+    const shown = bound.address === '0.0.0.0' || bound.address === '::' ? authority('127.0.0.1', bound.port) : where;
+    logger.info('serving', { url: `http://${shown}/`, addr: where, api: auth.kind });
+    if (auth.kind === 'disabled') logger.error(auth.reason);
+
+    // A signal while the databases open stops right after they are open (waitUntilStopped returns at once).
+    const running = await startDatabases(config.dbs, { logger, events });
+    status.attach(running);
+    const child = exec !== undefined && exec.trim() !== '' ? startExec(exec, logger) : undefined;
+    const why = await waitUntilStopped(stop, child);
+    let code = 0;
+    if (why.signal === undefined) {
+      logger.info('subprocess exited, stopping', { code: why.childCode });
+      code = why.childCode === 0 ? 0 : 1;
+    }
+
+    status.stop();
+    http.close();
+    http.closeIdleConnections();
+    try {
+      await running.close({ signal: AbortSignal.timeout(FINAL_SYNC_DEADLINE_MS) });
+      logger.info('stopped after a final sync');
+    } catch (err) {
+      logger.error('final sync failed', { error: String(err) });
+      code = 1;
+    }
+    return code;
+  } finally {
+    unobserve();
+    status.dispose();
+    http.closeAllConnections();
+    http.close();
+    stop.dispose();
+  }
+}

@@ -1,0 +1,104 @@
+import { abortReason } from '@ls/core';
+
+// Same as @ls/client-s3's part reader (a client package must not depend on another client).
+
+/** Wraps an error thrown by the caller's body so it can be rethrown unchanged, never mapped. */
+export class BodyError {
+  constructor(readonly error: unknown) {}
+}
+
+/**
+ * Cuts an async iterable of chunks into parts of a requested size, copying into one buffer per
+ * part: memory stays at one part plus the chunk being read. Errors of the body come out wrapped in
+ * BodyError; an abort of `signal` rejects at once, without waiting for a stuck producer.
+ */
+export class PartReader {
+  readonly #it: AsyncIterator<Uint8Array>;
+  readonly #signal: AbortSignal | undefined;
+  #pending: Uint8Array | undefined;
+  #done = false;
+  #closed = false;
+
+  constructor(body: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined) {
+    this.#it = body[Symbol.asyncIterator]();
+    this.#signal = signal;
+  }
+
+  /** Bytes taken from the body so far that have not been handed out yet. */
+  get buffered(): number {
+    return this.#pending?.byteLength ?? 0;
+  }
+
+  /**
+   * Resolves with the next part: exactly `size` bytes, fewer only when the body ends (an empty
+   * buffer once it has ended).
+   */
+  async next(size: number): Promise<Buffer> {
+    // Chunks are copied as they arrive (a producer may reuse its buffer once asked for the next
+    // chunk, while this part is still being uploaded), and joined once the part is complete, so a
+    // small body never holds a whole part's worth of memory.
+    const pieces: Buffer[] = [];
+    let filled = 0;
+    while (filled < size) {
+      let chunk = this.#pending;
+      this.#pending = undefined;
+      if (chunk === undefined) {
+        if (this.#done) break;
+        const r = await this.#pull();
+        if (r.done) {
+          this.#done = true;
+          break;
+        }
+        chunk = r.value;
+      }
+      if (chunk.byteLength === 0) continue;
+      const take = Math.min(size - filled, chunk.byteLength);
+      pieces.push(Buffer.from(chunk.subarray(0, take)));
+      filled += take;
+      if (take < chunk.byteLength) this.#pending = chunk.subarray(take);
+    }
+    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, filled);
+  }
+
+  /** Stops the producer without waiting for it (it may be stuck in the await that caused an abort). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#pending = undefined;
+    if (!this.#done) this.#it.return?.()?.catch(() => {});
+  }
+
+  async #pull(): Promise<IteratorResult<Uint8Array>> {
+    const signal = this.#signal;
+    try {
+      if (!signal) return await this.#it.next();
+      return await nextOrAbort(this.#it, signal);
+    } catch (err) {
+      if (signal?.aborted) throw abortReason(signal);
+      this.#done = true; // a generator that threw is finished
+      throw new BodyError(err);
+    }
+  }
+}
+
+/**
+ * Awaits the iterator's next value, or rejects as soon as `signal` aborts. A fresh listener per
+ * call, removed when the value arrives, so no chunk stays reachable from a long-lived promise.
+ */
+function nextOrAbort<T>(it: AsyncIterator<T>, signal: AbortSignal): Promise<IteratorResult<T>> {
+  if (signal.aborted) return Promise.reject(abortReason(signal));
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(abortReason(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    it.next().then(
+      (r) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(r);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}

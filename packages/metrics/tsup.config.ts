@@ -1,0 +1,3 @@
+import { lstreamBuild } from '../../tsup.shared.js';
+
+export default lstreamBuild;
