@@ -9,10 +9,10 @@ import {
   NotFoundError,
   TEMP_SUFFIX,
   TransientError,
-  abortReason,
   assertValidKey,
   assertValidPrefix,
   compareKeys,
+  nextOrAbort,
   throwIfAborted,
   type ClientCapabilities,
   type ListEntry,
@@ -254,29 +254,6 @@ export class FileReplicaClient implements ReplicaClient {
       }
     }
   }
-}
-
-/**
- * Awaits the iterator's next value, or rejects as soon as `signal` aborts. A fresh listener per call,
- * removed when the value arrives: racing every chunk against one long-lived abort promise would keep
- * every chunk reachable from that promise until the put ends (a 1 GiB snapshot held 500 MiB).
- */
-function nextOrAbort<T>(it: AsyncIterator<T>, signal: AbortSignal): Promise<IteratorResult<T>> {
-  if (signal.aborted) return Promise.reject(abortReason(signal));
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(abortReason(signal));
-    signal.addEventListener('abort', onAbort, { once: true });
-    it.next().then(
-      (r) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(r);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }
 
 async function writeAll(fh: FileHandle, chunk: Uint8Array, position: number): Promise<void> {

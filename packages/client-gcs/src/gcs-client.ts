@@ -4,16 +4,19 @@ import { pipeline } from 'node:stream/promises';
 import { IdempotencyStrategy, Storage, type Bucket, type File, type StorageOptions } from '@google-cloud/storage';
 import {
   AccessDeniedError,
+  BodyError,
   DeleteFailedError,
   InvalidArgumentError,
-  InvalidKeyError,
   LstreamError,
+  PartReader,
+  ResumingReadStream,
   TransientError,
   abortReason,
   assertValidKey,
   assertValidPrefix,
   backoffDelay,
   compareKeys,
+  relativeKey,
   sleep,
   throwIfAborted,
   type ClientCapabilities,
@@ -25,8 +28,6 @@ import {
   type ReplicaClient,
 } from '@ls/core';
 import { httpStatus, isTransientGcsError, mapGcsError, sanitizeCause, type GcsOperation } from './errors.js';
-import { ResumingObjectStream } from './object-stream.js';
-import { BodyError, PartReader } from './part-reader.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -378,10 +379,12 @@ export class GcsReplicaClient implements ReplicaClient {
         return Readable.from([]);
       }
       const generation = first.generation;
-      return new ResumingObjectStream(
+      return new ResumingReadStream(
         { body: first.body, bodyStart: first.bodyStart, start, end },
         {
           signal,
+          // The SDK's HTTP layer (node-fetch 2) never ends or fails a body whose connection drops
+          // before Content-Length bytes arrived: without an idle timeout such a read would wait forever.
           idleTimeoutMs: this.#readIdleTimeoutMs,
           maxResumes: this.#readResumes,
           isRetryable: isTransientGcsError,
@@ -494,7 +497,7 @@ export class GcsReplicaClient implements ReplicaClient {
       }
       const entries: ListEntry[] = [];
       for (const o of resp.items ?? []) {
-        const key = this.#relative(o.name);
+        const key = relativeKey(this.root, o.name);
         if (key === undefined) continue;
         entries.push({ type: 'object', key, size: Number(o.size ?? 0), createdAt: createdAt(o) });
       }
@@ -526,19 +529,6 @@ export class GcsReplicaClient implements ReplicaClient {
       if (next === pageToken) throw new LstreamError('EGCS', `${op.what}: the server repeated a page token`);
       pageToken = next;
     }
-  }
-
-  /** Returns `name` relative to the root, or undefined for names this client could not address (folder markers, ...). */
-  #relative(name: string | undefined): string | undefined {
-    if (name === undefined || !name.startsWith(this.root)) return undefined;
-    const key = name.slice(this.root.length);
-    try {
-      assertValidKey(key);
-    } catch (err) {
-      if (InvalidKeyError.isInstance(err)) return undefined;
-      throw err;
-    }
-    return key;
   }
 
   /**

@@ -4,10 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import Database from 'better-sqlite3';
-import { AccessDeniedError, Db, NotFoundError, TransientError, collect, compareKeys, isRetryable, restore } from '@ls/core';
+import { AccessDeniedError, Db, NotFoundError, TransientError, collect, compareKeys, isRetryable, restore, type ResumingReadStream } from '@ls/core';
 import { GCS_PROTOCOL, startFaultProxy, type FaultProxy } from '@ls/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { ResumingObjectStream } from '../src/object-stream.js';
 import { emulatorClient, startGcsEmulator, type GcsEmulatorHandle } from './gcs-emulator-server.js';
 
 const MiB = 1024 * 1024;
@@ -163,7 +162,7 @@ describe('GcsReplicaClient through a faulty network', () => {
       proxy.rules.push((r) => (GCS_PROTOCOL.isObjectRead!(r) && r.path.endsWith('obj') && cut++ < 3 ? { kind: 'truncate' } : undefined));
       const stream = await client.open('obj');
       expect((await readAll(stream)).equals(body)).toBe(true);
-      expect((stream as ResumingObjectStream).resumes).toBe(3);
+      expect((stream as ResumingReadStream).resumes).toBe(3);
       const gets = proxy.requests.filter((r) => GCS_PROTOCOL.isObjectRead!(r) && r.path.endsWith('obj'));
       expect(gets).toHaveLength(4);
       expect(gets[0]!.headers.range).toBeUndefined();

@@ -17,16 +17,19 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import {
+  BodyError,
   DeleteFailedError,
   InvalidArgumentError,
-  InvalidKeyError,
   LstreamError,
+  PartReader,
+  ResumingReadStream,
   TransientError,
   abortReason,
   assertValidKey,
   assertValidPrefix,
   backoffDelay,
   compareKeys,
+  relativeKey,
   sleep,
   throwIfAborted,
   type ClientCapabilities,
@@ -38,8 +41,6 @@ import {
   type ReplicaClient,
 } from '@ls/core';
 import { errorCode, httpStatus, isTransientS3Error, mapS3Error, type S3Operation, type Secrets } from './errors.js';
-import { ResumingObjectStream } from './object-stream.js';
-import { BodyError, PartReader } from './part-reader.js';
 import { DEFAULT_REGION, lookupBucketRegion, type RegionSource } from './region.js';
 
 const MiB = 1024 * 1024;
@@ -462,20 +463,22 @@ export class S3ReplicaClient implements ReplicaClient {
         throw err;
       }
       const { start, end } = extent;
-      return new ResumingObjectStream(
-        { body, start, end, etag: out.ETag },
+      const etag = out.ETag;
+      return new ResumingReadStream(
+        { body, start, end },
         {
           signal,
           maxResumes: this.#readResumes,
           isRetryable: isTransientS3Error,
           mapError: (err) => this.#fail(err, op, signal),
-          fetch: async ({ start: from, end: to, etag }, fetchSignal) => {
+          fetch: async ({ start: from, end: to }, fetchSignal) => {
             try {
+              // Pinned to the ETag the read started on: a replaced object is not stitched together.
               const again = await s3.send(
                 new GetObjectCommand({ Bucket: this.bucket, Key: objectKey, Range: `bytes=${from}-${to}`, IfMatch: etag }),
                 { abortSignal: fetchSignal },
               );
-              return (again.Body as Readable | undefined) ?? Readable.from([]);
+              return { body: (again.Body as Readable | undefined) ?? Readable.from([]), start: from };
             } catch (err) {
               if (httpStatus(err) === 412) {
                 throw new TransientError(`reading ${this.#url(key)}: the object was replaced while being read; read it again`, { cause: err });
@@ -521,7 +524,7 @@ export class S3ReplicaClient implements ReplicaClient {
       }
       const entries: ListEntry[] = [];
       for (const o of page.Contents ?? []) {
-        const key = this.#relative(o.Key);
+        const key = relativeKey(this.root, o.Key);
         if (key === undefined) continue;
         entries.push({ type: 'object', key, size: o.Size ?? 0, createdAt: o.LastModified ?? new Date(0) });
       }
@@ -536,19 +539,6 @@ export class S3ReplicaClient implements ReplicaClient {
       if (next === token) throw new LstreamError('ES3', `${op.what}: the server repeated a continuation token`);
       token = next;
     }
-  }
-
-  /** Returns `objectKey` relative to the root, or undefined for keys this client could not address (folder markers, ...). */
-  #relative(objectKey: string | undefined): string | undefined {
-    if (objectKey === undefined || !objectKey.startsWith(this.root)) return undefined;
-    const key = objectKey.slice(this.root.length);
-    try {
-      assertValidKey(key);
-    } catch (err) {
-      if (InvalidKeyError.isInstance(err)) return undefined;
-      throw err;
-    }
-    return key;
   }
 
   /**
@@ -592,7 +582,7 @@ export class S3ReplicaClient implements ReplicaClient {
       const retry = errors.filter((e) => e.Code && RETRYABLE_DELETE_CODES.has(e.Code));
       if (retry.length === errors.length && attempt + 1 < this.#maxAttempts) {
         await sleep(backoffDelay(attempt), signal).catch(() => throwIfAborted(signal));
-        pending = retry.map((e) => this.#relative(e.Key) ?? (e.Key ?? '').slice(this.root.length));
+        pending = retry.map((e) => relativeKey(this.root, e.Key) ?? (e.Key ?? '').slice(this.root.length));
         continue;
       }
       return errors.map((e) => {

@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { AccessDeniedError, NotFoundError, TransientError, collect, compareKeys, isRetryable } from '@ls/core';
+import { AccessDeniedError, NotFoundError, TransientError, collect, compareKeys, isRetryable, type ResumingReadStream } from '@ls/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ResumingObjectStream } from '../src/object-stream.js';
 import { startFaultProxy, type FaultProxy } from '@ls/test-support';
 import { s3rverClient, startS3rver, type S3rverHandle } from './s3rver-server.js';
 
@@ -127,7 +126,7 @@ describe('S3ReplicaClient through a faulty network', () => {
       proxy.rules.push((r) => (r.method === 'GET' && r.path.endsWith('/obj') && cut++ < 3 ? { kind: 'truncate' } : undefined));
       const stream = await client.open('obj');
       expect((await readAll(stream)).equals(body)).toBe(true);
-      expect((stream as ResumingObjectStream).resumes).toBe(3);
+      expect((stream as ResumingReadStream).resumes).toBe(3);
       // Resumed requests ask for the missing bytes only, pinned to the object's ETag.
       const gets = proxy.requests.filter((r) => r.method === 'GET' && r.path.endsWith('/obj'));
       expect(gets).toHaveLength(4);

@@ -10,6 +10,8 @@ export * from './events.js';
 export * from './instrument.js';
 export * from './lock-file.js';
 export * from './retry.js';
+export * from './part-reader.js';
+export * from './resuming-read-stream.js';
 export * from './sqlite-connection.js';
 export * from './db.js';
 export * from './replica.js';

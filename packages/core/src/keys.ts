@@ -52,3 +52,20 @@ export function compareKeys(a: string, b: string): number {
   if (a === b) return 0;
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
+
+/**
+ * Returns the key of the stored object `name` relative to a client's `root`, or undefined when the
+ * name is outside the root or is not a valid key (folder markers, names another tool wrote), which
+ * a ReplicaClient's listing skips. Throws only what `assertValidKey` throws besides InvalidKeyError.
+ */
+export function relativeKey(root: string, name: string | undefined): string | undefined {
+  if (name === undefined || !name.startsWith(root)) return undefined;
+  const key = name.slice(root.length);
+  try {
+    assertValidKey(key);
+  } catch (err) {
+    if (InvalidKeyError.isInstance(err)) return undefined;
+    throw err;
+  }
+  return key;
+}

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, InvalidKeyError, LstreamError, NotFoundError } from './errors.js';
-import { assertValidKey, assertValidPrefix, compareKeys } from './keys.js';
+import { assertValidKey, assertValidPrefix, compareKeys, relativeKey } from './keys.js';
 import {
   parseLayoutKey,
   parseSnapshotName,
@@ -109,6 +109,14 @@ describe('keys', () => {
     assertValidPrefix('generations/');
     assertValidPrefix('generations/b1');
     expect(() => assertValidPrefix('../')).toThrow(InvalidKeyError);
+  });
+
+  it('makes stored names relative to a root, skipping names no key can address', () => {
+    expect(relativeKey('backups/db/', 'backups/db/generations/a')).toBe('generations/a');
+    expect(relativeKey('', 'generations/a')).toBe('generations/a');
+    for (const name of [undefined, 'other/generations/a', 'backups/db/', 'backups/db/dir/', 'backups/db/a//b', 'backups/db/x.tmp']) {
+      expect(relativeKey('backups/db/', name), String(name)).toBeUndefined();
+    }
   });
 
   it('compares by UTF-8 bytes', () => {

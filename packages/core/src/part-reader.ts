@@ -1,16 +1,19 @@
-import { abortReason } from '@ls/core';
+import { abortReason } from './errors.js';
 
-// Same as @ls/client-s3's part reader (a client package must not depend on another client).
-
-/** Wraps an error thrown by the caller's body so it can be rethrown unchanged, never mapped. */
+/**
+ * Wraps an error thrown by the body a PartReader reads, so a ReplicaClient can tell it from its own
+ * storage errors and rethrow it unchanged (`err.error`), never mapped to a storage error.
+ */
 export class BodyError {
   constructor(readonly error: unknown) {}
 }
 
 /**
- * Cuts an async iterable of chunks into parts of a requested size, copying into one buffer per
- * part: memory stays at one part plus the chunk being read. Errors of the body come out wrapped in
- * BodyError; an abort of `signal` rejects at once, without waiting for a stuck producer.
+ * Cuts an async iterable of chunks into parts of a requested size, for ReplicaClient
+ * implementations that upload a body in parts (multipart, resumable chunks). Copies into one buffer
+ * per part: memory stays at one part plus the chunk being read. Errors of the body come out
+ * wrapped in BodyError; an abort of `signal` rejects at once with its AbortError, without waiting
+ * for a stuck producer. Callers must `close()` it when they stop before the body ends.
  */
 export class PartReader {
   readonly #it: AsyncIterator<Uint8Array>;
@@ -24,14 +27,14 @@ export class PartReader {
     this.#signal = signal;
   }
 
-  /** Bytes taken from the body so far that have not been handed out yet. */
+  /** Returns the number of bytes taken from the body so far that have not been handed out yet. */
   get buffered(): number {
     return this.#pending?.byteLength ?? 0;
   }
 
   /**
    * Resolves with the next part: exactly `size` bytes, fewer only when the body ends (an empty
-   * buffer once it has ended).
+   * buffer once it has ended). Rejects with BodyError when the body fails.
    */
   async next(size: number): Promise<Buffer> {
     // Chunks are copied as they arrive (a producer may reuse its buffer once asked for the next
@@ -65,6 +68,8 @@ export class PartReader {
     if (this.#closed) return;
     this.#closed = true;
     this.#pending = undefined;
+    // The producer's own cleanup failing is not this reader's error: its caller has already
+    // stopped reading (the part failed or was aborted) and reports that instead.
     if (!this.#done) this.#it.return?.()?.catch(() => {});
   }
 
@@ -82,10 +87,12 @@ export class PartReader {
 }
 
 /**
- * Awaits the iterator's next value, or rejects as soon as `signal` aborts. A fresh listener per
- * call, removed when the value arrives, so no chunk stays reachable from a long-lived promise.
+ * Awaits the iterator's next value, or rejects with the signal's AbortError as soon as `signal`
+ * aborts. A fresh listener per call, removed when the value arrives: racing every chunk against one
+ * long-lived abort promise would keep every chunk reachable from that promise until the read ends
+ * (a 1 GiB snapshot put held 500 MiB).
  */
-function nextOrAbort<T>(it: AsyncIterator<T>, signal: AbortSignal): Promise<IteratorResult<T>> {
+export function nextOrAbort<T>(it: AsyncIterator<T>, signal: AbortSignal): Promise<IteratorResult<T>> {
   if (signal.aborted) return Promise.reject(abortReason(signal));
   return new Promise((resolve, reject) => {
     const onAbort = () => reject(abortReason(signal));

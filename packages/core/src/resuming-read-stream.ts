@@ -1,41 +1,71 @@
 import { Readable } from 'node:stream';
-import { abortReason, backoffDelay, sleep } from '@ls/core';
+import { abortReason } from './errors.js';
+import { backoffDelay, sleep } from './retry.js';
 
-/** Fetches the bytes of the object's pinned generation from absolute offset `start` to `end` (inclusive). */
-export type RangeFetcher = (range: { start: number; end: number }, signal: AbortSignal) => Promise<{ body: Readable; start: number }>;
+/**
+ * Fetches the object's bytes from absolute offset `start` to `end` (inclusive) again, after a read
+ * broke. Implementations pin the request to the version the read started on (S3 If-Match on the
+ * ETag, a GCS generation), so a replaced object is never stitched together, and resolve with the
+ * body and the absolute offset of its first byte. Rejections go through the stream's `isRetryable`.
+ */
+export type ResumeFetcher = (range: { start: number; end: number }, signal: AbortSignal) => Promise<{ body: Readable; start: number }>;
 
 /** How the first response of a read looked. */
 export interface FirstResponse {
   body: Readable;
-  /** Absolute offset of the first byte of `body` (0 when the server ignored a Range header). */
-  bodyStart: number;
+  /** Absolute offset of the first byte of `body`; `start` when omitted (0 when a server ignored a Range header). */
+  bodyStart?: number | undefined;
   /** Absolute offset of the first byte the read must deliver. */
   start: number;
   /** Absolute offset of the last byte the read must deliver (inclusive); `start - 1` for nothing. */
   end: number;
 }
 
+/** How a ResumingReadStream resumes and fails. */
+export interface ResumingReadStreamOptions {
+  /** Fetches the missing bytes after a break. */
+  fetch: ResumeFetcher;
+  /** Most resumes of one read; the break after that destroys the stream. */
+  maxResumes: number;
+  /** Tells which failures of a body or of `fetch` are worth resuming after. */
+  isRetryable: (err: unknown) => boolean;
+  /** Turns the failure that ends the read into the error the stream is destroyed with. */
+  mapError: (err: unknown) => unknown;
+  /** Destroys the stream with an AbortError when it aborts. */
+  signal?: AbortSignal | undefined;
+  /**
+   * Time a body may go without a byte, while bytes are wanted, before it counts as dropped (an
+   * ETIMEDOUT error, then resumed like any other break). For HTTP layers that never end or fail a
+   * body whose connection drops (node-fetch 2); no timer when omitted.
+   */
+  idleTimeoutMs?: number | undefined;
+}
+
 /**
- * A readable stream over one GCS object generation that survives dropped connections: when the
- * response body fails or ends early, it asks for the missing bytes again (a ranged read of the same
- * generation) up to `maxResumes` times, so a long restore download does not die on one reset. Bytes
- * before `start` that a server sends anyway (one that ignores Range) are skipped; bytes past `end`
- * are never delivered. Destroyed with an AbortError when `signal` aborts.
+ * Returns a readable stream over a ranged object read that survives dropped connections, for
+ * ReplicaClient implementations of `open`: when the response body fails or ends before the last
+ * byte, it fetches the missing bytes again through `options.fetch` (after a backoff) up to
+ * `maxResumes` times, so a long restore download does not die on one reset. Bytes before `start`
+ * that a server sends anyway (one that ignores Range) are skipped; bytes past `end` are never
+ * delivered. Destroyed with an AbortError when `signal` aborts, and with `mapError` of the failure
+ * once resuming is not retryable or resumes are spent.
  */
-export class ResumingObjectStream extends Readable {
+export class ResumingReadStream extends Readable {
   #body: Readable | undefined;
   /** Absolute offset of the next byte the current body will give. */
   #bodyPos: number;
   /** Absolute offset of the next byte to deliver. */
   #pos: number;
   readonly #end: number;
-  readonly #fetch: RangeFetcher;
+  readonly #fetch: ResumeFetcher;
   readonly #maxResumes: number;
   readonly #mapError: (err: unknown) => unknown;
   readonly #isRetryable: (err: unknown) => boolean;
   readonly #signal: AbortSignal | undefined;
-  readonly #idleTimeoutMs: number;
+  readonly #idleTimeoutMs: number | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
+  /** Treats the current body as dropped; set while a body is attached. */
+  #onIdle: (() => void) | undefined;
   /** Aborts the fetch in flight when the stream is destroyed. */
   readonly #ac = new AbortController();
   #resumes = 0;
@@ -43,20 +73,9 @@ export class ResumingObjectStream extends Readable {
   #detach: (() => void) | undefined;
   readonly #onAbort = () => this.destroy(abortReason(this.#signal!));
 
-  constructor(
-    first: FirstResponse,
-    options: {
-      fetch: RangeFetcher;
-      maxResumes: number;
-      mapError: (err: unknown) => unknown;
-      isRetryable: (err: unknown) => boolean;
-      signal?: AbortSignal | undefined;
-      /** Time a body may go without a byte, while bytes are wanted, before it counts as dropped. */
-      idleTimeoutMs: number;
-    },
-  ) {
+  constructor(first: FirstResponse, options: ResumingReadStreamOptions) {
     super({ highWaterMark: 1024 * 1024 });
-    this.#bodyPos = first.bodyStart;
+    this.#bodyPos = first.bodyStart ?? first.start;
     this.#pos = first.start;
     this.#end = first.end;
     this.#fetch = options.fetch;
@@ -76,31 +95,27 @@ export class ResumingObjectStream extends Readable {
     this.#attach(first.body);
   }
 
-  /** Number of times the read was resumed after a dropped connection. */
+  /** Returns the number of times the read was resumed after a dropped connection. */
   get resumes(): number {
     return this.#resumes;
   }
 
-  /**
-   * (Re)starts the idle timer of the current body. Needed because the SDK's HTTP layer (node-fetch 2)
-   * never ends or fails a body whose connection drops before Content-Length bytes arrived: without
-   * it such a read would wait forever.
-   */
-  #armIdle(onIdle: () => void): void {
+  /** (Re)starts the idle timer of the current body, when there is an idle timeout. */
+  #armIdle(): void {
+    if (this.#idleTimeoutMs === undefined || this.#onIdle === undefined) return;
     clearTimeout(this.#idleTimer);
     // Not unref'd: when the dropped connection was the last thing holding the process open, this
     // timer is what lets the read fail and be resumed instead of the process exiting mid-read.
-    this.#idleTimer = setTimeout(onIdle, this.#idleTimeoutMs);
+    this.#idleTimer = setTimeout(this.#onIdle, this.#idleTimeoutMs);
   }
 
   #attach(body: Readable): void {
     this.#body = body;
     let settled = false;
-    const onIdle = () =>
+    this.#onIdle = () =>
       finish(Object.assign(new Error(`no data for ${this.#idleTimeoutMs} ms: the connection is presumed dropped`), { code: 'ETIMEDOUT' }));
-    this.#onIdle = onIdle;
     const onData = (chunk: Buffer) => {
-      this.#armIdle(onIdle);
+      this.#armIdle();
       const chunkStart = this.#bodyPos;
       this.#bodyPos += chunk.length;
       const from = Math.max(this.#pos, chunkStart);
@@ -142,15 +157,14 @@ export class ResumingObjectStream extends Readable {
       body.off('end', onEnd);
       body.off('error', onError);
       body.off('close', onClose);
-      // Keep a late error from an abandoned body from becoming an uncaught exception.
+      // An abandoned body's late error is not the read's: the read has ended, failed or moved on
+      // to a new body, and already reports its own outcome. Without a listener it would crash the
+      // process as an uncaught exception.
       body.on('error', () => {});
       body.destroy();
     };
-    this.#armIdle(onIdle);
-    if (this.#pos > this.#end) process.nextTick(() => finish(undefined));
+    this.#armIdle();
   }
-
-  #onIdle: (() => void) | undefined;
 
   #resume(cause: unknown): void {
     if (this.#resuming || this.destroyed) return;
@@ -178,6 +192,7 @@ export class ResumingObjectStream extends Readable {
         this.#attach(body);
       } catch (err) {
         this.#resuming = false;
+        // Destroyed meanwhile: the stream already ended with its own error (or the caller's).
         if (this.destroyed) return;
         if (this.#signal?.aborted) this.destroy(abortReason(this.#signal));
         else if (this.#isRetryable(err) && this.#resumes < this.#maxResumes) this.#resume(err);
@@ -187,8 +202,8 @@ export class ResumingObjectStream extends Readable {
   }
 
   override _read(): void {
-    if (this.#body && this.#onIdle) {
-      this.#armIdle(this.#onIdle);
+    if (this.#body) {
+      this.#armIdle();
       this.#body.resume();
     }
   }
