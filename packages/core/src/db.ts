@@ -191,6 +191,11 @@ export class Db {
   }
 
   /** The last sync error, cleared by a successful sync. */
+  /** When the current episode of failing syncs of the database began (Date.now() ms), if it is failing. */
+  get failingSince(): number | undefined {
+    return this.#failingSince;
+  }
+
   get lastError(): unknown {
     return this.#lastError;
   }
@@ -886,11 +891,11 @@ export class Db {
     await this.#serial(() => this.#closeConnection()).catch((err: unknown) => {
       finalError ??= err;
     });
-    for (const r of this.replicas) {
-      await r.stop({ finalSync: finalError === undefined, signal: options.signal }).catch((err: unknown) => {
-        finalError ??= err;
-      });
-    }
+    // Every replica makes its final sync of what the shadow WAL holds, independently: one failing
+    // replica (storage down, deadline reached) never costs another its last commits.
+    const copied = finalError === undefined;
+    const stops = await Promise.allSettled(this.replicas.map((r) => r.stop({ finalSync: copied, signal: options.signal })));
+    for (const s of stops) if (s.status === 'rejected') finalError ??= s.reason;
     try {
       if (finalError === undefined && marker) await writeFileAtomic(join(this.metaPath, 'shutdown'), JSON.stringify(marker) + '\n');
     } finally {

@@ -81,8 +81,20 @@ export class LstreamEmitter {
     return () => this.#ee.off(event, listener);
   }
 
-  /** Calls every listener of `event` with `payload`. */
+  /**
+   * Calls every listener of `event` with `payload`. A listener that throws does not disturb the
+   * engine's work, nor the other listeners: its error is rethrown on the next tick, where it surfaces
+   * as an uncaught exception (a bug in the listener, never hidden).
+   */
   emit<K extends keyof LstreamEvents>(event: K, payload: LstreamEvents[K]): void {
-    this.#ee.emit(event, payload);
+    for (const listener of this.#ee.listeners(event) as ((e: LstreamEvents[K]) => void)[]) {
+      try {
+        listener(payload);
+      } catch (err) {
+        process.nextTick(() => {
+          throw err;
+        });
+      }
+    }
   }
 }

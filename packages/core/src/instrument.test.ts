@@ -278,3 +278,58 @@ describe('replica lag', () => {
     w.close();
   });
 });
+
+describe('final sync and listeners', () => {
+  it("makes every replica's final sync even when another replica's storage is down", async () => {
+    const path = join(dir, 'final.db');
+    const w = writer(path);
+    w.commit(20);
+    const db = new Db(path);
+    const down = new OutageClient(new FileReplicaClient({ root: join(dir, 'final-down') }));
+    down.failure = () => new AccessDeniedError('access denied (test: storage refuses writes)');
+    db.addReplica(down, { name: 'down', syncIntervalMs: 0 });
+    const healthyRoot = join(dir, 'final-healthy');
+    db.addReplica(new FileReplicaClient({ root: healthyRoot }), { name: 'healthy', syncIntervalMs: 60_000 });
+    await db.open();
+    await db.flush();
+    down.failPuts = true;
+    // Committed just before close; the healthy replica's 60 s interval means only the final sync ships it.
+    w.commit(300);
+    const err = await rejection(db.close());
+    w.close();
+    expect(err).toBeInstanceOf(AccessDeniedError);
+
+    const out = join(dir, 'final-restored.db');
+    await restore(new FileReplicaClient({ root: healthyRoot }), { outputPath: out });
+    const count = (p: string) => {
+      const c = new Database(p, { readonly: true });
+      try {
+        return (c.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n;
+      } finally {
+        c.close();
+      }
+    };
+    expect(count(out)).toBe(320);
+  });
+
+  it('keeps calling the other listeners and the engine when a listener throws, and rethrows its error later', async () => {
+    const events = new LstreamEmitter();
+    const seen: number[] = [];
+    const boom = new Error('listener bug');
+    events.on('shadow-dropped', () => {
+      throw boom;
+    });
+    events.on('shadow-dropped', (e) => seen.push(e.index));
+    const deferred: (() => void)[] = [];
+    const original = process.nextTick;
+    process.nextTick = ((fn: () => void) => void deferred.push(fn)) as typeof process.nextTick;
+    try {
+      expect(() => events.emit('shadow-dropped', { db: '/x.db', generation: '0123456789abcdef', index: 3, bytes: 1 })).not.toThrow();
+    } finally {
+      process.nextTick = original;
+    }
+    expect(seen).toEqual([3]);
+    expect(deferred).toHaveLength(1);
+    expect(() => deferred[0]!()).toThrow(boom);
+  });
+});

@@ -123,8 +123,20 @@ export class Replica {
       lastSyncAt: this.#lastSyncAt,
       lastError: this.#lastError,
       pendingSince,
-      lagMs: pendingSince ? Math.max(0, Date.now() - pendingSince.getTime()) : 0,
+      lagMs: this.#lagMs(pendingSince),
     };
+  }
+
+  /**
+   * Time since the oldest commit not yet durable here: since the database moved past this replica,
+   * or since the database's own syncs began failing (its commits then never reach the shadow WAL,
+   * so the replica cannot know it is behind, yet they are not durable anywhere).
+   */
+  #lagMs(pendingSince: Date | undefined): number {
+    const now = Date.now();
+    const replicaLag = pendingSince ? now - pendingSince.getTime() : 0;
+    const failing = this.db.failingSince;
+    return Math.max(0, replicaLag, failing !== undefined ? now - failing : 0);
   }
 
   /** True when the database's shadow WAL holds something this replica does not (another generation counts). */
@@ -296,6 +308,15 @@ export class Replica {
     if (this.#stopped) return;
     this.#lastError = err;
     const delay = Math.min(MAX_RETRY_DELAY_MS, backoffDelay(this.#failures, 250));
+    // One retry chain only: a timer already pending is replaced, never left to fire a second attempt.
+    // Scheduled before anything is reported, so a failing logger cannot cost the retry.
+    if (this.#timer) clearTimeout(this.#timer);
+    const timer = setTimeout(() => {
+      if (this.#timer === timer) this.#timer = undefined;
+      this.#kick();
+    }, delay);
+    timer.unref();
+    this.#timer = timer;
     if (this.#failures === 0) {
       this.#logger.warn(isRetryable(err) ? 'replica sync failed; retrying' : 'replica sync failed; will keep retrying', {
         db: this.db.path,
@@ -306,14 +327,6 @@ export class Replica {
     this.#failures++;
     this.#verified = false;
     this.db.events.emit('replica-error', { db: this.db.path, replica: this.name, error: err, retryInMs: delay });
-    // One retry chain only: a timer already pending is replaced, never left to fire a second attempt.
-    if (this.#timer) clearTimeout(this.#timer);
-    const timer = setTimeout(() => {
-      if (this.#timer === timer) this.#timer = undefined;
-      this.#kick();
-    }, delay);
-    timer.unref();
-    this.#timer = timer;
   }
 
   /**
@@ -591,7 +604,9 @@ export class Replica {
     let error: unknown;
     if (options.finalSync && this.#started && !this.#stopped) {
       const onAbort = () => this.#abort.abort(options.signal!.reason);
-      options.signal?.addEventListener('abort', onAbort, { once: true });
+      // A deadline that passed while the database made its own final copy applies at once.
+      if (options.signal?.aborted) onAbort();
+      else options.signal?.addEventListener('abort', onAbort, { once: true });
       try {
         // A replica that keeps failing gets a few tries with backoff, then the error is reported.
         for (let attempt = 0; ; attempt++) {
