@@ -746,6 +746,9 @@ export class Db {
    * `fn` receives the position the database file plus that index's WAL reproduce.
    */
   async withSnapshotLock<T>(fn: (pos: Pos) => Promise<T>): Promise<T> {
+    if (this.#connectionClosed) {
+      throw new DbError(`${this.path}: a snapshot was needed (a replica lost its chain or never got its first snapshot) after the database was closed; it is taken at the next start`);
+    }
     const pos = await this.#serial(async () => {
       let p = await this.#syncLocked(false);
       if (!p) throw new DbError(`${this.path}: cannot snapshot a database that does not exist yet`);
