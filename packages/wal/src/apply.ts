@@ -9,6 +9,8 @@ import { WalFrameReader } from './wal-reader.js';
  * database file; also the most input an open transaction may pin before it is spilled to disk.
  */
 export const APPLY_DEFAULT_BUFFER_BYTES = 32 * 1024 * 1024;
+/** Bytes written between two background flushes of the database file to disk. */
+const BACKGROUND_SYNC_BYTES = 64 * 1024 * 1024;
 /** Pages are copied into slabs of this many pages, not one allocation each. */
 const SLAB_PAGES = 256;
 /** At most this many buffers go to one writev call (Linux IOV_MAX is 1024). */
@@ -193,8 +195,11 @@ export class WalApplier {
       if (this.#pageSize !== undefined && this.#pageCount > 0) {
         await this.#fh.truncate(this.#pageCount * this.#pageSize);
       }
+      await this.#settleBackgroundSync();
       if (this.#options.fsync) await this.#fh.sync();
     } finally {
+      // A background flush still running must end before its file handle closes.
+      await this.#bgSync;
       await this.#fh.close();
       await this.#dropSpill();
     }
@@ -204,6 +209,8 @@ export class WalApplier {
   async abort(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // The file is being discarded: a background flush's own failure no longer matters, only its end.
+    await this.#bgSync;
     await this.#fh.close();
     await this.#dropSpill();
   }
@@ -324,9 +331,40 @@ export class WalApplier {
     }
     await Promise.all(inflight);
     if (failure !== undefined) throw failure;
+    this.#unsynced += pgnos.length * ps;
     this.#committed.clear();
     this.#slabIndex = -1;
     this.#slabUsed = 0;
+    this.#backgroundSync();
+  }
+
+  /** Bytes written since the last background flush to disk was started. */
+  #unsynced = 0;
+  #bgSync: Promise<void> | undefined;
+  #bgSyncError: { err: unknown } | undefined;
+
+  /**
+   * Every 64 MiB written, starts flushing the file to disk in the background (one at a time), so
+   * the disk works while the next pages are applied and the final fsync finds little left.
+   */
+  #backgroundSync(): void {
+    if (!this.#options.fsync || this.#bgSync || this.#unsynced < BACKGROUND_SYNC_BYTES) return;
+    this.#unsynced = 0;
+    this.#bgSync = this.#fh.datasync().then(
+      () => {
+        this.#bgSync = undefined;
+      },
+      (err: unknown) => {
+        this.#bgSync = undefined;
+        this.#bgSyncError ??= { err };
+      },
+    );
+  }
+
+  /** Waits for a background flush; rethrows its failure (the final fsync must not hide it). */
+  async #settleBackgroundSync(): Promise<void> {
+    await this.#bgSync;
+    if (this.#bgSyncError) throw this.#bgSyncError.err;
   }
 
   async #dropSpill(): Promise<void> {
