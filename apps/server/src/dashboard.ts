@@ -35,6 +35,8 @@ const SCRIPT = `
 'use strict';
 const TOKEN_KEY = 'lstream-server-token';
 const REFRESH_MS = 2000;
+// A request still unanswered after this long is given up, so one hung request cannot stop the refreshes.
+const REQUEST_TIMEOUT_MS = 15000;
 const CHART_WINDOW_MS = 5 * 60 * 1000;
 const COLORS = ['#2f6fde', '#d9480f', '#2b8a3e', '#862e9c', '#c2255c', '#1098ad', '#5c940d', '#e67700'];
 const SVG_NS = 'http://www.w3.org/2000/svg';
@@ -62,11 +64,13 @@ function bytes(n) {
   return (n / 1048576).toFixed(1) + ' MiB';
 }
 
-async function api(path) {
-  const headers = {};
+function authHeaders() {
   const token = sessionStorage.getItem(TOKEN_KEY);
-  if (token) headers.authorization = 'Bearer ' + token;
-  const res = await fetch(path, { headers, cache: 'no-store' });
+  return token ? { authorization: 'Bearer ' + token } : {};
+}
+
+async function api(path) {
+  const res = await fetch(path, { headers: authHeaders(), cache: 'no-store', signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
   if (res.status === 401) throw Object.assign(new Error('a token is required'), { auth: true });
   const body = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(body.error || res.status + ' ' + res.statusText);
@@ -178,7 +182,8 @@ function renderErrors(errors) {
 
 async function refresh() {
   try {
-    const ready = await fetch('/readyz', { cache: 'no-store' });
+    // With the token, /readyz also says why the server is not ready.
+    const ready = await fetch('/readyz', { headers: authHeaders(), cache: 'no-store', signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
     $('ready').textContent = ready.ok ? 'ready' : 'not ready';
     $('ready').style.color = ready.ok ? '#8ce99a' : '#ffa8a8';
     $('ready').title = ready.ok ? '' : await ready.text();

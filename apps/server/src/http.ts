@@ -3,8 +3,9 @@
 // add a dependency and a lifecycle of its own for features (schemas, plugins) this server does not use.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { redactText } from '@ls/config';
-import type { Logger } from '@ls/core';
+import type { Db, Logger } from '@ls/core';
 import { metricsHandler, type LstreamMetrics } from '@ls/metrics';
+import { isLoopback } from './addr.js';
 import { hasToken, type AuthPolicy } from './auth.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import type { ServerStatus } from './status.js';
@@ -16,6 +17,8 @@ export interface HttpContext {
   logger: Logger;
   /** Decided once the server is bound (it depends on the bound address). */
   auth: () => AuthPolicy;
+  /** The address the server is bound to; undefined until it listens. */
+  bound: () => { address: string; port: number } | undefined;
   /** Credentials to keep out of responses. */
   secrets: readonly string[];
 }
@@ -42,8 +45,9 @@ function methodNotAllowed(res: ServerResponse, allow: string): void {
  */
 export function createHttpServer(ctx: HttpContext): Server {
   const metrics = metricsHandler(ctx.metrics);
+  const snapshots = new Map<string, Promise<SnapshotAnswer>>();
   const server = createServer((req, res) => {
-    handle(ctx, metrics, req, res).catch((err: unknown) => {
+    handle(ctx, metrics, snapshots, req, res).catch((err: unknown) => {
       const message = redactText(err instanceof Error ? err.message : String(err), ctx.secrets);
       ctx.logger.error('request failed', { method: req.method, path: req.url, error: message });
       if (!res.headersSent) sendJson(res, 500, { error: message });
@@ -56,6 +60,7 @@ export function createHttpServer(ctx: HttpContext): Server {
 async function handle(
   ctx: HttpContext,
   metrics: (req: IncomingMessage, res: ServerResponse) => void,
+  snapshots: Map<string, Promise<SnapshotAnswer>>,
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
@@ -74,10 +79,16 @@ async function handle(
   if (path === '/readyz') {
     if (!read) return methodNotAllowed(res, 'GET, HEAD');
     const r = ctx.status.readiness();
+    // The reasons name databases, paths and storage errors: only for this machine or a token holder.
+    const auth = ctx.auth();
+    const detailed = boundToLoopback(ctx) || (auth.kind === 'token' && hasToken(req, auth.token));
+    if (!detailed) return send(res, r.ready ? 200 : 503, TEXT_TYPE, r.ready ? 'ok\n' : 'not ready\n');
     return send(res, r.ready ? 200 : 503, TEXT_TYPE, r.ready ? 'ready\n' : `not ready:\n${r.reasons.map((x) => `- ${x}\n`).join('')}`);
   }
   if (path === '/' || path === '/index.html') {
     if (!read) return methodNotAllowed(res, 'GET, HEAD');
+    const refused = refuseForeignHost(ctx, req);
+    if (refused) return sendJson(res, 403, { error: refused });
     return send(res, 200, 'text/html; charset=utf-8', DASHBOARD_HTML, {
       // Everything the page needs is inline; it may only talk to this server.
       'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'",
@@ -85,6 +96,8 @@ async function handle(
     });
   }
   if (!path.startsWith('/api/')) return sendJson(res, 404, { error: `no such page: ${path}` });
+  const refused = refuseForeignHost(ctx, req) ?? (read ? undefined : refuseForeignOrigin(req));
+  if (refused) return sendJson(res, 403, { error: refused });
 
   const auth = ctx.auth();
   if (auth.kind === 'disabled') return sendJson(res, 403, { error: auth.reason });
@@ -112,13 +125,30 @@ async function handle(
   const m = /^\/api\/v1\/databases\/([^/]+)\/snapshot$/.exec(path);
   if (m) {
     if (req.method !== 'POST') return methodNotAllowed(res, 'POST');
-    return snapshot(ctx, decodeURIComponent(m[1]!), res);
+    let name: string;
+    try {
+      name = decodeURIComponent(m[1]!);
+    } catch (err) {
+      if (!(err instanceof URIError)) throw err;
+      return sendJson(res, 400, { error: `malformed percent-encoding in the database name '${m[1]}'` });
+    }
+    return snapshot(ctx, snapshots, name, res);
   }
   return sendJson(res, 404, { error: `no such API endpoint: ${path}` });
 }
 
-/** Takes a snapshot of database `name` on every replica now; answers with what was written. */
-async function snapshot(ctx: HttpContext, name: string, res: ServerResponse): Promise<void> {
+/** What a snapshot request answers; requests for the same database while one runs share it. */
+interface SnapshotAnswer {
+  status: number;
+  body: unknown;
+}
+
+/**
+ * Takes a snapshot of database `name` on every replica now; answers with what was written. A request
+ * for a database whose snapshot is already running waits for that one and gets its answer, so a
+ * double click or a retrying client does not queue snapshot after snapshot.
+ */
+async function snapshot(ctx: HttpContext, running: Map<string, Promise<SnapshotAnswer>>, name: string, res: ServerResponse): Promise<void> {
   const found = ctx.status.find(name);
   if (found.length === 0) return sendJson(res, 404, { error: `no database named '${name}'` });
   if (found.length > 1) {
@@ -128,6 +158,16 @@ async function snapshot(ctx: HttpContext, name: string, res: ServerResponse): Pr
   }
   const { db, path } = found[0]!;
   if (!db) return sendJson(res, 503, { error: `database ${name} is not open yet` });
+  let answer = running.get(path);
+  if (!answer) {
+    answer = takeSnapshots(ctx, db, name, path).finally(() => running.delete(path));
+    running.set(path, answer);
+  }
+  const { status, body } = await answer;
+  return sendJson(res, status, body);
+}
+
+async function takeSnapshots(ctx: HttpContext, db: Db, name: string, path: string): Promise<SnapshotAnswer> {
   const results = await Promise.all(
     db.replicas.map(async (r) => {
       try {
@@ -142,5 +182,45 @@ async function snapshot(ctx: HttpContext, name: string, res: ServerResponse): Pr
   const failed = results.filter((r) => 'error' in r);
   for (const f of failed) ctx.logger.error('snapshot failed', { db: path, replica: f.replica, error: (f as { error: string }).error });
   for (const r of results) if (!('error' in r)) ctx.logger.info('snapshot requested through the API', { db: path, replica: r.replica, index: r.index });
-  return sendJson(res, failed.length === 0 ? 200 : 502, { database: name, path, snapshots: results });
+  return { status: failed.length === 0 ? 200 : 502, body: { database: name, path, snapshots: results } };
+}
+
+/** True when the server listens on a loopback address (only this machine can connect). */
+function boundToLoopback(ctx: HttpContext): boolean {
+  const b = ctx.bound();
+  return b !== undefined && isLoopback(b.address);
+}
+
+/** The host name of a Host header (`[::1]:9090` → `::1`), lower case; undefined when it is malformed. */
+function hostName(host: string): string | undefined {
+  const m = /^(?:\[([0-9a-f:.]+)\]|([^:[\]]+))(?::\d*)?$/i.exec(host.trim());
+  return m ? (m[1] ?? m[2])!.toLowerCase() : undefined;
+}
+
+/**
+ * On a loopback bind, refuses requests whose Host header is not a loopback name or address (nor the
+ * bound address): a page on another site can make a browser resolve its own name to 127.0.0.1 (DNS
+ * rebinding) and would then read the open API as same-origin; the Host header it sends still names
+ * that site. Returns why the request is refused, or undefined when it may go on.
+ */
+function refuseForeignHost(ctx: HttpContext, req: IncomingMessage): string | undefined {
+  const bound = ctx.bound();
+  if (!bound || !isLoopback(bound.address)) return undefined;
+  const host = req.headers.host === undefined ? undefined : hostName(req.headers.host);
+  if (host !== undefined && (host === 'localhost' || host.endsWith('.localhost') || isLoopback(host) || host === bound.address.toLowerCase())) {
+    return undefined;
+  }
+  return `host ${JSON.stringify(req.headers.host ?? '')} is not this server's loopback address; open it as http://localhost:${bound.port}/ or http://127.0.0.1:${bound.port}/`;
+}
+
+/**
+ * Refuses a state-changing request sent by a page of another origin (a cross-site form post needs no
+ * token on a loopback bind): when the browser says where the request comes from (Origin), it must be
+ * this server (`http://<Host>`). Clients that send no Origin, such as curl, are not browsers.
+ */
+function refuseForeignOrigin(req: IncomingMessage): string | undefined {
+  const origin = req.headers.origin;
+  if (origin === undefined) return undefined;
+  if (req.headers.host !== undefined && origin.toLowerCase() === `http://${req.headers.host}`.toLowerCase()) return undefined;
+  return `cross-origin request from ${JSON.stringify(origin)} refused; send API requests from this server's own pages or without an Origin header`;
 }

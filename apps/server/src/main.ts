@@ -1,10 +1,12 @@
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import {
+  collectSecrets,
   createLogger,
   handleStopSignals,
   loadConfigFile,
   normalizeArgv,
+  redactText,
   resolveConfigPath,
   splitCommand,
   startDatabases,
@@ -18,9 +20,6 @@ import { authority, DEFAULT_ADDR, isLoopback } from './addr.js';
 import { authPolicy, TOKEN_ENV, type AuthPolicy } from './auth.js';
 import { createHttpServer } from './http.js';
 import { ServerStatus } from './status.js';
-
-/** Time the final sync may take after SIGTERM/SIGINT, so the process exits within 10 s. */
-export const FINAL_SYNC_DEADLINE_MS = 8_500;
 
 const USAGE = `lstream-server replicates every database of an lstream config file and serves
 /metrics, /healthz, /readyz, a status API (/api/v1/...) and a dashboard (/) over HTTP.
@@ -36,7 +35,8 @@ Flags:
 
 On a non-loopback address, /api/* needs "Authorization: Bearer <token>" with the token from
 $${TOKEN_ENV} or the config's server.token; without one the API stays off and only /metrics,
-/healthz and /readyz answer. SIGINT/SIGTERM stop with a final sync; a second signal exits at once.
+/healthz and /readyz answer. SIGINT/SIGTERM stop with a final sync (the exec child gets 3 s, the whole
+shutdown at most 10 s); a second signal kills the child and exits at once.
 `;
 
 const OPTIONS = {
@@ -60,12 +60,14 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
+  // Filled with the config's credentials once it is loaded; an error printed here may quote them.
+  const known = { secrets: collectSecrets([]) };
   try {
-    return await serve(values);
+    return await serve(values, known);
   } catch (err) {
     const code = LstreamError.isInstance(err) ? ` [${(err as LstreamError).code}]` : '';
-    process.stderr.write(`lstream-server: ${(err as Error)?.message ?? String(err)}${code}\n`);
-    if (process.env.LSTREAM_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
+    process.stderr.write(redactText(`lstream-server: ${(err as Error)?.message ?? String(err)}${code}\n`, known.secrets));
+    if (process.env.LSTREAM_DEBUG) process.stderr.write(redactText(`${(err as Error)?.stack ?? ''}\n`, known.secrets));
     return 1;
   }
 }
@@ -78,26 +80,30 @@ async function loadConfig(flags: { config?: string; 'no-expand-env'?: boolean })
   return config;
 }
 
-async function serve(flags: { config?: string; 'no-expand-env'?: boolean; addr?: string; exec?: string }): Promise<number> {
+async function serve(
+  flags: { config?: string; 'no-expand-env'?: boolean; addr?: string; exec?: string },
+  known: { secrets: string[] },
+): Promise<number> {
   // Everything that can be wrong with the command line or the config fails here, before anything starts.
   const config = await loadConfig(flags);
   const addr = parseListenAddress(flags.addr ?? config.addr ?? DEFAULT_ADDR);
   const exec = flags.exec ?? config.exec;
   if (exec !== undefined && exec.trim() !== '') splitCommand(exec);
-  const envToken = process.env[TOKEN_ENV];
-  const token = envToken !== undefined && envToken.trim() !== '' ? envToken : config.server?.token;
-  const secrets = [token, ...config.dbs.flatMap((d) => d.replicas.flatMap((r) => [r.accessKeyId, r.secretAccessKey]))].filter(
-    (s): s is string => s !== undefined,
-  );
+  // Surrounding whitespace (a trailing newline from a secrets file) is never part of a bearer token.
+  const envToken = process.env[TOKEN_ENV]?.trim();
+  const token = envToken !== undefined && envToken !== '' ? envToken : config.server?.token;
+  const secrets = collectSecrets(config.dbs, [token]);
+  known.secrets = secrets;
 
-  const logger = createLogger(config.logging);
+  const logger = createLogger({ ...config.logging, secrets });
   const stop = handleStopSignals(logger);
   const events = new LstreamEmitter();
   const status = new ServerStatus(config.dbs, events, secrets);
   const metrics = new LstreamMetrics();
   const unobserve = metrics.observe(events, () => status.dbs);
   let auth: AuthPolicy = { kind: 'disabled', reason: 'the server is starting' };
-  const http = createHttpServer({ status, metrics, logger, auth: () => auth, secrets });
+  let bound: AddressInfo | undefined;
+  const http = createHttpServer({ status, metrics, logger, auth: () => auth, bound: () => bound, secrets });
   try {
     await new Promise<void>((resolve, reject) => {
       http.once('error', reject);
@@ -106,7 +112,7 @@ async function serve(flags: { config?: string; 'no-expand-env'?: boolean; addr?:
         resolve();
       });
     });
-    const bound = http.address() as AddressInfo;
+    bound = http.address() as AddressInfo;
     const where = authority(bound.address, bound.port);
     auth = authPolicy(isLoopback(bound.address), token, where);
     // A wildcard bind is reachable at 127.0.0.1 too; print an address a browser can open.
@@ -114,11 +120,12 @@ async function serve(flags: { config?: string; 'no-expand-env'?: boolean; addr?:
     logger.info('serving', { url: `http://${shown}/`, addr: where, api: auth.kind });
     if (auth.kind === 'disabled') logger.error(auth.reason);
 
-    // A signal while the databases open stops right after they are open (waitUntilStopped returns at once).
+    // A signal while the databases open stops right after they are open (waitUntilStopped returns at
+    // once), and the exec child is then never started.
     const running = await startDatabases(config.dbs, { logger, events });
     status.attach(running);
-    const child = exec !== undefined && exec.trim() !== '' ? startExec(exec, logger) : undefined;
-    const why = await waitUntilStopped(stop, child);
+    const child = exec !== undefined && exec.trim() !== '' && !stop.stopping ? startExec(exec, logger, redactText(exec, secrets)) : undefined;
+    const why = await waitUntilStopped(stop, child, { logger });
     let code = 0;
     if (why.signal === undefined) {
       logger.info('subprocess exited, stopping', { code: why.childCode });
@@ -129,7 +136,7 @@ async function serve(flags: { config?: string; 'no-expand-env'?: boolean; addr?:
     http.close();
     http.closeIdleConnections();
     try {
-      await running.close({ signal: AbortSignal.timeout(FINAL_SYNC_DEADLINE_MS) });
+      await running.close({ signal: stop.finalSyncSignal() });
       logger.info('stopped after a final sync');
     } catch (err) {
       logger.error('final sync failed', { error: String(err) });

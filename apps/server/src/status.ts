@@ -24,7 +24,9 @@ export const LAG_SAMPLES = 600;
 /** Replica and database errors kept for the dashboard. */
 export const RECENT_ERRORS = 50;
 /** Listings of generations and snapshots are reused for this long, so dashboard refreshes do not hammer storage. */
-export const LISTING_CACHE_MS = 5_000;
+export const LISTING_CACHE_MS = 15_000;
+/** A storage listing still running after this long is reported as failed (listError), so the API never hangs on storage. */
+export const LISTING_TIMEOUT_MS = 10_000;
 /** Length of the window whose event-loop delay `process()` reports next to the figures since start. */
 export const EVENT_LOOP_WINDOW_MS = 10_000;
 /** Snapshots reported per replica (the newest), so a long retention does not make the API response huge. */
@@ -42,12 +44,23 @@ export interface RecentError {
   message: string;
 }
 
-/** What storage holds for one replica, listed at `listedAt`. */
+/** What storage holds for one replica, listed at `listedAt` (0: never listed yet). */
 interface Listing {
   listedAt: number;
   generations: { id: string; snapshotCount: number; snapshots: SnapshotInfo[] }[];
   snapshotCount: number;
+  /** Why the last attempt failed; the generations are then those of the last listing that worked. */
   error?: string;
+}
+
+/** The listing cache of one replica: the last result, when it was attempted, and the listing in flight. */
+interface ListingEntry {
+  value?: Listing;
+  attemptedAt: number;
+  /** The storage listing itself: while set, no other listing of this replica starts. */
+  inflight?: Promise<void>;
+  /** Settles when `inflight` does or LISTING_TIMEOUT_MS after it started, whichever is first. */
+  settled?: Promise<void>;
 }
 
 interface Tracked {
@@ -92,7 +105,7 @@ export class ServerStatus {
   readonly #secrets: string[];
   readonly #lag = new Map<string, RingBuffer<[number, number]>>();
   readonly #errors = new RingBuffer<RecentError>(RECENT_ERRORS);
-  readonly #listings = new Map<Replica, { at: number; value: Promise<Listing> }>();
+  readonly #listings = new Map<Replica, ListingEntry>();
   readonly #eventLoop: IntervalHistogram;
   readonly #eventLoopWindow: IntervalHistogram;
   #lastWindow: { p50: number; p99: number; max: number; samples: number } | undefined;
@@ -176,7 +189,8 @@ export class ServerStatus {
     const now = Date.now();
     for (const d of this.#dbs) {
       for (const r of d.db?.replicas ?? []) {
-        const key = `${d.name}\u0000${r.name}`;
+        // Keyed by path: two databases may share a display name (/a/app.db and /b/app.db).
+        const key = `${d.config.path}\u0000${r.name}`;
         let ring = this.#lag.get(key);
         if (!ring) this.#lag.set(key, (ring = new RingBuffer(LAG_SAMPLES)));
         ring.push([now, this.#lagMs(r)]);
@@ -206,31 +220,78 @@ export class ServerStatus {
     return this.#dbs.filter((d) => d.name === name).map((d) => ({ name: d.name, path: d.config.path, db: d.db }));
   }
 
-  /** Forgets the cached listing of `replica`, so the next report lists storage again. */
+  /** Marks the cached listing of `replica` as out of date, so the next report lists storage again. */
   invalidate(replica: Replica): void {
-    this.#listings.delete(replica);
+    const entry = this.#listings.get(replica);
+    if (entry) entry.attemptedAt = 0;
   }
 
-  #listing(r: Replica): Promise<Listing> {
-    const cached = this.#listings.get(r);
-    if (cached && Date.now() - cached.at < LISTING_CACHE_MS) return cached.value;
-    const value = (async (): Promise<Listing> => {
-      try {
-        const gens = await listGenerations(r.client);
-        const generations = await Promise.all(
-          gens.map(async (id) => {
-            const snapshots = await collect(listSnapshots(r.client, id));
-            return { id, snapshotCount: snapshots.length, snapshots };
-          }),
-        );
-        return { listedAt: Date.now(), generations, snapshotCount: generations.reduce((n, g) => n + g.snapshotCount, 0) };
-      } catch (err) {
-        // Reported to the caller in the response (listError), not swallowed.
-        return { listedAt: Date.now(), generations: [], snapshotCount: 0, error: messageOf(err, this.#secrets) };
-      }
-    })();
-    this.#listings.set(r, { at: Date.now(), value });
-    return value;
+  /**
+   * Returns what storage holds for `r`: the cached listing while it is younger than LISTING_CACHE_MS;
+   * after that the stale one at once while a refresh runs in the background (at most one listing per
+   * replica is in flight). Only the very first listing is waited for, and never longer than
+   * LISTING_TIMEOUT_MS; a failed or timed-out listing keeps the last generations and sets `error`.
+   */
+  async #listing(r: Replica): Promise<Listing> {
+    let entry = this.#listings.get(r);
+    if (!entry) this.#listings.set(r, (entry = { attemptedAt: 0 }));
+    if (entry.value && Date.now() - entry.attemptedAt < LISTING_CACHE_MS) return entry.value;
+    const settled = this.#refresh(r, entry);
+    if (entry.value) return entry.value;
+    await settled;
+    return entry.value ?? { listedAt: 0, generations: [], snapshotCount: 0, error: 'storage has not been listed yet' };
+  }
+
+  #refresh(r: Replica, entry: ListingEntry): Promise<void> {
+    if (entry.inflight) return entry.settled!;
+    entry.attemptedAt = Date.now();
+    const signal = AbortSignal.timeout(LISTING_TIMEOUT_MS);
+    const fail = (error: string) => {
+      const last = entry.value;
+      entry.value = { listedAt: last?.listedAt ?? 0, generations: last?.generations ?? [], snapshotCount: last?.snapshotCount ?? 0, error };
+    };
+    const timeoutMessage = `listing storage did not finish within ${LISTING_TIMEOUT_MS / 1000} s`;
+    let settled = false;
+    let timedOut = false;
+    const inflight = (async () => {
+      const gens = await listGenerations(r.client, { signal });
+      const generations = await Promise.all(
+        gens.map(async (id) => {
+          const snapshots = await collect(listSnapshots(r.client, id, { signal }));
+          return { id, snapshotCount: snapshots.length, snapshots };
+        }),
+      );
+      return { listedAt: Date.now(), generations, snapshotCount: generations.reduce((n, g) => n + g.snapshotCount, 0) };
+    })().then(
+      (listing) => {
+        // A listing that finishes after its deadline is still the freshest view of storage.
+        entry.value = listing;
+      },
+      (err: unknown) => {
+        // Reported in the response (listError), not swallowed; a timeout was already reported.
+        if (!timedOut) fail(messageOf(err, this.#secrets));
+      },
+    ).finally(() => {
+      settled = true;
+      entry.inflight = undefined;
+    });
+    // The client may not honour the signal; the API answers at the deadline whatever it does.
+    const deadline = new Promise<void>((resolve) => {
+      signal.addEventListener(
+        'abort',
+        () => {
+          if (!settled) {
+            timedOut = true;
+            fail(timeoutMessage);
+          }
+          resolve();
+        },
+        { once: true },
+      );
+    });
+    entry.inflight = inflight;
+    entry.settled = Promise.race([inflight, deadline]);
+    return entry.settled;
   }
 
   /** Reports every database and replica: position, lag, last sync and error, generations and snapshots. */
@@ -266,7 +327,7 @@ export class ServerStatus {
               generationCount: listing.generations.length,
               snapshotCount: listing.snapshotCount,
               generations,
-              listedAt: new Date(listing.listedAt).toISOString(),
+              listedAt: listing.listedAt === 0 ? null : new Date(listing.listedAt).toISOString(),
               listError: listing.error ?? null,
             };
           }),
@@ -285,12 +346,12 @@ export class ServerStatus {
   }
 
   /** Returns the lag samples of every replica, `[epoch ms, lag ms]` oldest first. */
-  lag(): { intervalMs: number; series: { db: string; replica: string; lagLimitMs: number; samples: [number, number][] }[] } {
+  lag(): { intervalMs: number; series: { db: string; path: string; replica: string; lagLimitMs: number; samples: [number, number][] }[] } {
     const series = [];
     for (const d of this.#dbs) {
       for (const r of d.db?.replicas ?? []) {
-        const samples = this.#lag.get(`${d.name}\u0000${r.name}`)?.toArray() ?? [];
-        series.push({ db: d.name, replica: r.name, lagLimitMs: this.#lagLimitMs(d, r), samples });
+        const samples = this.#lag.get(`${d.config.path}\u0000${r.name}`)?.toArray() ?? [];
+        series.push({ db: d.name, path: d.config.path, replica: r.name, lagLimitMs: this.#lagLimitMs(d, r), samples });
       }
     }
     return { intervalMs: LAG_SAMPLE_INTERVAL_MS, series };

@@ -172,7 +172,8 @@ dbs:
     write(mainDb, ['--rows', '30']);
     write(join(dir, 'a', 'app.db'), ['--rows', '5']);
     write(join(dir, 'b', 'app.db'), ['--rows', '5']);
-    const server = await startServer(['-config', configPath], { LSTREAM_SERVER_TOKEN: token });
+    // Surrounding whitespace, as a token read from a secrets file has, is not part of the token.
+    const server = await startServer(['-config', configPath], { LSTREAM_SERVER_TOKEN: ` ${token}\n` });
     const { url } = server;
     const auth = { authorization: `Bearer ${token}` };
     try {
@@ -212,6 +213,21 @@ dbs:
       expect((await fetch(`${url}/api/v1/databases/app.db/snapshot`, { method: 'POST', headers: auth })).status).toBe(409);
       expect((await fetch(`${url}/api/v1/databases/nope/snapshot`, { method: 'POST', headers: auth })).status).toBe(404);
       expect((await fetch(`${url}/api/v1/databases/main/snapshot`, { headers: auth })).status).toBe(405);
+      expect((await fetch(`${url}/api/v1/databases/%E0%A4%A/snapshot`, { method: 'POST', headers: auth })).status).toBe(400);
+
+      // The two app.db keep their own lag history (one sample a second each, never merged).
+      const lag = await until('two lag samples for each app.db', async () => {
+        const body = (await (await fetch(`${url}/api/v1/lag`, { headers: auth })).json()) as {
+          series: { db: string; path: string; samples: [number, number][] }[];
+        };
+        const apps = body.series.filter((x) => x.db === 'app.db');
+        return apps.length === 2 && apps.every((x) => x.samples.length >= 2) ? apps : undefined;
+      });
+      expect(lag.map((x) => x.path).sort()).toEqual([join(dir, 'a', 'app.db'), join(dir, 'b', 'app.db')]);
+      for (const x of lag) {
+        const times = x.samples.map((p) => p[0]);
+        expect(new Set(times).size).toBe(times.length);
+      }
 
       expect(await stopWithin(server.proc, 10_000)).toBe(0);
       expect(server.proc.lines.join('\n') + server.proc.stderr).not.toContain(token);

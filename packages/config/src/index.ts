@@ -11,9 +11,14 @@ export { REPLICA_LOCK_NAME, startDatabases, type RunningDatabases } from './run-
 export { redactText } from './redact-text.js';
 export type { ServerConfig } from './config-types.js';
 export { createLogger, type Level, type LoggerOptions } from './run/logger.js';
+export { collectSecrets, CREDENTIAL_ENV_VARS } from './run/secrets.js';
 export { splitCommand } from './run/shell-words.js';
 export {
+  CHILD_STOP_GRACE_MS,
+  FINAL_SYNC_DEADLINE_MS,
+  FINAL_SYNC_MARGIN_MS,
   FORCED_EXIT_CODE,
+  SHUTDOWN_DEADLINE_MS,
   handleStopSignals,
   startExec,
   waitUntilStopped,

@@ -463,9 +463,15 @@ describe('parseConfig lstream-server keys', () => {
     expect(config.dbs.map((d) => d.name)).toEqual(['app', undefined]);
   });
 
+  it('trims the server token, as a bearer token is compared without surrounding whitespace', () => {
+    const config = parseConfig('server:\n  token: "  t0ps3cret-token\\n"\n', { env: {} });
+    expect(config.server).toEqual({ token: 't0ps3cret-token' });
+  });
+
   it('rejects unknown server keys, an empty token, bad and duplicate database names at their key and line', () => {
     expect(configError('server:\n  tokn: x\n')).toMatchObject({ key: 'server.tokn', line: 2, hint: "Did you mean 'token'?" });
     expect(configError('server:\n  token: "  "\n')).toMatchObject({ key: 'server.token', line: 2 });
+    expect(configError('server:\n  token: "abc def-1234"\n')).toMatchObject({ key: 'server.token', line: 2 });
     expect(configError('dbs:\n  - path: /d\n    name: a/b\n    replicas: [{path: /r}]\n')).toMatchObject({ key: 'dbs[0].name', line: 3 });
     expect(
       configError('dbs:\n  - {path: /a, name: app, replicas: [{path: /r}]}\n  - path: /b\n    name: app\n    replicas: [{path: /s}]\n'),

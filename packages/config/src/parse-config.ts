@@ -120,8 +120,11 @@ function parseServer(s: Section): ServerConfig {
   const server: ServerConfig = {};
   const token = s.string('token');
   if (token !== undefined) {
-    if (token.trim() === '') s.fail('token', 'the token is empty', 'Set it to a long random string, or remove the key.');
-    server.token = token;
+    const trimmed = token.trim();
+    if (trimmed === '') s.fail('token', 'the token is empty', 'Set it to a long random string, or remove the key.');
+    // A bearer token is one word on the wire (Authorization: Bearer <token>): one with spaces inside could never match.
+    if (/\s/.test(trimmed)) s.fail('token', 'the token contains whitespace', 'Use a token without spaces, tabs or line breaks, e.g. from `openssl rand -hex 32`.');
+    server.token = trimmed;
   }
   return server;
 }

@@ -10,9 +10,9 @@ import { FileReplicaClient } from '@ls/client-file';
 import {
   Db,
   InvalidArgumentError,
+  LstreamEmitter,
   TransientError,
   type ListEntry,
-  type LstreamEmitter,
   type LstreamEvents,
   type ObjectInfo,
   type OpenOptions,
@@ -252,19 +252,24 @@ describe('LstreamMetrics', () => {
     w.close();
   });
 
-  it('answers HEAD, refuses other methods and paths, and answers 500 when collecting fails', async () => {
-    const path = join(dir, 'http.db');
-    const w = writer(path);
-    w.commit(5);
-    const db = new Db(path);
-    db.addReplica(new FileReplicaClient({ root: join(dir, 'http-replica') }));
+  it('answers HEAD, refuses other methods and paths, and leaves out only the database whose status cannot be read', async () => {
+    const open = async (name: string) => {
+      const path = join(dir, `${name}.db`);
+      const w = writer(path);
+      w.commit(5);
+      const db = new Db(path);
+      db.addReplica(new FileReplicaClient({ root: join(dir, `${name}-replica`) }));
+      await db.open();
+      await db.flush();
+      await db.close();
+      w.close();
+      return db;
+    };
+    const db = await open('http');
+    const good = await open('http-good');
     const metrics = new LstreamMetrics({ collectDefault: false });
-    metrics.observe(db.events, () => [db]);
+    metrics.observe(new LstreamEmitter(), () => [db, good]);
     const base = await serve(metrics);
-    await db.open();
-    await db.flush();
-    await db.close();
-    w.close();
 
     const head = await fetch(`${base}/metrics`, { method: 'HEAD' });
     expect(head.status).toBe(200);
@@ -275,13 +280,38 @@ describe('LstreamMetrics', () => {
     expect((await fetch(`${base}/healthz`)).status).toBe(404);
     expect((await fetch(`${base}/metrics?x=1`)).status).toBe(200);
 
-    // The shadow WAL directory is not a directory any more: the scrape fails, visibly.
+    // The shadow WAL directory of one database is not a directory any more: its status cannot be
+    // read. The scrape still answers, without that database's gauges, counting the failure.
     const walDir = join(db.metaPath, 'generations', db.pos!.generation, 'wal');
     rmSync(walDir, { recursive: true });
     writeFileSync(walDir, 'not a directory');
-    const broken = await fetch(`${base}/metrics`);
-    expect(broken.status).toBe(500);
-    expect(await broken.text()).toMatch(/ENOTDIR/);
+    const broken = await scrape(base);
+    expect(value(broken, 'litestream_db_size', { db: good.path })).toBe(statSync(good.path).size);
+    expect(value(broken, 'litestream_replica_wal_index', { db: good.path, name: 'file' })).toBe(good.pos!.index);
+    expect(value(broken, 'litestream_db_size', { db: db.path })).toBeUndefined();
+    expect(value(broken, 'litestream_db_status_errors_total', { db: db.path })).toBe(1);
+    expect(value(broken, 'litestream_db_status_errors_total', { db: good.path })).toBe(0);
+  });
+
+  it("counts failed syncs and checkpoints as attempts too, as Litestream v0.3's sync_count and checkpoint_count do", async () => {
+    const events = new LstreamEmitter();
+    const metrics = new LstreamMetrics({ collectDefault: false });
+    metrics.observe(events, () => []);
+    const db = '/data/app.db';
+    const pos = { generation: '0123456789abcdef', index: 1, offset: 4152 } as unknown as LstreamEvents['db-sync']['pos'];
+    events.emit('db-sync', { db, pos, advanced: true, bytes: 100, walBytes: 4152, dbBytes: 4096, durationMs: 2 });
+    events.emit('db-sync-error', { db, error: new Error('disk full'), durationMs: 3 });
+    events.emit('db-sync-error', { db, error: new Error('disk full'), durationMs: 3 });
+    events.emit('checkpoint', { db, mode: 'PASSIVE', durationMs: 1 });
+    events.emit('checkpoint', { db, mode: 'PASSIVE', durationMs: 1, error: new Error('SQLITE_BUSY') });
+    events.emit('checkpoint', { db, mode: 'TRUNCATE', durationMs: 1, error: new Error('SQLITE_BUSY') });
+    const e = parse(await metrics.metrics());
+    expect(value(e, 'litestream_sync_count', { db })).toBe(3);
+    expect(value(e, 'litestream_sync_error_count', { db })).toBe(2);
+    expect(value(e, 'litestream_checkpoint_count', { db, mode: 'PASSIVE' })).toBe(2);
+    expect(value(e, 'litestream_checkpoint_error_count', { db, mode: 'PASSIVE' })).toBe(1);
+    expect(value(e, 'litestream_checkpoint_count', { db, mode: 'TRUNCATE' })).toBe(1);
+    expect(value(e, 'litestream_checkpoint_error_count', { db, mode: 'TRUNCATE' })).toBe(1);
   });
 
   it('stops counting and reporting a database once detached', async () => {

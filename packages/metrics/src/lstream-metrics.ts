@@ -16,7 +16,10 @@ const STORAGE_OPS: readonly StorageOp[] = ['GET', 'PUT', 'DELETE', 'LIST'];
 
 /** What one scrape reads from the databases: their status, read once and shared by every metric. */
 interface Scrape {
+  /** Databases whose status could be read; one that failed is left out of this scrape's gauges. */
   dbs: DbStatus[];
+  /** Paths of the databases whose status could not be read in this scrape. */
+  failed: string[];
 }
 
 /**
@@ -52,6 +55,7 @@ export class LstreamMetrics {
   readonly #snapshotTotal: Counter<'db' | 'name'>;
   readonly #snapshotBytes: Counter<'db' | 'name'>;
   readonly #shadowWalDropped: Counter<'db'>;
+  readonly #statusErrors: Counter<'db'>;
 
   constructor(options: MetricsOptions = {}) {
     const registry = options.registry ?? new Registry();
@@ -196,6 +200,16 @@ export class LstreamMetrics {
       perDb,
     );
 
+    this.#statusErrors = counter(
+      'litestream_db_status_errors_total',
+      "The number of scrapes that could not read a database's status; its gauges are left out of those scrapes",
+      ['db'],
+      (c, s) => {
+        perDb(c, s);
+        for (const db of s.failed) c.inc({ db }, 0);
+      },
+    );
+
     if (options.collectDefault ?? true) collectDefaultMetrics({ register: registry });
   }
 
@@ -210,15 +224,18 @@ export class LstreamMetrics {
         this.#syncSeconds.inc({ db: e.db }, e.durationMs / 1000);
         if (e.bytes > 0) this.#totalWalBytes.inc({ db: e.db }, e.bytes);
       }),
+      // Litestream v0.3 counts every sync attempt in sync_count, failed ones included (and those in sync_error_count too).
       events.on('db-sync-error', (e) => {
+        this.#syncCount.inc({ db: e.db });
         this.#syncErrorCount.inc({ db: e.db });
         this.#syncSeconds.inc({ db: e.db }, e.durationMs / 1000);
       }),
       events.on('checkpoint', (e) => {
         const labels = { db: e.db, mode: e.mode };
         this.#checkpointSeconds.inc(labels, e.durationMs / 1000);
-        if (e.error === undefined) this.#checkpointCount.inc(labels);
-        else this.#checkpointErrorCount.inc(labels);
+        // As Litestream v0.3: checkpoint_count counts every attempt, checkpoint_error_count the failed ones.
+        this.#checkpointCount.inc(labels);
+        if (e.error !== undefined) this.#checkpointErrorCount.inc(labels);
       }),
       events.on('replica-sync', (e) => this.#replicaWalBytes.inc({ db: e.db, name: e.replica }, e.bytes)),
       events.on('replica-error', (e) => this.#replicaSyncErrors.inc({ db: e.db, name: e.replica })),
@@ -255,13 +272,27 @@ export class LstreamMetrics {
 
   /**
    * Reads the status of every observed database once per scrape: every metric collected in the same
-   * scrape shares the read in flight. A database seen through two sources counts once.
+   * scrape shares the read in flight. A database seen through two sources counts once. A database
+   * whose status cannot be read is left out of this scrape and counted in litestream_db_status_errors_total.
    */
   #read(): Promise<Scrape> {
     this.#scrape ??= (async () => {
       const seen = new Map<string, Db>();
       for (const source of this.#sources) for (const db of source()) if (!seen.has(db.path)) seen.set(db.path, db);
-      return { dbs: await Promise.all([...seen.values()].map((db) => db.status())) };
+      // One database whose files cannot be examined must not cost the whole scrape: its gauges are
+      // left out and litestream_db_status_errors_total counts the failure.
+      const dbs = [...seen.values()];
+      const results = await Promise.allSettled(dbs.map((db) => db.status()));
+      const scrape: Scrape = { dbs: [], failed: [] };
+      results.forEach((r, i) => {
+        if (r.status === 'fulfilled') {
+          scrape.dbs.push(r.value);
+        } else {
+          scrape.failed.push(dbs[i]!.path);
+          this.#statusErrors.inc({ db: dbs[i]!.path });
+        }
+      });
+      return scrape;
     })().finally(() => {
       this.#scrape = undefined;
     });

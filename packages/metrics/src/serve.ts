@@ -23,9 +23,9 @@ function sendText(res: ServerResponse, status: number, text: string, headers: Re
 
 /**
  * Returns a node:http request handler answering GET and HEAD /metrics with the Prometheus text
- * exposition, 405 for other methods there, and 404 for every other path. When collecting fails (a
- * database's files cannot be examined) it answers 500 with the error's message, so the scrape shows
- * the failure instead of stale numbers.
+ * exposition, 405 for other methods there, and 404 for every other path. When collecting fails it
+ * answers 500 with the error's message, so the scrape shows the failure instead of stale numbers (a
+ * single database whose status cannot be read only loses its own gauges, see LstreamMetrics).
  */
 export function metricsHandler(metrics: LstreamMetrics): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {

@@ -1,8 +1,10 @@
 import { resolve } from 'node:path';
 import {
+  collectSecrets,
   createLogger,
   handleStopSignals,
   isReplicaUrl,
+  redactText,
   replicaConfigFromUrl,
   splitCommand,
   startDatabases,
@@ -56,7 +58,8 @@ export async function run(argv: string[]): Promise<number> {
     addr = config.addr;
     exec ??= config.exec;
   }
-  const logger = createLogger(logging);
+  const secrets = collectSecrets(dbs);
+  const logger = createLogger({ ...logging, secrets });
   // Signals are handled from the start: one that arrives while databases open stops right after.
   const stop = handleStopSignals(logger);
   try {
@@ -78,15 +81,16 @@ export async function run(argv: string[]): Promise<number> {
     }
     try {
       running = await startDatabases(dbs, { logger, events });
-      const child = exec !== undefined && exec.trim() !== '' ? startExec(exec, logger) : undefined;
-      const why = await waitUntilStopped(stop, child);
+      // A signal that arrived while the databases opened: stop now, without starting the child.
+      const child = exec !== undefined && exec.trim() !== '' && !stop.stopping ? startExec(exec, logger, redactText(exec, secrets)) : undefined;
+      const why = await waitUntilStopped(stop, child, { logger });
       let code = 0;
       if (why.signal === undefined) {
         logger.info('subprocess exited, stopping', { code: why.childCode });
         code = why.childCode === 0 ? 0 : 1;
       }
       try {
-        await running.close();
+        await running.close({ signal: stop.finalSyncSignal() });
         logger.info('stopped after a final sync');
       } catch (err) {
         logger.error('final sync failed', { error: String(err) });

@@ -1,4 +1,5 @@
 import type { Logger } from '@ls/core';
+import { redactText } from '../redact-text.js';
 
 /** Log levels in increasing severity. */
 export type Level = 'debug' | 'info' | 'warn' | 'error';
@@ -11,24 +12,42 @@ export interface LoggerOptions {
   type?: 'text' | 'json';
   /** Write to stderr instead of stdout. */
   stderr?: boolean;
+  /**
+   * Credentials (access keys, secret keys, tokens) removed from the message and from every string
+   * field, wherever they appear, by `redactText` (which also masks URL user info, signed-URL
+   * parameters and authorization headers).
+   */
+  secrets?: readonly (string | undefined)[];
 }
 
 function quote(v: string): string {
   return /^[\w./:@+-]*$/.test(v) && v !== '' ? v : JSON.stringify(v);
 }
 
-function clean(fields: Record<string, unknown> | undefined): Record<string, unknown> {
+/** Redacts credentials in every string of a field value (nested arrays and objects included). */
+function redactValue(v: unknown, secrets: readonly (string | undefined)[]): unknown {
+  if (typeof v === 'string') return redactText(v, secrets);
+  if (v instanceof Error) return redactText(v.message, secrets);
+  if (Array.isArray(v)) return v.map((x) => redactValue(x, secrets));
+  if (v !== null && typeof v === 'object') {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, SECRET_KEY.test(k) ? '***' : redactValue(x, secrets)]));
+  }
+  return v;
+}
+
+function clean(fields: Record<string, unknown> | undefined, secrets: readonly (string | undefined)[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(fields ?? {})) {
     if (v === undefined) continue;
-    out[k] = SECRET_KEY.test(k) ? '***' : v instanceof Error ? v.message : v;
+    out[k] = SECRET_KEY.test(k) ? '***' : redactValue(v, secrets);
   }
   return out;
 }
 
 /**
  * Creates the apps' logger (CLI and server): one line per record, `time=… level=… msg=… key=value` (text) or JSON, to stdout
- * by default as Litestream does, or stderr. Fields whose names look like credentials are redacted.
+ * by default as Litestream does, or stderr. Fields whose names look like credentials are masked, and
+ * `options.secrets` plus credential-shaped text (see `redactText`) are masked in the message and every string field.
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const min = ORDER[options.level ?? 'info'];
@@ -36,12 +55,14 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const write = (level: Level, msg: string, fields?: Record<string, unknown>) => {
     if (ORDER[level] < min) return;
     const time = new Date().toISOString();
-    const f = clean(fields);
+    const secrets = options.secrets ?? [];
+    const f = clean(fields, secrets);
+    const text = redactText(msg, secrets);
     if (options.type === 'json') {
-      stream.write(JSON.stringify({ time, level: level.toUpperCase(), msg, ...f }) + '\n');
+      stream.write(JSON.stringify({ time, level: level.toUpperCase(), msg: text, ...f }) + '\n');
       return;
     }
-    let line = `time=${time} level=${level.toUpperCase()} msg=${quote(msg)}`;
+    let line = `time=${time} level=${level.toUpperCase()} msg=${quote(text)}`;
     for (const [k, v] of Object.entries(f)) line += ` ${k}=${quote(typeof v === 'string' ? v : JSON.stringify(v))}`;
     stream.write(line + '\n');
   };
