@@ -568,6 +568,13 @@ export class S3ReplicaClient implements ReplicaClient {
   }
 
   async #deleteBatch(s3: S3Client, batch: string[], signal: AbortSignal | undefined): Promise<{ key: string; error: unknown }[]> {
+    const failed: { key: string; error: unknown }[] = [];
+    const keyOf = (e: { Key?: string | undefined }) => relativeKey(this.root, e.Key) ?? (e.Key ?? '').slice(this.root.length);
+    const failure = (e: { Key?: string | undefined; Code?: string | undefined; Message?: string | undefined }) => {
+      const key = keyOf(e);
+      const sdkLike = Object.assign(new Error(e.Message ?? e.Code ?? 'delete failed'), { name: e.Code ?? 'Error', Code: e.Code });
+      return { key, error: this.#fail(sdkLike, { action: 's3:DeleteObject', what: `deleting ${this.#url(key)}`, key }, undefined) };
+    };
     let pending = batch;
     for (let attempt = 0; ; attempt++) {
       const out = await s3.send(
@@ -578,21 +585,14 @@ export class S3ReplicaClient implements ReplicaClient {
         { abortSignal: signal },
       );
       const errors = (out.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
-      if (errors.length === 0) return [];
+      // Keys refused for good are reported; keys that failed for a transient reason are tried again
+      // on their own, while attempts last.
       const retry = errors.filter((e) => e.Code && RETRYABLE_DELETE_CODES.has(e.Code));
-      if (retry.length === errors.length && attempt + 1 < this.#maxAttempts) {
-        await sleep(backoffDelay(attempt), signal).catch(() => throwIfAborted(signal));
-        pending = retry.map((e) => relativeKey(this.root, e.Key) ?? (e.Key ?? '').slice(this.root.length));
-        continue;
-      }
-      return errors.map((e) => {
-        const key = (e.Key ?? '').slice(this.root.length);
-        const sdkLike = Object.assign(new Error(e.Message ?? e.Code ?? 'delete failed'), { name: e.Code ?? 'Error', Code: e.Code });
-        return {
-          key,
-          error: this.#fail(sdkLike, { action: 's3:DeleteObject', what: `deleting ${this.#url(key)}`, key }, undefined),
-        };
-      });
+      for (const e of errors) if (!retry.includes(e)) failed.push(failure(e));
+      if (retry.length === 0) return failed;
+      if (attempt + 1 >= this.#maxAttempts) return [...failed, ...retry.map(failure)];
+      await sleep(backoffDelay(attempt), signal).catch(() => throwIfAborted(signal));
+      pending = retry.map(keyOf);
     }
   }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { AccessDeniedError, NotFoundError, TransientError, collect, compareKeys, isRetryable, type ResumingReadStream } from '@ls/core';
+import { AccessDeniedError, DeleteFailedError, NotFoundError, TransientError, collect, compareKeys, isRetryable, type ResumingReadStream } from '@ls/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultProxy, type FaultProxy } from '@ls/test-support';
 import { s3rverClient, startS3rver, type S3rverHandle } from './s3rver-server.js';
@@ -161,6 +161,63 @@ describe('S3ReplicaClient through a faulty network', () => {
 
       proxy.rules = [(r) => (r.method === 'GET' ? { kind: 'error', status: 404, code: 'NoSuchKey' } : undefined)];
       expect(NotFoundError.isInstance(await rejection(client.open('k')))).toBe(true);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('reports every key DeleteObjects could not delete, retrying the ones that failed for a transient reason', async () => {
+    const proxy = await proxied();
+    const bucket = await server.newBucket();
+    const client = s3rverClient(proxy.endpoint, bucket);
+    const root = client.root;
+    try {
+      const keys = ['a/1', 'a/2', 'a/3', 'a/4'];
+      for (const k of keys) await client.put(k, Buffer.from(k));
+      // S3 answers 200 and lists the keys it could not delete: a/2 denied for good, a/3 busy once.
+      let deletes = 0;
+      const result = (errors: [string, string][]) =>
+        `<?xml version="1.0" encoding="UTF-8"?><DeleteResult>${errors
+          .map(([k, code]) => `<Error><Key>${root}${k}</Key><Code>${code}</Code><Message>${code} for ${k}</Message></Error>`)
+          .join('')}</DeleteResult>`;
+      proxy.rules = [
+        (r) => {
+          if (r.method !== 'POST' || !r.query.has('delete')) return undefined;
+          deletes++;
+          const body =
+            deletes === 1
+              ? result([
+                  ['a/2', 'AccessDenied'],
+                  ['a/3', 'InternalError'],
+                ])
+              : result([['a/3', 'AccessDenied']]);
+          return { kind: 'respond', status: 200, contentType: 'application/xml', body };
+        },
+      ];
+      const err = await rejection(client.delete(keys));
+      expect(DeleteFailedError.isInstance(err), String(err)).toBe(true);
+      const failures = (err as DeleteFailedError).failures;
+      expect(failures.map((f) => f.key).sort()).toEqual(['a/2', 'a/3']);
+      for (const f of failures) expect(AccessDeniedError.isInstance(f.error), String(f.error)).toBe(true);
+      // The transient failure was tried again on its own; the permanent one was not.
+      expect(deletes).toBe(2);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('deletes more than 1000 keys in batches of at most 1000', async () => {
+    const proxy = await proxied();
+    const bucket = await server.newBucket();
+    const client = s3rverClient(proxy.endpoint, bucket);
+    try {
+      const keys = Array.from({ length: 1500 }, (_, i) => `k/${String(i).padStart(5, '0')}`);
+      // Missing keys are not errors: only a few exist.
+      for (const k of keys.slice(0, 3)) await client.put(k, Buffer.from(k));
+      await client.delete(keys);
+      const batches = proxy.requests.filter((r) => r.method === 'POST' && r.query.has('delete'));
+      expect(batches).toHaveLength(2);
+      expect(await collect(client.list('k/'))).toEqual([]);
     } finally {
       await client.close();
     }

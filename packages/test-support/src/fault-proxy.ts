@@ -13,6 +13,8 @@ export type FaultAction =
   | { kind: 'reset-after' }
   /** Send the server's headers and half its body, then reset the connection. */
   | { kind: 'truncate' }
+  /** Answer with this response, without asking the server. */
+  | { kind: 'respond'; status: number; contentType: string; body: string }
   /** Wait, then forward. */
   | { kind: 'delay'; ms: number }
   /** Wait longer than the client will (its idle timeout), then forward. */
@@ -227,6 +229,11 @@ export async function startFaultProxy(
       const { contentType, body: text } = protocol.errorBody(action.status, action.code, action.message ?? `injected ${action.code}`);
       res.writeHead(action.status, { 'content-type': contentType, 'content-length': Buffer.byteLength(text) });
       res.end(req.method === 'HEAD' ? undefined : text);
+      return;
+    }
+    if (action.kind === 'respond') {
+      res.writeHead(action.status, { 'content-type': action.contentType, 'content-length': Buffer.byteLength(action.body) });
+      res.end(action.body);
       return;
     }
     if (action.kind === 'delay' || action.kind === 'stall') await new Promise((r) => setTimeout(r, action.ms));
