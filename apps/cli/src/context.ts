@@ -1,9 +1,11 @@
 import { resolve } from 'node:path';
 import {
   ConfigError,
+  collectSecrets,
   createReplicaClient,
   isReplicaUrl,
   loadConfigFile,
+  redactText,
   replicaConfigFromUrl,
   resolveConfigPath,
   type DbConfig,
@@ -12,6 +14,19 @@ import {
 } from '@ls/config';
 import type { ReplicaClient } from '@ls/core';
 import { UsageError } from './errors.js';
+
+/** Databases of the config files this process loaded: their credentials are never printed. */
+const loaded: DbConfig[] = [];
+
+/** Returns the credentials this process must never print: those of loaded configs and of the environment. */
+export function knownSecrets(): string[] {
+  return collectSecrets(loaded);
+}
+
+/** Returns `text` with every known credential masked (for anything the CLI prints outside a logger). */
+export function redactOutput(text: string): string {
+  return redactText(text, knownSecrets());
+}
 
 /** Loads the config file named by `-config` or the usual lookup; undefined when there is none and none was asked for. */
 export async function loadConfig(flags: { config?: string; 'no-expand-env'?: boolean }, required: boolean): Promise<LstreamConfig | undefined> {
@@ -22,7 +37,9 @@ export async function loadConfig(flags: { config?: string; 'no-expand-env'?: boo
       'no config file: pass -config PATH, set $LSTREAM_CONFIG, or create /etc/lstream.yml (or give a replica URL instead of a database path)',
     );
   }
-  return loadConfigFile(found.path, { expandEnv: !flags['no-expand-env'] });
+  const config = await loadConfigFile(found.path, { expandEnv: !flags['no-expand-env'] });
+  loaded.push(...config.dbs);
+  return config;
 }
 
 /** Finds the config entry of the database at `path`. */

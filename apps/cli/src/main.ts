@@ -6,6 +6,7 @@ import * as restore from './commands/restore.js';
 import * as snapshots from './commands/snapshots.js';
 import * as version from './commands/version.js';
 import * as wal from './commands/wal.js';
+import { redactOutput } from './context.js';
 import { UsageError } from './errors.js';
 
 interface Command {
@@ -62,8 +63,9 @@ export async function main(argv: string[]): Promise<number> {
       return 1;
     }
     const code = LstreamError.isInstance(err) ? ` [${(err as LstreamError).code}]` : '';
-    process.stderr.write(`lstream: ${(err as Error)?.message ?? String(err)}${code}\n`);
-    if (process.env.LSTREAM_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
+    // Storage errors can quote a request; whatever credential it held is masked.
+    process.stderr.write(redactOutput(`lstream: ${(err as Error)?.message ?? String(err)}${code}\n`));
+    if (process.env.LSTREAM_DEBUG) process.stderr.write(redactOutput(`${(err as Error)?.stack ?? ''}\n`));
     return 1;
   }
 }

@@ -1,7 +1,7 @@
 // End to end against S3: the real `lstream` binary replicates to s3rver (a real S3 protocol server,
 // patched: see patches/) through a config file, an s3:// URL, and a proxy that injects faults; every
 // restore must give back the source database byte for byte.
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startFaultProxy, startS3rver, S3RVER_KEY, type FaultProxy, type S3rverHandle } from '@ls/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -116,6 +116,28 @@ describe('lstream with an S3 replica', () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/bucket does not exist|no backups|not found/i);
     expect(r.stderr).not.toContain(S3RVER_KEY.repeat(1) + ':');
+  });
+
+  it('never prints a credential, even when the storage quotes it back in an error', async () => {
+    const bucket = await s3.newBucket();
+    const secret = 'sEcReT-value-Never-Printed-42';
+    const leaky = await startFaultProxy(s3.endpoint, {});
+    try {
+      leaky.rules = [() => ({ kind: 'error', status: 403, code: 'AccessDenied', message: `request signed with ${secret} was refused` })];
+      const { db, configPath } = s3Config('leaky', bucket, leaky.endpoint);
+      const out = join(dir, 'leaky-restored.db');
+      const viaConfig = await lstreamAsync(['restore', '-config', configPath, '-o', out, db], { env: { TEST_S3_SECRET: secret } });
+      expect(viaConfig.code).not.toBe(0);
+      expect(viaConfig.stderr).toMatch(/access denied/i);
+      expect(viaConfig.stdout + viaConfig.stderr).not.toContain(secret);
+      const url = `s3://${bucket}.localhost:${new URL(leaky.endpoint).port}/x`;
+      const viaEnv = await lstreamAsync(['snapshots', url], { env: { LITESTREAM_ACCESS_KEY_ID: S3RVER_KEY, LITESTREAM_SECRET_ACCESS_KEY: secret } });
+      expect(viaEnv.code).not.toBe(0);
+      expect(viaEnv.stdout + viaEnv.stderr).not.toContain(secret);
+      expect(existsSync(out)).toBe(false);
+    } finally {
+      await leaky.close();
+    }
   });
 
   it('keeps replicating through 5% server errors, connection resets and 2 s delays, losing nothing', async () => {

@@ -11,7 +11,7 @@ import {
 } from '@ls/core';
 import { createLogger, isReplicaUrl } from '@ls/config';
 import { CONFIG_FLAGS, parseCommandArgs } from '../argv.js';
-import { resolveReplicas, type ResolvedReplica } from '../context.js';
+import { knownSecrets, resolveReplicas, type ResolvedReplica } from '../context.js';
 import { UsageError } from '../errors.js';
 import { formatTime } from '../output.js';
 
@@ -119,7 +119,7 @@ export async function run(argv: string[]): Promise<number> {
   if (url && values.o === undefined) throw new UsageError('restore: a replica URL needs an output path (-o PATH)', 'restore');
   const replicas = await resolveReplicas(arg, values);
   const output = values.o ?? replicas[0]?.db?.path ?? arg;
-  const logger = createLogger({ stderr: true, level: 'warn' });
+  const logger = createLogger({ stderr: true, level: 'warn', secrets: knownSecrets() });
 
   if (existsSync(output) && !values['dry-run']) {
     if (values['if-db-not-exists']) {
