@@ -203,6 +203,28 @@ describe('lstream-server with broken storage', () => {
     }
   }, 90_000);
 
+  it('exits within 10 s of SIGTERM when the final sync cannot reach storage, saying so, with a non-zero code', async () => {
+    const db = join(dir, 'hung-stop.db');
+    write(db, ['--rows', '5']);
+    const configPath = join(dir, 'hung-stop.yml');
+    writeFileSync(configPath, `addr: "127.0.0.1:0"\ndbs:\n  - path: ${db}\n    replicas:\n${s3Replica('s3', hangPort)}`);
+    const server = await startServer(['-config', configPath]);
+    try {
+      await server.proc.waitFor(/replicating database/);
+      // Commits the hung storage never receives: the final sync has something to ship.
+      write(db, ['--rows', '50']);
+      const started = Date.now();
+      server.proc.child.kill('SIGTERM');
+      const code = await server.proc.exited;
+      const tookMs = Date.now() - started;
+      expect(tookMs).toBeLessThan(10_000);
+      expect(code).not.toBe(0);
+      expect(server.proc.lines.join('\n') + server.proc.stderr).toMatch(/shutdown deadline passed before the final sync finished/);
+    } finally {
+      await server.proc.stop('SIGKILL');
+    }
+  }, 60_000);
+
   it('answers the status API with a listing error when storage hangs, instead of hanging too', async () => {
     const db = join(dir, 'hung.db');
     write(db, ['--rows', '5']);

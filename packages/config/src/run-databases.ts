@@ -74,7 +74,10 @@ export async function startDatabases(
       await Promise.all(
         opened.map((db) =>
           db.close(closeOptions).catch((err: unknown) => {
-            logger.error('final sync failed', { db: db.path, error: String(err) });
+            const error = closeOptions.signal?.aborted
+              ? 'the shutdown deadline passed before the final sync finished; the last commits may be missing from the replicas'
+              : String(err);
+            logger.error('final sync failed', { db: db.path, error });
             first ??= err;
           }),
         ),

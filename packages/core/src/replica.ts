@@ -305,7 +305,8 @@ export class Replica {
 
   /** Records a failed sync, reports it ('replica-error', a warning once per episode) and schedules the retry. */
   #retryLater(err: unknown): void {
-    if (this.#stopped) return;
+    // A sync cut short by stop() (its deadline) is reported by stop() itself, not retried.
+    if (this.#stopped || this.#abort.signal.aborted) return;
     this.#lastError = err;
     const delay = Math.min(MAX_RETRY_DELAY_MS, backoffDelay(this.#failures, 250));
     // One retry chain only: a timer already pending is replaced, never left to fire a second attempt.
