@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
+import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -15,8 +16,10 @@ import Database from 'better-sqlite3';
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { seconds: { type: 'string' }, addr: { type: 'string', default: '127.0.0.1:9090' } },
+  options: { seconds: { type: 'string' }, addr: { type: 'string' } },
 });
+// lstream-server's default address, unless something (a Prometheus, say) already listens there.
+values.addr ??= (await portIsFree('127.0.0.1', 9090)) ? '127.0.0.1:9090' : '127.0.0.1:0';
 const dir = resolve(positionals[0] ?? 'example');
 const dbPath = join(dir, 'app.db');
 const replicaDir = join(dir, 'replica');
@@ -100,3 +103,12 @@ const b = rows(restored);
 const same = a.length === b.length && a.every((x, i) => x === b[i]);
 say(`${rel(restored)}: ${b.length} notes, ${same ? 'identical to' : 'DIFFERENT FROM'} ${rel(dbPath)}`);
 process.exit(same ? 0 : 1);
+
+/** Resolves true when a TCP listener could bind host:port now. */
+function portIsFree(host, port) {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, host, () => probe.close(() => resolve(true)));
+  });
+}
