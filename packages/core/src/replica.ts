@@ -240,8 +240,8 @@ export class Replica {
       this.#again = true;
       return;
     }
-    // The next upload starts early by the last upload's duration, so that a commit landing just
-    // after an upload started is still durable within one interval.
+    // The next upload starts early by a high percentile of recent upload durations, so that a
+    // commit landing just after an upload started is still durable within one interval.
     const wait =
       this.#failures > 0
         ? 0
@@ -292,8 +292,8 @@ export class Replica {
       // A high percentile of recent uploads (plus the copy of the commit itself) sets how early to
       // start; not the maximum, so one storage stall does not make every upload start early.
       const sorted = [...this.#uploadMs].sort((x, y) => x - y);
-      const p75 = sorted[Math.floor((sorted.length - 1) * 0.75)]!;
-      this.#lastUploadMs = Math.min(p75 + 2, this.#options.syncIntervalMs / 2);
+      const p90 = sorted[Math.floor((sorted.length - 1) * 0.9)]!;
+      this.#lastUploadMs = Math.min(p90 + 2, this.#options.syncIntervalMs / 2);
     }
     if (this.#failures > 0) {
       this.#logger.info('replica recovered', { db: this.db.path, replica: this.name, failedAttempts: this.#failures });
