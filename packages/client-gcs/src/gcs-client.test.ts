@@ -1,28 +1,12 @@
-import type { Readable } from 'node:stream';
 import { inspect } from 'node:util';
 import { AccessDeniedError, InvalidArgumentError, LstreamError, NotFoundError, TransientError, collect, isAbortError } from '@ls/core';
-import { GCS_PROTOCOL, startFaultProxy } from '@ls/test-support';
+import { GCS_PROTOCOL, startFaultProxy, readAll, rejection } from '@ls/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emulatorClient, startGcsEmulator, type GcsEmulatorHandle } from '../test/gcs-emulator-server.js';
 import { isTransientGcsError, mapGcsError } from './errors.js';
 import { GcsReplicaClient, createGcsReplicaClient, parseGcsUrl } from './gcs-client.js';
 
 const MiB = 1024 * 1024;
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of stream) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
 
 /** Runs `fn` with environment variables set (or removed, for undefined), restoring them after. */
 async function withEnv<T>(vars: Record<string, string | undefined>, fn: () => Promise<T>): Promise<T> {

@@ -2,41 +2,13 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import Database from 'better-sqlite3';
 import { AccessDeniedError, Db, NotFoundError, TransientError, collect, compareKeys, isRetryable, restore, type ResumingReadStream } from '@ls/core';
-import { GCS_PROTOCOL, startFaultProxy, type FaultProxy } from '@ls/test-support';
+import { GCS_PROTOCOL, startFaultProxy, type FaultProxy, pseudoRandom, readAll, rejection } from '@ls/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { emulatorClient, startGcsEmulator, type GcsEmulatorHandle } from './gcs-emulator-server.js';
 
 const MiB = 1024 * 1024;
-
-function pseudoRandom(size: number, seed: number): Buffer {
-  const out = Buffer.allocUnsafe(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of stream) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 

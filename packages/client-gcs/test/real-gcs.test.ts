@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import { describeReplicaClientConformance } from '@ls/conformance';
 import { collect } from '@ls/core';
 import { describe, expect, it } from 'vitest';
 import { GcsReplicaClient, type GcsReplicaClientOptions } from '../src/gcs-client.js';
+import { readAll } from '@ls/test-support';
 
 // Runs only against a real bucket: LSTREAM_TEST_GCS_BUCKET, with credentials from Application Default
 // Credentials (GOOGLE_APPLICATION_CREDENTIALS naming a service-account key file, or
@@ -25,12 +25,6 @@ async function wipe(path: string): Promise<void> {
   } finally {
     await c.close();
   }
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of stream) parts.push(c as Buffer);
-  return Buffer.concat(parts);
 }
 
 if (!bucket || process.env.STORAGE_EMULATOR_HOST) {

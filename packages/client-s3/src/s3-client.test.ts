@@ -2,7 +2,6 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { inspect, promisify } from 'node:util';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { AccessDeniedError, InvalidArgumentError, LstreamError, NotFoundError, TransientError, collect, isAbortError, isRetryable } from '@ls/core';
@@ -11,21 +10,7 @@ import { S3RVER_KEY, randomName, s3rverClient, sdkClient, startS3rver, type S3rv
 import { mapS3Error } from './errors.js';
 import { normalizeLocationConstraint } from './region.js';
 import { S3ReplicaClient, createS3ReplicaClient } from './s3-client.js';
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of stream) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
+import { readAll, rejection } from '@ls/test-support';
 
 let server: S3rverHandle;
 beforeAll(async () => {

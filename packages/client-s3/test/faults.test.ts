@@ -1,38 +1,10 @@
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import { AccessDeniedError, DeleteFailedError, NotFoundError, TransientError, collect, compareKeys, isRetryable, type ResumingReadStream } from '@ls/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startFaultProxy, type FaultProxy } from '@ls/test-support';
+import { startFaultProxy, type FaultProxy, pseudoRandom, readAll, rejection } from '@ls/test-support';
 import { s3rverClient, startS3rver, type S3rverHandle } from './s3rver-server.js';
 
 const MiB = 1024 * 1024;
-
-function pseudoRandom(size: number, seed: number): Buffer {
-  const out = Buffer.allocUnsafe(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of stream) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
 
 let server: S3rverHandle;
 const proxies: FaultProxy[] = [];

@@ -16,6 +16,7 @@ import { LstreamEmitter, type LstreamEvents } from './events.js';
 import { instrumentClient, storageErrorKind } from './instrument.js';
 import { collect, deleteGeneration, openSnapshot, writeSnapshot } from './replica-store.js';
 import { restore } from './restore.js';
+import { rejection } from '@ls/test-support/helpers';
 
 type StorageOpEvent = LstreamEvents['storage-op'];
 
@@ -59,15 +60,6 @@ function next<K extends keyof LstreamEvents>(events: LstreamEmitter, event: K, m
       resolve(e);
     });
   });
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
 }
 
 const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);

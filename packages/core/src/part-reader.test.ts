@@ -1,18 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { isAbortError } from './errors.js';
 import { BodyError, PartReader, nextOrAbort } from './part-reader.js';
+import { rejection } from '@ls/test-support/helpers';
 
 async function* chunks(...parts: (string | Uint8Array)[]): AsyncGenerator<Uint8Array> {
   for (const p of parts) yield typeof p === 'string' ? Buffer.from(p) : p;
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
 }
 
 /** An iterator whose next() never settles, as a producer stuck on a slow source. */

@@ -2,23 +2,9 @@ import { PassThrough, Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { TransientError, isAbortError, isRetryable } from './errors.js';
 import { ResumingReadStream, type ResumeFetcher, type ResumingReadStreamOptions } from './resuming-read-stream.js';
+import { readAll, rejection } from '@ls/test-support/helpers';
 
 const DATA = Buffer.from('0123456789abcdefghijklmnopqrstuvwxyz');
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of stream) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
 
 /** A body that gives `bytes` in two chunks, then ends, fails with `error`, or stalls (never ends). */
 function body(bytes: Buffer, then: 'end' | 'stall' | Error = 'end'): Readable {
