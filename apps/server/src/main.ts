@@ -10,8 +10,7 @@ import {
   resolveConfigPath,
   splitCommand,
   startDatabases,
-  startExec,
-  waitUntilStopped,
+  superviseUntilStopped,
   type LstreamConfig,
 } from '@ls/config';
 import { LstreamEmitter, LstreamError } from '@ls/core';
@@ -120,29 +119,21 @@ async function serve(
     logger.info('serving', { url: `http://${shown}/`, addr: where, api: auth.kind });
     if (auth.kind === 'disabled') logger.error(auth.reason);
 
-    // A signal while the databases open stops right after they are open (waitUntilStopped returns at
+    // A signal while the databases open stops right after they are open (superviseUntilStopped returns at
     // once), and the exec child is then never started.
     const running = await startDatabases(config.dbs, { logger, events });
     status.attach(running);
-    const child = exec !== undefined && exec.trim() !== '' && !stop.stopping ? startExec(exec, logger, redactText(exec, secrets)) : undefined;
-    const why = await waitUntilStopped(stop, child, { logger });
-    let code = 0;
-    if (why.signal === undefined) {
-      logger.info('subprocess exited, stopping', { code: why.childCode });
-      code = why.childCode === 0 ? 0 : 1;
-    }
-
-    status.stop();
-    http.close();
-    http.closeIdleConnections();
-    try {
-      await running.close({ signal: stop.finalSyncSignal() });
-      logger.info('stopped after a final sync');
-    } catch (err) {
-      logger.error('final sync failed', { error: String(err) });
-      code = 1;
-    }
-    return code;
+    return await superviseUntilStopped(running, stop, {
+      exec,
+      shownExec: exec && redactText(exec, secrets),
+      logger,
+      // Requests stop before the final sync; the status page's sampling too.
+      beforeClose: () => {
+        status.stop();
+        http.close();
+        http.closeIdleConnections();
+      },
+    });
   } finally {
     unobserve();
     status.dispose();

@@ -21,6 +21,7 @@ export {
   SHUTDOWN_DEADLINE_MS,
   handleStopSignals,
   startExec,
+  superviseUntilStopped,
   waitUntilStopped,
   type ExecChild,
   type StopReason,

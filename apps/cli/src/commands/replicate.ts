@@ -8,8 +8,7 @@ import {
   replicaConfigFromUrl,
   splitCommand,
   startDatabases,
-  startExec,
-  waitUntilStopped,
+  superviseUntilStopped,
   type DbConfig,
   type LoggingConfig,
   type RunningDatabases,
@@ -81,22 +80,7 @@ export async function run(argv: string[]): Promise<number> {
     }
     try {
       running = await startDatabases(dbs, { logger, events });
-      // A signal that arrived while the databases opened: stop now, without starting the child.
-      const child = exec !== undefined && exec.trim() !== '' && !stop.stopping ? startExec(exec, logger, redactText(exec, secrets)) : undefined;
-      const why = await waitUntilStopped(stop, child, { logger });
-      let code = 0;
-      if (why.signal === undefined) {
-        logger.info('subprocess exited, stopping', { code: why.childCode });
-        code = why.childCode === 0 ? 0 : 1;
-      }
-      try {
-        await running.close({ signal: stop.finalSyncSignal() });
-        logger.info('stopped after a final sync');
-      } catch (err) {
-        logger.error('final sync failed', { error: String(err) });
-        return 1;
-      }
-      return code;
+      return await superviseUntilStopped(running, stop, { exec, shownExec: exec && redactText(exec, secrets), logger });
     } finally {
       unobserve();
       await metricsServer?.close();

@@ -155,3 +155,34 @@ export async function waitUntilStopped(stop: StopSignals, exec?: ExecChild, opti
     clearInterval(keepAlive);
   }
 }
+
+/**
+ * The rest of a replicating process's life, shared by `lstream replicate` and `lstream-server`:
+ * starts the `exec` child (not when a stop signal arrived while the databases opened), waits for a
+ * stop signal or the child's exit, runs `beforeClose`, then makes the final sync of `running` within
+ * the shutdown deadline. Resolves with the exit code: 1 when the child failed or the final sync did
+ * not complete, else 0.
+ */
+export async function superviseUntilStopped(
+  running: { close(options: { signal?: AbortSignal }): Promise<void> },
+  stop: StopSignals,
+  options: { exec?: string | undefined; shownExec?: string; logger: Logger; beforeClose?: () => void },
+): Promise<number> {
+  const { exec, logger } = options;
+  const child = exec !== undefined && exec.trim() !== '' && !stop.stopping ? startExec(exec, logger, options.shownExec ?? exec) : undefined;
+  const why = await waitUntilStopped(stop, child, { logger });
+  let code = 0;
+  if (why.signal === undefined) {
+    logger.info('subprocess exited, stopping', { code: why.childCode });
+    code = why.childCode === 0 ? 0 : 1;
+  }
+  options.beforeClose?.();
+  try {
+    await running.close({ signal: stop.finalSyncSignal() });
+    logger.info('stopped after a final sync');
+  } catch (err) {
+    logger.error('final sync failed', { error: String(err) });
+    code = 1;
+  }
+  return code;
+}
