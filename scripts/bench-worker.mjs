@@ -10,10 +10,10 @@ const t0 = process.hrtime.bigint();
 let extra = {};
 switch (op) {
   case 'lz4-encode':
-    await pipeline(createReadStream(input, { highWaterMark: 4 << 20 }), (src) => encodeLz4Frame(src), createWriteStream(output));
+    await pipeline(createReadStream(input, { highWaterMark: 4 << 20 }), (src) => encodeLz4Frame(src), createWriteStream(output, { highWaterMark: 16 << 20 }));
     break;
   case 'lz4-decode':
-    await pipeline(createReadStream(input, { highWaterMark: 4 << 20 }), (src) => decodeLz4Frame(src), createWriteStream(output));
+    await pipeline(createReadStream(input, { highWaterMark: 4 << 20 }), (src) => decodeLz4Frame(src), createWriteStream(output, { highWaterMark: 16 << 20 }));
     break;
   case 'wal-apply': {
     const applier = await WalApplier.open(output, { strict: true });

@@ -178,4 +178,30 @@ describe('interop with the lz4 CLI', () => {
     expect((await readFile(`${file}.out`)).equals(random)).toBe(true);
     expect((await lz4DecompressFrame(await readFile(file))).equals(random)).toBe(true);
   });
+
+  it('compresses a stream past 128 MiB (libuv threads, then worker threads) into a frame lz4 -d decodes', async () => {
+    // 160 MiB: blocks go to this thread, libuv's threads and the worker pool in turn. The source
+    // yields chunks that straddle blocks (copied into the encoder's own buffer) and whole blocks.
+    const mib = 1024 * 1024;
+    const unit = sample(8 * mib, 3);
+    const chunks = function* () {
+      for (let i = 0; i < 20; i++) {
+        const part = Buffer.from(unit);
+        part.writeUInt32LE(i, 100); // each 8 MiB differs, so a block landing in the wrong place shows
+        if (i % 2 === 0) {
+          yield part;
+        } else {
+          for (let o = 0; o < part.length; o += 3 * mib + 5) yield part.subarray(o, o + 3 * mib + 5);
+        }
+      }
+    };
+    const file = join(dir, 'long.lz4');
+    const parts: Buffer[] = [];
+    for await (const p of encodeLz4Frame(chunks())) parts.push(p);
+    await writeFile(file, Buffer.concat(parts));
+    await run('lz4', ['-q', '-d', '-f', file, `${file}.out`]);
+    const out = await readFile(`${file}.out`);
+    expect(out.length).toBe(160 * mib);
+    expect(out.equals(Buffer.concat([...chunks()]))).toBe(true);
+  }, 60_000);
 });

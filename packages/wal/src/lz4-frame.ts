@@ -1,5 +1,5 @@
 import { Xxh32, xxh32 } from '@node-rs/xxhash';
-import { lz4Threads, poolCompress, poolUncompress } from './lz4-pool.js';
+import { LIBUV_STREAM_BYTES, compressDepth, lz4Threads, poolCompress, poolUncompress, warmCompressPool, type CompressRoute } from './lz4-pool.js';
 import { ByteReader } from './byte-reader.js';
 import { ChecksumMismatchError, Lz4FrameError } from './errors.js';
 
@@ -21,6 +21,12 @@ export interface Lz4EncodeOptions {
   blockSize?: 65_536 | 262_144 | 1_048_576 | 4_194_304;
   /** Append an xxh32 checksum to every block (default false, as Litestream). */
   blockChecksum?: boolean;
+  /**
+   * Bytes the source will yield, when known (a snapshot knows its database's size). A stream known to
+   * pass LIBUV_STREAM_BYTES goes to the worker pool from its second block on: its memory stays
+   * bounded from the start.
+   */
+  expectedBytes?: number;
 }
 
 /** Options for reading an LZ4 frame (none yet). */
@@ -30,16 +36,16 @@ function toBuffer(chunk: Uint8Array): Buffer {
   return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 }
 
-async function compressBlock(block: Buffer, blockChecksum: boolean): Promise<Buffer[]> {
+async function compressBlock(block: Buffer, blockChecksum: boolean, route: CompressRoute, owned: boolean): Promise<Buffer[]> {
   // lz4-napi's block API prefixes the compressed data with the uncompressed size (u32 LE). Those four
   // bytes are overwritten with the frame's block header, so the block is emitted without a copy.
-  const out = await poolCompress(block);
+  const out = await poolCompress(block, route, owned);
   let head: Buffer;
   let data: Buffer;
   if (out.length - 4 >= block.length) {
     head = Buffer.allocUnsafe(4);
     head.writeUInt32LE((block.length | UNCOMPRESSED_FLAG) >>> 0, 0);
-    data = Buffer.from(block); // the caller reuses its block buffer
+    data = owned ? block : Buffer.from(block); // `pending` is reused
     const parts = [head, data];
     if (blockChecksum) parts.push(u32le(xxh32(data, 0)));
     return parts;
@@ -58,7 +64,8 @@ function u32le(n: number): Buffer {
 /**
  * Compresses a byte stream into one standard LZ4 frame (magic 0x184D2204) with independent blocks and
  * a content checksum, the form Litestream v0.3 writes and `lz4 -d` reads. Memory stays bounded by
- * one block, whatever the input size.
+ * a few blocks, whatever the input size. Chunks of `source` may be read after they are yielded, until
+ * the frame ends: a source must not change a chunk once yielded (Node's streams never do).
  */
 export async function* encodeLz4Frame(
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
@@ -80,14 +87,33 @@ export async function* encodeLz4Frame(
   yield header;
 
   const hash = new Xxh32(0);
-  // Blocks in flight in the worker pool, in order; each holds a copy of its input, so `pending` is reused.
-  const depth = lz4Threads() + 1;
+  // Blocks in flight, in order.
   const inflight: Promise<Buffer[]>[] = [];
   let pending: Buffer | undefined;
   let pendingLen = 0;
-  const submit = (data: Buffer) => {
+  let streamBytes = 0;
+  const WARM_AT = LIBUV_STREAM_BYTES - 32 * 1024 * 1024;
+  // A stream that is one block in all (most WAL segments) is compressed on this thread, sparing the
+  // round trip to another. A longer one goes to libuv's threads, and past LIBUV_STREAM_BYTES to the
+  // worker pool, started 32 MiB before (~50 ms of compression) so it is ready in time.
+  const knownLarge = (options.expectedBytes ?? 0) > LIBUV_STREAM_BYTES;
+  if (knownLarge) warmCompressPool();
+  const routeOf = (last: boolean): CompressRoute =>
+    streamBytes === 0 && last ? 'here' : knownLarge || streamBytes >= LIBUV_STREAM_BYTES ? 'pool' : 'libuv';
+  let depth = lz4Threads() + 1;
+  /**
+   * `owned`: `data` is not this encoder's reusable `pending` buffer (a source's chunk, or a `pending`
+   * given up here), so a block sent to libuv may read it later without a copy.
+   */
+  const submit = (data: Buffer, last: boolean, owned: boolean) => {
+    const route = routeOf(last);
+    if (route === 'pool') depth = compressDepth();
+    const before = streamBytes;
+    streamBytes += data.length;
+    if (before < WARM_AT && streamBytes >= WARM_AT) warmCompressPool();
     hash.update(data);
-    const p = compressBlock(data, blockChecksum);
+    if (owned && route === 'libuv' && data.buffer === pending?.buffer) pending = undefined;
+    const p = compressBlock(data, blockChecksum, route, owned && route === 'libuv');
     p.catch(() => {}); // observed in order below
     inflight.push(p);
   };
@@ -97,7 +123,7 @@ export async function* encodeLz4Frame(
       let chunk = toBuffer(raw);
       while (chunk.length > 0) {
         if (pendingLen === 0 && chunk.length >= blockSize) {
-          submit(chunk.subarray(0, blockSize));
+          submit(chunk.subarray(0, blockSize), false, true);
           chunk = chunk.subarray(blockSize);
         } else {
           pending ??= Buffer.allocUnsafe(blockSize);
@@ -106,14 +132,14 @@ export async function* encodeLz4Frame(
           pendingLen += take;
           chunk = chunk.subarray(take);
           if (pendingLen === blockSize) {
-            submit(pending);
+            submit(pending, false, true);
             pendingLen = 0;
           }
         }
         while (inflight.length >= depth) yield* await inflight.shift()!;
       }
     }
-    if (pendingLen > 0) submit(pending!.subarray(0, pendingLen));
+    if (pendingLen > 0) submit(pending!.subarray(0, pendingLen), true, true);
     while (inflight.length > 0) yield* await inflight.shift()!;
   } finally {
     await Promise.allSettled(inflight);

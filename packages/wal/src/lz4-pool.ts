@@ -1,15 +1,20 @@
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import { compressSync, uncompressSync } from 'lz4-napi';
+import { compress as compressAsync, compressSync, uncompressSync } from 'lz4-napi';
 
 /*
- * Sustained LZ4 compression runs lz4-napi's synchronous call in worker threads (decompression stays on
- * the calling thread, see poolUncompress). lz4-napi's async calls would use libuv's pool, but they hold
- * on to their output buffers (512 async decompressions of 4 MiB blocks left 1.5 GiB resident); on the
- * main thread compression leaves the other cores idle and stalls the event loop for ~6 ms per block.
- * Each worker copies its result into a transferable ArrayBuffer, which V8 accounts for, and releases
- * lz4-napi's buffer on its own event loop between messages.
+ * Where LZ4 blocks are compressed (the route is picked per block by the frame encoder):
+ * - a stream of one block (most WAL segments) on the calling thread: no round trip to another thread;
+ * - the first LIBUV_STREAM_BYTES of a longer stream with lz4-napi's async call, on libuv's threads,
+ *   which need no start-up; those calls leave native output buffers that only the calling thread's
+ *   garbage collections free (512 async decompressions of 4 MiB blocks once left 1.5 GiB resident), so
+ *   a long stream (a large snapshot) then moves to
+ * - worker threads running the synchronous call, together with the calling thread: each worker
+ *   copies its result into a transferable ArrayBuffer, which V8 accounts for, and releases lz4-napi's
+ *   buffer on its own event loop between messages. A process that keeps compressing small streams
+ *   (POOL_AFTER_BYTES) moves them to the workers too, sparing its event loop ~6 ms per block.
+ * Decompression stays on the calling thread, see poolUncompress.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -98,6 +103,9 @@ class Lz4Pool {
     worker.on('message', (m: { id: number; ok: boolean; output?: ArrayBuffer; message?: string; input: ArrayBuffer; ready?: boolean }) => {
       if (m.ready) {
         w.ready = true;
+        // An unref() before the worker is up does not stick: one started but never used would keep
+        // the process alive.
+        if (w.busy === 0) worker.unref();
         return;
       }
       this.#recycle(m.input);
@@ -131,21 +139,31 @@ class Lz4Pool {
   }
 
   #recycle(ab: ArrayBuffer): void {
-    if (this.#free.length < this.size * 2) this.#free.push(ab);
+    if (this.#free.length < this.size * WORKER_QUEUE + 1) this.#free.push(ab);
   }
 
-  compress(input: Uint8Array): Promise<Buffer> {
-    // Starting workers costs ~50 ms of CPU each: the first blocks of a process are done on the
-    // calling thread, and only a process that keeps compressing starts the pool. Until a worker is
-    // ready, blocks are still done here.
-    if (this.#hereBytes < POOL_AFTER_BYTES) {
-      this.#hereBytes += input.byteLength;
-      return runHereNow('compress', input);
-    }
+  /** Starts the workers now (they take ~50 ms to become ready), for a caller about to compress a lot. */
+  warm(): void {
     while (this.#workers.length < this.size) this.#spawn();
-    const ready = this.#workers.filter((x) => x.ready);
-    if (ready.length === 0) return runHereNow('compress', input);
-    const w = ready.reduce((best, x) => (x.busy < best.busy ? x : best));
+  }
+
+  /**
+   * Compresses one block. `large` says the block belongs to a stream already past LIBUV_STREAM_BYTES:
+   * it goes to a worker or, when every worker has its next block queued, to this thread, so all
+   * cores compress (on two cores, one worker and this thread). Otherwise the block is done here,
+   * unless this process keeps compressing (POOL_AFTER_BYTES), which starts the workers.
+   */
+  compress(input: Uint8Array, large: boolean): Promise<Buffer> {
+    if (!large && this.#workers.length === 0) {
+      if (this.#hereBytes < POOL_AFTER_BYTES) {
+        this.#hereBytes += input.byteLength;
+        return runHereNow('compress', input);
+      }
+    }
+    this.warm();
+    let w: PoolWorker | undefined;
+    for (const x of this.#workers) if (x.ready && x.busy < WORKER_QUEUE && (!w || x.busy < w.busy)) w = x;
+    if (!w) return runHereNow('compress', input);
     // The input is copied into a buffer the worker takes over (and hands back for reuse), so callers
     // may reuse theirs at once and no garbage is made per block.
     const ab = this.#take(input.byteLength);
@@ -158,6 +176,18 @@ class Lz4Pool {
       target.worker.postMessage({ id, input: ab, length: input.byteLength }, [ab]);
     });
   }
+}
+
+/** Blocks queued at one worker at most: two, so it starts the next as soon as it finishes one. */
+const WORKER_QUEUE = 2;
+
+/**
+ * Compresses one block on one of libuv's threads. The call reads its input after returning: unless
+ * the caller gives up `input` (`owned`), it gets its own copy. The result is copied so V8 accounts
+ * for it (see runHere).
+ */
+async function runInLibuv(input: Uint8Array, owned: boolean): Promise<Buffer> {
+  return Buffer.from(await compressAsync(owned ? input : Buffer.from(input)));
 }
 
 /** Runs one block operation on the calling thread. */
@@ -192,16 +222,47 @@ export function lz4Threads(): number {
   return Number.isInteger(env) && env > 0 ? env : Math.min(4, Math.max(1, availableParallelism()));
 }
 
-/** Compresses one block with lz4-napi's block format (u32 LE size prefix) in a worker thread. */
-export function poolCompress(block: Uint8Array): Promise<Buffer> {
-  pool ??= new Lz4Pool(lz4Threads());
-  return pool.compress(block);
+/** Worker threads next to the calling thread: one fewer than lz4Threads(). */
+function lz4Pool(): Lz4Pool {
+  pool ??= new Lz4Pool(lz4Threads() - 1);
+  return pool;
 }
 
 /**
- * Decompresses one size-prefixed block, with `dict` for linked blocks. Always on the calling thread:
- * decompression is fast (~2 ms per 4 MiB block), and measured restores were as fast this way as with
- * workers while using 80 MiB less memory (a 1 GiB snapshot: ~165 MiB peak instead of ~250).
+ * How a block is compressed: `here` on the calling thread unless this process keeps compressing;
+ * `libuv` on libuv's threads; `pool` in the worker pool and on the calling thread.
+ */
+export type CompressRoute = 'here' | 'libuv' | 'pool';
+
+/**
+ * Bytes of one stream compressed on libuv's threads before it moves to the worker pool. Workers take
+ * ~50 ms of CPU to start, as much as compressing ~30 MiB, so a stream of a few dozen MiB is done
+ * faster without them; but the native buffers lz4-napi's async calls leave behind are freed only
+ * when the calling thread collects garbage, so a long stream moves to the workers, which free theirs.
+ */
+export const LIBUV_STREAM_BYTES = 128 * 1024 * 1024;
+
+/** Compresses one block with lz4-napi's block format (u32 LE size prefix), by the given route. */
+export function poolCompress(block: Uint8Array, route: CompressRoute = 'here', owned = false): Promise<Buffer> {
+  if (route === 'libuv') return runInLibuv(block, owned);
+  return lz4Pool().compress(block, route === 'pool');
+}
+
+/** Starts the compression workers ahead of a large stream (no-op on a single core). */
+export function warmCompressPool(): void {
+  lz4Pool().warm();
+}
+
+/** Blocks a compressor may have in flight to keep every thread busy. */
+export function compressDepth(): number {
+  return Math.max(lz4Threads() + 1, (lz4Threads() - 1) * WORKER_QUEUE + 2);
+}
+
+/**
+ * Decompresses one size-prefixed block, with `dict` for linked blocks, always on the calling thread:
+ * decompression is fast (~2 ms per 4 MiB block). Measured restores were as fast this way as with
+ * workers while using 80 MiB less memory (a 1 GiB snapshot: ~165 MiB peak instead of ~250), and
+ * libuv's threads were slower still, with ~25 MiB more memory.
  */
 export function poolUncompress(prefixed: Uint8Array, dict?: Uint8Array): Promise<Buffer> {
   return runHereNow('uncompress', prefixed, dict);
