@@ -56,6 +56,10 @@ if (mode === 'lag') {
     for (let i = 0; i < rows; i++) ins.run(`${i}:`.padEnd(1000, String.fromCharCode(97 + (i % 26))));
   })();
 } else if (mode === 'grow') {
+  // A short pause between transactions lets the replicator's checkpoints complete now and then, so
+  // ~300 MiB of WAL spans ~200 indexes, the replica shape the issue's restore benchmark names (with no
+  // pause, checkpoints rarely finish and the same WAL spans ~100).
+  const pauseMs = Number(process.env.LSTREAM_BENCH_GROW_PAUSE_MS ?? 4);
   const n = db.prepare('SELECT max(id) AS n FROM churn').get().n;
   const ins = db.prepare('INSERT INTO churn(body, v) VALUES (?, 0)');
   const upd = db.prepare('UPDATE churn SET body = ?, v = v + 1 WHERE id = ?');
@@ -66,7 +70,7 @@ if (mode === 'lag') {
       for (let i = 0; i < 20; i++) upd.run(`updated ${k}-${i}`, 1 + Math.floor(Math.random() * n));
     })();
     k++;
-    await new Promise((r) => setTimeout(r, 2));
+    await new Promise((r) => setTimeout(r, pauseMs));
   }
 } else if (mode === 'churn') {
   const n = db.prepare('SELECT max(id) AS n FROM churn').get().n;
