@@ -64,11 +64,16 @@ export class WalApplier {
   readonly #options: Required<WalApplyOptions>;
   #pageSize: number | undefined;
   /** Committed pages not yet written: one slot per page, overwritten in place by later images. */
-  readonly #committed = new Map<number, Buffer>();
+  readonly #committed = new Map<number, number>();
   /** Slabs are kept across flushes and refilled, so a long apply allocates them once. */
   readonly #slabs: Buffer[] = [];
-  #slabIndex = -1;
-  #slabUsed = 0;
+  /**
+   * Page-sized views into the slabs, made once and reused by every flush cycle: a view made per page
+   * per cycle would outlive young-generation collections and make V8 grow its heap.
+   */
+  readonly #slots: Buffer[] = [];
+  /** Slots in use this cycle (#committed maps a page number to its slot). */
+  #slotsUsed = 0;
   /** Input chunks the open transaction's pages point into, and their total size. */
   #pinned = new Set<ArrayBufferLike>();
   #pinnedBytes = 0;
@@ -267,24 +272,19 @@ export class WalApplier {
 
   /** Copies a committed page image into its slot (memory permitting is the caller's concern). */
   #stageNow(pgno: number, page: Buffer): void {
-    let slot = this.#committed.get(pgno);
-    if (slot === undefined) {
-      const ps = page.length;
-      let slab = this.#slabs[this.#slabIndex];
-      if (!slab || this.#slabUsed + ps > slab.length) {
-        this.#slabIndex++;
-        slab = this.#slabs[this.#slabIndex];
-        if (!slab || slab.length < ps) {
-          slab = Buffer.allocUnsafeSlow(ps * SLAB_PAGES);
-          this.#slabs[this.#slabIndex] = slab;
-        }
-        this.#slabUsed = 0;
+    let i = this.#committed.get(pgno);
+    if (i === undefined) {
+      i = this.#slotsUsed++;
+      if (i === this.#slots.length) {
+        // Every page of one applier has the same size (a WAL of another size is refused).
+        const ps = page.length;
+        const slab = Buffer.allocUnsafeSlow(ps * SLAB_PAGES);
+        this.#slabs.push(slab);
+        for (let k = 0; k < SLAB_PAGES; k++) this.#slots.push(slab.subarray(k * ps, (k + 1) * ps));
       }
-      slot = slab.subarray(this.#slabUsed, this.#slabUsed + ps);
-      this.#slabUsed += ps;
-      this.#committed.set(pgno, slot);
+      this.#committed.set(pgno, i);
     }
-    page.copy(slot);
+    page.copy(this.#slots[i]!);
   }
 
   #pin(page: Buffer): void {
@@ -312,10 +312,10 @@ export class WalApplier {
     let i = 0;
     while (i < pgnos.length && failure === undefined) {
       const first = pgnos[i]!;
-      const run: Buffer[] = [this.#committed.get(first)!];
+      const run: Buffer[] = [this.#slots[this.#committed.get(first)!]!];
       let j = i + 1;
       while (j < pgnos.length && pgnos[j] === first + (j - i) && run.length < MAX_IOVECS) {
-        run.push(this.#committed.get(pgnos[j]!)!);
+        run.push(this.#slots[this.#committed.get(pgnos[j]!)!]!);
         j++;
       }
       const p: Promise<void> = this.#fh.writev(run, (first - 1) * ps).then(
@@ -333,8 +333,7 @@ export class WalApplier {
     if (failure !== undefined) throw failure;
     this.#unsynced += pgnos.length * ps;
     this.#committed.clear();
-    this.#slabIndex = -1;
-    this.#slabUsed = 0;
+    this.#slotsUsed = 0;
     this.#backgroundSync();
   }
 
