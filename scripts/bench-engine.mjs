@@ -3,7 +3,7 @@
 // time to the first snapshot, each next to its physical floor measured in the same run. Prints JSON.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
@@ -140,6 +140,16 @@ for (let i = 0; i < RUNS; i++) {
   bigRestores.push(worker('restore', bigReplica, bigOut));
 }
 const bigFloor = await cpFloor(bigOut);
+// Another floor: the lz4 CLI decompressing the same snapshot file to a file, then fsync (what a restore
+// must do at least, without verifying WAL frames or going through a replica client).
+const snapDir = join(bigReplica, 'generations', (await readdir(join(bigReplica, 'generations')))[0], 'snapshots');
+const snapFile = join(snapDir, (await readdir(snapDir))[0]);
+const lz4d = [];
+for (let i = 0; i < RUNS; i++) {
+  await rm(`${bigOut}.lz4d`, { force: true });
+  lz4d.push(time('sh', ['-c', `lz4 -q -d -f "${snapFile}" "${bigOut}.lz4d" && sync "${bigOut}.lz4d"`]));
+}
+await rm(`${bigOut}.lz4d`, { force: true });
 result.restoreSnapshotOnly = {
   dbMiB: Math.round(bigMiB),
   seconds: r2(best(bigRestores.map((r) => r.seconds))),
@@ -147,6 +157,8 @@ result.restoreSnapshotOnly = {
   ...bigFloor,
   ratioToCp: r2(best(bigRestores.map((r) => r.seconds)) / bigFloor.cpSeconds),
   ratioToCpFsync: r2(best(bigRestores.map((r) => r.seconds)) / bigFloor.cpFsyncSeconds),
+  lz4DecompressFsyncSeconds: r2(best(lz4d)),
+  ratioToLz4DecompressFsync: r2(best(bigRestores.map((r) => r.seconds)) / best(lz4d)),
 };
 await rm(bigOut, { force: true });
 await rm(join(bigDir, '.big.db-litestream'), { recursive: true, force: true });

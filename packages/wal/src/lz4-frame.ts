@@ -98,8 +98,10 @@ export async function* encodeLz4Frame(
   // worker pool, started 32 MiB before (~50 ms of compression) so it is ready in time.
   const knownLarge = (options.expectedBytes ?? 0) > LIBUV_STREAM_BYTES;
   if (knownLarge) warmCompressPool();
+  // LSTREAM_LZ4_THREADS=1 keeps all compression on this thread.
+  const single = lz4Threads() === 1;
   const routeOf = (last: boolean): CompressRoute =>
-    streamBytes === 0 && last ? 'here' : knownLarge || streamBytes >= LIBUV_STREAM_BYTES ? 'pool' : 'libuv';
+    single || (streamBytes === 0 && last) ? 'here' : knownLarge || streamBytes >= LIBUV_STREAM_BYTES ? 'pool' : 'libuv';
   let depth = lz4Threads() + 1;
   /**
    * `owned`: `data` is not this encoder's reusable `pending` buffer (a source's chunk, or a `pending`
