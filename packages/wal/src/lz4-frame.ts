@@ -1,5 +1,5 @@
 import { Xxh32, xxh32 } from '@node-rs/xxhash';
-import { LIBUV_STREAM_BYTES, compressDepth, lz4Threads, poolCompress, poolUncompress, warmCompressPool, type CompressRoute } from './lz4-pool.js';
+import { LARGE_STREAM_BYTES, compressDepth, lz4Threads, poolCompress, poolUncompress, warmCompressPool } from './lz4-pool.js';
 import { ByteReader } from './byte-reader.js';
 import { ChecksumMismatchError, Lz4FrameError } from './errors.js';
 
@@ -23,8 +23,8 @@ export interface Lz4EncodeOptions {
   blockChecksum?: boolean;
   /**
    * Bytes the source will yield, when known (a snapshot knows its database's size). A stream known to
-   * pass LIBUV_STREAM_BYTES goes to the worker pool from its second block on: its memory stays
-   * bounded from the start.
+   * pass LARGE_STREAM_BYTES is compressed by a worker pool and the calling thread together from its
+   * first block.
    */
   expectedBytes?: number;
 }
@@ -36,16 +36,16 @@ function toBuffer(chunk: Uint8Array): Buffer {
   return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 }
 
-async function compressBlock(block: Buffer, blockChecksum: boolean, route: CompressRoute, owned: boolean): Promise<Buffer[]> {
+async function compressBlock(block: Buffer, blockChecksum: boolean, large: boolean): Promise<Buffer[]> {
   // lz4-napi's block API prefixes the compressed data with the uncompressed size (u32 LE). Those four
   // bytes are overwritten with the frame's block header, so the block is emitted without a copy.
-  const out = await poolCompress(block, route, owned);
+  const out = await poolCompress(block, large);
   let head: Buffer;
   let data: Buffer;
   if (out.length - 4 >= block.length) {
     head = Buffer.allocUnsafe(4);
     head.writeUInt32LE((block.length | UNCOMPRESSED_FLAG) >>> 0, 0);
-    data = owned ? block : Buffer.from(block); // `pending` is reused
+    data = Buffer.from(block); // the caller's chunk or `pending` may be reused
     const parts = [head, data];
     if (blockChecksum) parts.push(u32le(xxh32(data, 0)));
     return parts;
@@ -64,8 +64,7 @@ function u32le(n: number): Buffer {
 /**
  * Compresses a byte stream into one standard LZ4 frame (magic 0x184D2204) with independent blocks and
  * a content checksum, the form Litestream v0.3 writes and `lz4 -d` reads. Memory stays bounded by
- * a few blocks, whatever the input size. Chunks of `source` may be read after they are yielded, until
- * the frame ends: a source must not change a chunk once yielded (Node's streams never do).
+ * a few blocks, whatever the input size.
  */
 export async function* encodeLz4Frame(
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
@@ -87,35 +86,19 @@ export async function* encodeLz4Frame(
   yield header;
 
   const hash = new Xxh32(0);
-  // Blocks in flight, in order.
+  // Blocks in flight, in order; each holds its own copy of its input, so `pending` is reused.
   const inflight: Promise<Buffer[]>[] = [];
   let pending: Buffer | undefined;
   let pendingLen = 0;
-  let streamBytes = 0;
-  const WARM_AT = LIBUV_STREAM_BYTES - 32 * 1024 * 1024;
-  // A stream that is one block in all (most WAL segments) is compressed on this thread, sparing the
-  // round trip to another. A longer one goes to libuv's threads, and past LIBUV_STREAM_BYTES to the
-  // worker pool, started 32 MiB before (~50 ms of compression) so it is ready in time.
-  const knownLarge = (options.expectedBytes ?? 0) > LIBUV_STREAM_BYTES;
-  if (knownLarge) warmCompressPool();
-  // LSTREAM_LZ4_THREADS=1 keeps all compression on this thread.
-  const single = lz4Threads() === 1;
-  const routeOf = (last: boolean): CompressRoute =>
-    single || (streamBytes === 0 && last) ? 'here' : knownLarge || streamBytes >= LIBUV_STREAM_BYTES ? 'pool' : 'libuv';
-  let depth = lz4Threads() + 1;
-  /**
-   * `owned`: `data` is not this encoder's reusable `pending` buffer (a source's chunk, or a `pending`
-   * given up here), so a block sent to libuv may read it later without a copy.
-   */
-  const submit = (data: Buffer, last: boolean, owned: boolean) => {
-    const route = routeOf(last);
-    if (route === 'pool') depth = compressDepth();
-    const before = streamBytes;
-    streamBytes += data.length;
-    if (before < WARM_AT && streamBytes >= WARM_AT) warmCompressPool();
+  // A stream known to be large (a snapshot) goes to the worker pool and this thread together, the
+  // pool started now; any other stream is compressed here until this process has compressed
+  // POOL_AFTER_BYTES, which moves it to the pool too (see lz4-pool.ts).
+  const large = (options.expectedBytes ?? 0) > LARGE_STREAM_BYTES && lz4Threads() > 1;
+  if (large) warmCompressPool();
+  const depth = large ? compressDepth() : lz4Threads() + 1;
+  const submit = (data: Buffer) => {
     hash.update(data);
-    if (owned && route === 'libuv' && data.buffer === pending?.buffer) pending = undefined;
-    const p = compressBlock(data, blockChecksum, route, owned && route === 'libuv');
+    const p = compressBlock(data, blockChecksum, large);
     p.catch(() => {}); // observed in order below
     inflight.push(p);
   };
@@ -125,7 +108,7 @@ export async function* encodeLz4Frame(
       let chunk = toBuffer(raw);
       while (chunk.length > 0) {
         if (pendingLen === 0 && chunk.length >= blockSize) {
-          submit(chunk.subarray(0, blockSize), false, true);
+          submit(chunk.subarray(0, blockSize));
           chunk = chunk.subarray(blockSize);
         } else {
           pending ??= Buffer.allocUnsafe(blockSize);
@@ -134,14 +117,14 @@ export async function* encodeLz4Frame(
           pendingLen += take;
           chunk = chunk.subarray(take);
           if (pendingLen === blockSize) {
-            submit(pending, false, true);
+            submit(pending);
             pendingLen = 0;
           }
         }
         while (inflight.length >= depth) yield* await inflight.shift()!;
       }
     }
-    if (pendingLen > 0) submit(pending!.subarray(0, pendingLen), true, true);
+    if (pendingLen > 0) submit(pending!.subarray(0, pendingLen));
     while (inflight.length > 0) yield* await inflight.shift()!;
   } finally {
     await Promise.allSettled(inflight);

@@ -1,19 +1,20 @@
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import { compress as compressAsync, compressSync, uncompressSync } from 'lz4-napi';
+import { compressSync, uncompressSync } from 'lz4-napi';
 
 /*
- * Where LZ4 blocks are compressed (the route is picked per block by the frame encoder):
- * - a stream of one block (most WAL segments) on the calling thread: no round trip to another thread;
- * - the first LIBUV_STREAM_BYTES of a longer stream with lz4-napi's async call, on libuv's threads,
- *   which need no start-up; those calls leave native output buffers that only the calling thread's
- *   garbage collections free (512 async decompressions of 4 MiB blocks once left 1.5 GiB resident), so
- *   a long stream (a large snapshot) then moves to
- * - worker threads running the synchronous call, together with the calling thread: each worker
- *   copies its result into a transferable ArrayBuffer, which V8 accounts for, and releases lz4-napi's
- *   buffer on its own event loop between messages. A process that keeps compressing small streams
- *   (POOL_AFTER_BYTES) moves them to the workers too, sparing its event loop ~6 ms per block.
+ * Where LZ4 blocks are compressed:
+ * - on the calling thread, for the first POOL_AFTER_BYTES a process compresses (most streams are one
+ *   small WAL segment, and a worker takes ~50 ms of CPU to start);
+ * - then, and from the start for a stream its caller knows to be large (a snapshot), in worker threads
+ *   running lz4-napi's synchronous call, together with the calling thread whenever every worker has
+ *   its next block queued. Each worker copies its result into a transferable ArrayBuffer, which V8
+ *   accounts for, and releases lz4-napi's buffer on its own event loop between messages.
+ * lz4-napi's async calls (libuv's threads) are not used: the native buffers they return are freed only
+ * when the calling thread collects garbage, in the arenas of the threads that allocated them, which
+ * keep the memory: twenty 64 MiB streams in a row left 447 MiB resident (236 MiB this way), and a
+ * restore decoding segments that way peaked at 722 MiB.
  * Decompression stays on the calling thread, see poolUncompress.
  */
 const WORKER_SOURCE = `
@@ -148,10 +149,9 @@ class Lz4Pool {
   }
 
   /**
-   * Compresses one block. `large` says the block belongs to a stream already past LIBUV_STREAM_BYTES:
-   * it goes to a worker or, when every worker has its next block queued, to this thread, so all
-   * cores compress (on two cores, one worker and this thread). Otherwise the block is done here,
-   * unless this process keeps compressing (POOL_AFTER_BYTES), which starts the workers.
+   * Compresses one block: here while this process has compressed less than POOL_AFTER_BYTES and
+   * `large` is not set; otherwise in a worker or, when every worker has its next block queued, here,
+   * so all cores compress (on two cores, one worker and this thread).
    */
   compress(input: Uint8Array, large: boolean): Promise<Buffer> {
     if (!large && this.#workers.length === 0) {
@@ -180,15 +180,6 @@ class Lz4Pool {
 
 /** Blocks queued at one worker at most: two, so it starts the next as soon as it finishes one. */
 const WORKER_QUEUE = 2;
-
-/**
- * Compresses one block on one of libuv's threads. The call reads its input after returning: unless
- * the caller gives up `input` (`owned`), it gets its own copy. The result is copied so V8 accounts
- * for it (see runHere).
- */
-async function runInLibuv(input: Uint8Array, owned: boolean): Promise<Buffer> {
-  return Buffer.from(await compressAsync(owned ? input : Buffer.from(input)));
-}
 
 /** Runs one block operation on the calling thread. */
 function runHere(op: 'compress' | 'uncompress', input: Uint8Array, dict?: Uint8Array): Buffer {
@@ -228,24 +219,16 @@ function lz4Pool(): Lz4Pool {
   return pool;
 }
 
-/**
- * How a block is compressed: `here` on the calling thread unless this process keeps compressing;
- * `libuv` on libuv's threads; `pool` in the worker pool and on the calling thread.
- */
-export type CompressRoute = 'here' | 'libuv' | 'pool';
+/** Streams longer than this, when their length is known, use the worker pool from their first block. */
+export const LARGE_STREAM_BYTES = 64 * 1024 * 1024;
 
 /**
- * Bytes of one stream compressed on libuv's threads before it moves to the worker pool. Workers take
- * ~50 ms of CPU to start, as much as compressing ~30 MiB, so a stream of a few dozen MiB is done
- * faster without them; but the native buffers lz4-napi's async calls leave behind are freed only
- * when the calling thread collects garbage, so a long stream moves to the workers, which free theirs.
+ * Compresses one block with lz4-napi's block format (u32 LE size prefix): on the calling thread, or
+ * with `large` (a block of a stream known to be large) in the worker pool or on the calling thread,
+ * whichever is free.
  */
-export const LIBUV_STREAM_BYTES = 128 * 1024 * 1024;
-
-/** Compresses one block with lz4-napi's block format (u32 LE size prefix), by the given route. */
-export function poolCompress(block: Uint8Array, route: CompressRoute = 'here', owned = false): Promise<Buffer> {
-  if (route === 'libuv') return runInLibuv(block, owned);
-  return lz4Pool().compress(block, route === 'pool');
+export function poolCompress(block: Uint8Array, large = false): Promise<Buffer> {
+  return lz4Pool().compress(block, large);
 }
 
 /** Starts the compression workers ahead of a large stream (no-op on a single core). */
@@ -261,8 +244,7 @@ export function compressDepth(): number {
 /**
  * Decompresses one size-prefixed block, with `dict` for linked blocks, always on the calling thread:
  * decompression is fast (~2 ms per 4 MiB block). Measured restores were as fast this way as with
- * workers while using 80 MiB less memory (a 1 GiB snapshot: ~165 MiB peak instead of ~250), and
- * libuv's threads were slower still, with ~25 MiB more memory.
+ * workers while using 80 MiB less memory (a 1 GiB snapshot: ~165 MiB peak instead of ~250).
  */
 export function poolUncompress(prefixed: Uint8Array, dict?: Uint8Array): Promise<Buffer> {
   return runHereNow('uncompress', prefixed, dict);
