@@ -373,7 +373,8 @@ export class Replica {
       }
       const started = performance.now();
       const path = this.db.shadowWalPath(pos.generation, pos.index);
-      await writeWalSegment(this.client, pos, readRange(path, pos.offset, end), { signal });
+      // A segment of a bulk load is compressed by the LZ4 worker pool as soon as its size says so.
+      await writeWalSegment(this.client, pos, readRange(path, pos.offset, end), { signal, lz4: { expectedBytes: end - pos.offset } });
       const next = new Pos(pos.generation, pos.index, end);
       // Storage took a write: the error of an earlier attempt is history before any waiter wakes.
       this.#lastError = undefined;
