@@ -104,8 +104,8 @@ class Lz4Pool {
     worker.on('message', (m: { id: number; ok: boolean; output?: ArrayBuffer; message?: string; input: ArrayBuffer; ready?: boolean }) => {
       if (m.ready) {
         w.ready = true;
-        // An unref() before the worker is up does not stick: one started but never used would keep
-        // the process alive.
+        // Unref'd again once up: a pool started and never used was once seen keeping the process
+        // alive after its work was done (while lz4-napi's async calls were also in use).
         if (w.busy === 0) worker.unref();
         return;
       }
