@@ -193,11 +193,9 @@ export async function* decodeLz4Frame(
 ): AsyncGenerator<Buffer, void, undefined> {
   void options;
   const reader = new ByteReader(source);
-  // Blocks are decompressed on this thread (see poolUncompress), so decoding ahead gains nothing and
-  // holds more memory: each block is yielded as soon as it is decompressed (a 1 GiB snapshot restore
-  // peaked at 132-138 MB this way, 140-146 MB with three blocks ahead, in the same time).
-  const depth = 1;
-  const inflight: Promise<Buffer>[] = [];
+  // Blocks are decompressed on this thread (see poolUncompress), so decoding ahead would gain nothing
+  // and hold more memory: each block is yielded as soon as it is decompressed (a 1 GiB snapshot
+  // restore peaked at 132-138 MB this way, 140-146 MB with three blocks decoded ahead, in the same time).
   try {
     let frames = 0;
     for (;;) {
@@ -262,7 +260,7 @@ export async function* decodeLz4Frame(
           data = await reader.read(size);
         } else {
           // uncompress() wants the output capacity in front (u32 LE); the frame's maximum is always enough.
-          // One scratch buffer per frame: the pool copies each block before the next is read into it.
+          // One scratch buffer per frame: each block is decompressed before the next is read into it.
           if (!scratch || scratch.length < size + 4) scratch = Buffer.allocUnsafe(info.maxBlockSize + 4);
           prefixed = scratch.subarray(0, size + 4);
           prefixed.writeUInt32LE(info.maxBlockSize, 0);
@@ -277,21 +275,10 @@ export async function* decodeLz4Frame(
             throw new ChecksumMismatchError(`LZ4 block checksum mismatch at offset ${blockOffset}`, { offset: blockOffset });
           }
         }
-        if (raw) {
-          // Copied so the output never pins a larger input chunk.
-          const block = Buffer.from(data);
-          if (info.independent) inflight.push(Promise.resolve(block));
-          else yield emit(block);
-        } else if (info.independent) {
-          const p = decompressBlock(prefixed!, undefined, blockOffset);
-          p.catch(() => {}); // observed in order below
-          inflight.push(p);
-        } else {
-          yield emit(await decompressBlock(prefixed!, window, blockOffset));
-        }
-        while (inflight.length >= depth) yield emit(await inflight.shift()!);
+        // A raw block is copied so the output never pins a larger input chunk. `window` is only ever
+        // set for linked blocks.
+        yield emit(raw ? Buffer.from(data) : await decompressBlock(prefixed!, window, blockOffset));
       }
-      while (inflight.length > 0) yield emit(await inflight.shift()!);
       if (info.contentChecksum) {
         const sum = await reader.read(4);
         if (sum.length < 4) throw new Lz4FrameError('truncated LZ4 frame: missing content checksum', { offset: reader.consumed });
@@ -307,7 +294,6 @@ export async function* decodeLz4Frame(
       frames++;
     }
   } finally {
-    await Promise.allSettled(inflight);
     await reader.close();
   }
 }

@@ -154,11 +154,9 @@ class Lz4Pool {
    * so all cores compress (on two cores, one worker and this thread).
    */
   compress(input: Uint8Array, large: boolean): Promise<Buffer> {
-    if (!large && this.#workers.length === 0) {
-      if (this.#hereBytes < POOL_AFTER_BYTES) {
-        this.#hereBytes += input.byteLength;
-        return runHereNow('compress', input);
-      }
+    if (!large && this.#workers.length === 0 && this.#hereBytes < POOL_AFTER_BYTES) {
+      this.#hereBytes += input.byteLength;
+      return runHereNow('compress', input);
     }
     this.warm();
     let w: PoolWorker | undefined;
@@ -236,9 +234,9 @@ export function warmCompressPool(): void {
   lz4Pool().warm();
 }
 
-/** Blocks a compressor may have in flight to keep every thread busy. */
+/** Blocks a compressor may have in flight to keep every thread busy: every worker's queue, plus two. */
 export function compressDepth(): number {
-  return Math.max(lz4Threads() + 1, (lz4Threads() - 1) * WORKER_QUEUE + 2);
+  return (lz4Threads() - 1) * WORKER_QUEUE + 2;
 }
 
 /**

@@ -62,6 +62,32 @@ export function frameAlign(offset: number, pageSize: number): number {
   return WAL_HEADER_SIZE + Math.floor((offset - WAL_HEADER_SIZE) / frameSize) * frameSize;
 }
 
+/** The running pair of SQLite's WAL checksum. */
+interface ChecksumPair {
+  a: number;
+  b: number;
+}
+
+/**
+ * True when `data`'s words can be read through a Uint32Array: the WAL's checksum byte order is the
+ * host's and `data` is 4-byte aligned. V8 optimises that best.
+ */
+function readsNativeWords(bigEndian: boolean, data: Uint8Array): boolean {
+  return bigEndian !== HOST_LITTLE_ENDIAN && data.byteOffset % 4 === 0;
+}
+
+/** Adds words [from, to) of `w` (an even count, in host byte order) to the checksum pair `sum`. */
+function addNativeWords(w: Uint32Array, from: number, to: number, sum: ChecksumPair): void {
+  let a = sum.a;
+  let b = sum.b;
+  for (let i = from; i < to; i += 2) {
+    a = (a + w[i]! + b) >>> 0;
+    b = (b + w[i + 1]! + a) >>> 0;
+  }
+  sum.a = a;
+  sum.b = b;
+}
+
 /**
  * Computes SQLite's WAL checksum of `data` (a multiple of 8 bytes), continuing from (`s0`, `s1`).
  * Words are read in the byte order the WAL magic names. Returns the new pair.
@@ -74,22 +100,18 @@ export function walChecksum(
 ): [number, number] {
   const n = data.byteLength;
   if (n % 8 !== 0) throw new RangeError(`WAL checksum input must be a multiple of 8 bytes, got ${n}`);
+  if (readsNativeWords(bigEndian, data)) {
+    const sum = { a: s0 >>> 0, b: s1 >>> 0 };
+    addNativeWords(new Uint32Array(data.buffer, data.byteOffset, n >>> 2), 0, n >>> 2, sum);
+    return [sum.a, sum.b];
+  }
   let a = s0 >>> 0;
   let b = s1 >>> 0;
-  if (bigEndian !== HOST_LITTLE_ENDIAN && data.byteOffset % 4 === 0) {
-    // Native byte order and aligned: read words through a typed array, which V8 optimises best.
-    const words = new Uint32Array(data.buffer, data.byteOffset, n >>> 2);
-    for (let i = 0; i < words.length; i += 2) {
-      a = (a + words[i]! + b) >>> 0;
-      b = (b + words[i + 1]! + a) >>> 0;
-    }
-  } else {
-    const view = new DataView(data.buffer, data.byteOffset, n);
-    const le = !bigEndian;
-    for (let i = 0; i < n; i += 8) {
-      a = (a + view.getUint32(i, le) + b) >>> 0;
-      b = (b + view.getUint32(i + 4, le) + a) >>> 0;
-    }
+  const view = new DataView(data.buffer, data.byteOffset, n);
+  const le = !bigEndian;
+  for (let i = 0; i < n; i += 8) {
+    a = (a + view.getUint32(i, le) + b) >>> 0;
+    b = (b + view.getUint32(i + 4, le) + a) >>> 0;
   }
   return [a, b];
 }
@@ -231,27 +253,23 @@ export class WalChain {
     if (h.salt1 !== this.header.salt1 || h.salt2 !== this.header.salt2) return 'salt-mismatch';
     if (h.pgno === 0) return 'invalid-frame';
     const be = this.header.bigEndianChecksum;
-    if (be !== HOST_LITTLE_ENDIAN && frame.byteOffset % 4 === 0 && frame.byteLength % 8 === 0) {
-      // Native byte order, aligned: sum the words in place through one view per input buffer
-      // (frames are usually views into the same large chunk), allocating nothing per frame.
+    if (readsNativeWords(be, frame) && frame.byteLength % 8 === 0) {
+      // Sum the words in place through one view per input buffer (frames are usually views into
+      // the same large chunk), allocating nothing per frame: the 8 header bytes, then the page.
       if (frame.buffer !== this.#wordsOf) {
         this.#wordsOf = frame.buffer;
         this.#words = new Uint32Array(frame.buffer, 0, frame.buffer.byteLength >>> 2);
       }
       const w = this.#words!;
       const start = frame.byteOffset >>> 2;
-      let a = this.#s0;
-      let b = this.#s1;
-      a = (a + w[start]! + b) >>> 0;
-      b = (b + w[start + 1]! + a) >>> 0;
-      const end = start + (frame.byteLength >>> 2);
-      for (let i = start + (WAL_FRAME_HEADER_SIZE >>> 2); i < end; i += 2) {
-        a = (a + w[i]! + b) >>> 0;
-        b = (b + w[i + 1]! + a) >>> 0;
-      }
-      if (a !== h.checksum1 || b !== h.checksum2) return 'checksum-mismatch';
-      this.#s0 = a;
-      this.#s1 = b;
+      const sum = this.#sum;
+      sum.a = this.#s0;
+      sum.b = this.#s1;
+      addNativeWords(w, start, start + 2, sum);
+      addNativeWords(w, start + (WAL_FRAME_HEADER_SIZE >>> 2), start + (frame.byteLength >>> 2), sum);
+      if (sum.a !== h.checksum1 || sum.b !== h.checksum2) return 'checksum-mismatch';
+      this.#s0 = sum.a;
+      this.#s1 = sum.b;
       return 'ok';
     }
     let c = walChecksum(be, frame.subarray(0, 8), this.#s0, this.#s1);
@@ -265,4 +283,6 @@ export class WalChain {
   /** The buffer #words views, kept so consecutive frames of one chunk share it. */
   #wordsOf: ArrayBufferLike | undefined;
   #words: Uint32Array | undefined;
+  /** Scratch pair for `verify`, reused for every frame. */
+  readonly #sum: ChecksumPair = { a: 0, b: 0 };
 }
