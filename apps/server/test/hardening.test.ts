@@ -179,6 +179,22 @@ describe('lstream-server with broken storage', () => {
         sync-interval: 100ms
 `;
 
+  /** A server replicating database `<name>.db` (5 rows) to the storage that never answers, once it replicates. */
+  async function replicatingToHungStorage(name: string) {
+    const db = join(dir, `${name}.db`);
+    write(db, ['--rows', '5']);
+    const configPath = join(dir, `${name}.yml`);
+    writeFileSync(configPath, `addr: "127.0.0.1:0"\ndbs:\n  - path: ${db}\n    replicas:\n${s3Replica('s3', hangPort)}`);
+    const server = await startServer(['-config', configPath]);
+    try {
+      await server.proc.waitFor(/replicating database/);
+    } catch (err) {
+      await server.proc.stop('SIGKILL');
+      throw err;
+    }
+    return { db, server };
+  }
+
   it('never prints the credentials, and on a non-loopback bind without a token /readyz gives no details', async () => {
     const db = join(dir, 'denied.db');
     write(db, ['--rows', '5']);
@@ -204,13 +220,8 @@ describe('lstream-server with broken storage', () => {
   }, 90_000);
 
   it('exits within 10 s of SIGTERM when the final sync cannot reach storage, saying so, with a non-zero code', async () => {
-    const db = join(dir, 'hung-stop.db');
-    write(db, ['--rows', '5']);
-    const configPath = join(dir, 'hung-stop.yml');
-    writeFileSync(configPath, `addr: "127.0.0.1:0"\ndbs:\n  - path: ${db}\n    replicas:\n${s3Replica('s3', hangPort)}`);
-    const server = await startServer(['-config', configPath]);
+    const { db, server } = await replicatingToHungStorage('hung-stop');
     try {
-      await server.proc.waitFor(/replicating database/);
       // Commits the hung storage never receives: the final sync has something to ship.
       write(db, ['--rows', '50']);
       const started = Date.now();
@@ -226,13 +237,8 @@ describe('lstream-server with broken storage', () => {
   }, 60_000);
 
   it('answers the status API with a listing error when storage hangs, instead of hanging too', async () => {
-    const db = join(dir, 'hung.db');
-    write(db, ['--rows', '5']);
-    const configPath = join(dir, 'hung.yml');
-    writeFileSync(configPath, `addr: "127.0.0.1:0"\ndbs:\n  - path: ${db}\n    replicas:\n${s3Replica('s3', hangPort)}`);
-    const server = await startServer(['-config', configPath]);
+    const { server } = await replicatingToHungStorage('hung');
     try {
-      await server.proc.waitFor(/replicating database/);
       const res = await fetch(`${server.url}/api/v1/databases`);
       expect(res.status).toBe(200);
       const body = (await res.json()) as { databases: { replicas: { listError: string | null }[] }[] };

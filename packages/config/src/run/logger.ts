@@ -35,13 +35,10 @@ function redactValue(v: unknown, secrets: readonly (string | undefined)[]): unkn
   return v;
 }
 
+/** The fields of a record without undefined ones, redacted like any nested object (see redactValue). */
 function clean(fields: Record<string, unknown> | undefined, secrets: readonly (string | undefined)[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(fields ?? {})) {
-    if (v === undefined) continue;
-    out[k] = SECRET_KEY.test(k) ? '***' : redactValue(v, secrets);
-  }
-  return out;
+  const defined = Object.fromEntries(Object.entries(fields ?? {}).filter(([, v]) => v !== undefined));
+  return redactValue(defined, secrets) as Record<string, unknown>;
 }
 
 /**
