@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { integrityCheck, sqliteCheckpoint, tempDir, writeWithSqlite } from '../test/helpers.js';
 import { WalApplier, applyWal } from './apply.js';
 import { CorruptDataError, PageSizeMismatchError, WalFormatError } from './errors.js';
+import { readFileChunks } from './file-chunks.js';
 import { scanWal } from './wal-reader.js';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -72,6 +73,36 @@ describe('applyWal on WALs written by real SQLite', () => {
     expect((await leftovers).filter((f) => f.includes('lstream-apply'))).toEqual([]);
   });
 
+  it('keeps nothing from a chunk once it asks for the next, so a source may refill one buffer', async () => {
+    const s = await scenario('mixed');
+    const wal = await readFile(s.wal);
+    // One buffer, overwritten with the next piece as soon as the applier asks for it. Pieces of
+    // 5,000 bytes split frames and transactions; an applier that kept a view into an earlier piece
+    // would write the bytes of a later one.
+    async function* oneBuffer(): AsyncGenerator<Buffer> {
+      const buf = Buffer.alloc(5000);
+      for (let at = 0; at < wal.length; at += buf.length) {
+        const n = wal.copy(buf, 0, at, Math.min(at + buf.length, wal.length));
+        yield buf.subarray(0, n);
+        buf.fill(0xee);
+      }
+    }
+    for (const bufferBytes of [64 * 1024, undefined]) {
+      const out = join(s.dir, `one-buffer-${bufferBytes ?? 'default'}.db`);
+      await copyFile(join(s.dir, 'src.db'), out);
+      const applier = await WalApplier.open(out, { bufferBytes, strict: true });
+      await applier.apply(oneBuffer());
+      await applier.close();
+      expect((await readFile(out)).equals(await readFile(s.expected))).toBe(true);
+    }
+    // readFileChunks refills each chunk's memory after the next is asked for.
+    const viaChunks = join(s.dir, 'via-chunks.db');
+    await copyFile(join(s.dir, 'src.db'), viaChunks);
+    await applyWal(viaChunks, readFileChunks(s.wal, { chunkBytes: 7000 }), { strict: true, bufferBytes: 128 * 1024 });
+    expect((await readFile(viaChunks)).equals(await readFile(s.expected))).toBe(true);
+    expect(integrityCheck(viaChunks)).toBe('ok');
+  });
+
   it('refuses a WAL whose page size differs from the database', async () => {
     const a = await scenario('basic', 1024);
     const b = await scenario('basic', 4096);
@@ -103,5 +134,32 @@ describe('applyWal on WALs written by real SQLite', () => {
     const copy = join(s.dir, 'copy.db');
     await rename(s.expected, copy);
     await expect(applyWal(copy, [corrupt], { strict: true })).rejects.toBeInstanceOf(WalFormatError);
+  });
+});
+
+describe('readFileChunks', () => {
+  it('yields exactly the bytes of the file or of a range, at any chunk size', async () => {
+    const t = await tempDir();
+    cleanups.push(t.cleanup);
+    const path = join(t.dir, 'data.bin');
+    const data = Buffer.from(Array.from({ length: 100_003 }, (_, i) => (i * 7 + (i >> 8)) & 0xff));
+    await writeFile(path, data);
+    const collect = async (it: AsyncIterable<Buffer>) => {
+      const parts: Buffer[] = [];
+      for await (const c of it) parts.push(Buffer.from(c));
+      return Buffer.concat(parts);
+    };
+    for (const chunkBytes of [1, 4096, 65_536, 100_003, 1 << 20]) {
+      expect((await collect(readFileChunks(path, { chunkBytes: chunkBytes === 1 ? 997 : chunkBytes }))).equals(data)).toBe(true);
+    }
+    expect((await collect(readFileChunks(path, { start: 10, end: 50_010, chunkBytes: 4096 }))).equals(data.subarray(10, 50_010))).toBe(true);
+    expect((await collect(readFileChunks(path, { start: 100_003 }))).length).toBe(0);
+    // Stopping early closes the file (the generator's return ends the read-ahead first).
+    for await (const c of readFileChunks(path, { chunkBytes: 4096 })) {
+      expect(c.length).toBe(4096);
+      break;
+    }
+    await expect(collect(readFileChunks(join(t.dir, 'missing')))).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(collect(readFileChunks(path, { chunkBytes: 0 }))).rejects.toBeInstanceOf(RangeError);
   });
 });

@@ -47,49 +47,65 @@ export interface WalApplyResult {
   stopReason: WalStopReason;
 }
 
-interface Pending {
-  pgno: number;
-  page: Buffer;
-}
-
 /**
  * Applies SQLite WALs to a database file the way a checkpoint does, without SQLite: the latest image
  * of every page of each committed transaction goes to (pgno − 1) × page size, and on close the file
  * is sized from the last commit frame. Frames after the last valid commit are never applied. Several
  * WALs (consecutive indexes of one generation) can be applied in order before `close`.
+ *
+ * Every page is copied out of its input chunk as it is read, so `apply` holds no reference to a
+ * chunk once it has asked its source for the next one: a source may refill the same memory (see
+ * `readFileChunks`). Memory stays within `bufferBytes` of page copies plus the chunk being read.
  */
 export class WalApplier {
   readonly #fh: FileHandle;
   readonly #path: string;
   readonly #options: Required<WalApplyOptions>;
   #pageSize: number | undefined;
-  /** Committed pages not yet written: one slot per page, overwritten in place by later images. */
+  /** Most page copies held at once (committed and of the open transaction). */
+  #maxSlots = 0;
+  /** Committed pages not yet written: page number → the slot holding its latest image. */
   readonly #committed = new Map<number, number>();
+  /** Pages of the open transaction, in frame order, and the slots holding their copies. */
+  #txnPgnos: number[] = [];
+  #txnSlots: number[] = [];
   /** Slabs are kept across flushes and refilled, so a long apply allocates them once. */
   readonly #slabs: Buffer[] = [];
   /**
-   * Page-sized views into the slabs, made once and reused by every flush cycle: a view made per page
-   * per cycle would outlive young-generation collections and make V8 grow its heap.
+   * Page-sized views into the slabs, made once and reused: a view made per page per cycle would
+   * outlive young-generation collections and make V8 grow its heap.
    */
   readonly #slots: Buffer[] = [];
-  /** Slots in use this cycle (#committed maps a page number to its slot). */
+  /** Slots handed out since the last time every slot was free. */
   #slotsUsed = 0;
-  /** Input chunks the open transaction's pages point into, and their total size. */
-  #pinned = new Set<ArrayBufferLike>();
-  #pinnedBytes = 0;
+  /**
+   * Slots freed while others were still in use (a page superseded by a later commit, or written
+   * out while a transaction was open), reused first-in first-out: they were freed in page order,
+   * so the next transaction's pages land side by side again and a flush writes them as one buffer.
+   */
+  #free: number[] = [];
+  #freeHead = 0;
   #pageCount = 0;
   #closed = false;
   #spill: { fh: FileHandle; path: string; size: number } | undefined;
+  /** Pages of the open transaction moved to the spill file, in frame order. */
+  #spilled: { pgno: number; at: number }[] = [];
 
   private constructor(fh: FileHandle, path: string, pageSize: number | undefined, options: WalApplyOptions) {
     this.#fh = fh;
     this.#path = path;
-    this.#pageSize = pageSize;
     this.#options = {
       strict: options.strict ?? false,
       fsync: options.fsync ?? true,
       bufferBytes: options.bufferBytes ?? APPLY_DEFAULT_BUFFER_BYTES,
     };
+    if (pageSize !== undefined) this.#setPageSize(pageSize);
+  }
+
+  #setPageSize(pageSize: number): void {
+    this.#pageSize = pageSize;
+    // At least two slots, so a commit always finds room for its last page after a flush.
+    this.#maxSlots = Math.max(2, Math.floor(this.#options.bufferBytes / pageSize));
   }
 
   /**
@@ -133,11 +149,10 @@ export class WalApplier {
     const reader = new WalFrameReader(wal);
     try {
       const header = await reader.header();
-      if (this.#pageSize === undefined) this.#pageSize = header.pageSize;
+      if (this.#pageSize === undefined) this.#setPageSize(header.pageSize);
       if (header.pageSize !== this.#pageSize) {
-        throw new PageSizeMismatchError(header.pageSize, this.#pageSize, this.#path);
+        throw new PageSizeMismatchError(header.pageSize, this.#pageSize!, this.#path);
       }
-      let txn: Pending[] = [];
       let transactions = 0;
       let frames = 0;
       for (;;) {
@@ -145,25 +160,20 @@ export class WalApplier {
         let f = reader.nextBuffered();
         if (f === undefined) f = await reader.next();
         if (!f) break;
-        this.#pin(f.page);
-        txn.push({ pgno: f.pgno, page: f.page });
+        if (this.#committed.size + this.#txnSlots.length >= this.#maxSlots) await this.#makeRoom();
+        const slot = this.#allocSlot();
+        f.page.copy(this.#slots[slot]!);
+        this.#txnPgnos.push(f.pgno);
+        this.#txnSlots.push(slot);
         if (f.commitSize !== 0) {
-          frames += this.#spillFrames + txn.length;
-          await this.#commit(txn);
-          txn = [];
+          frames += this.#spilled.length + this.#txnSlots.length;
+          await this.#commit();
           transactions++;
           this.#pageCount = f.commitSize;
-        } else if (this.#pinnedBytes > this.#options.bufferBytes) {
-          // A transaction too large for memory: move its pages so far to disk.
-          await this.#spillPages(txn);
-          txn = [];
-          this.#unpinAll();
         }
       }
-      // Frames after the last commit are never applied: forget any that were spilled.
-      this.#spilled = [];
-      this.#spillFrames = 0;
-      if (this.#spill) this.#spill.size = 0;
+      // Frames after the last commit are never applied.
+      this.#dropOpenTransaction();
       const stopReason = reader.stopReason ?? 'end';
       if (this.#options.strict) {
         if (stopReason !== 'end') {
@@ -186,6 +196,9 @@ export class WalApplier {
         pageCount: this.#pageCount,
         stopReason,
       };
+    } catch (err) {
+      this.#dropOpenTransaction();
+      throw err;
     } finally {
       await reader.close();
     }
@@ -220,83 +233,106 @@ export class WalApplier {
     await this.#dropSpill();
   }
 
-  #spillFrames = 0;
-  #spilled: { pgno: number; at: number }[] = [];
+  #allocSlot(): number {
+    if (this.#freeHead < this.#free.length) {
+      const slot = this.#free[this.#freeHead++]!;
+      if (this.#freeHead === this.#free.length) {
+        this.#free = [];
+        this.#freeHead = 0;
+      }
+      return slot;
+    }
+    const slot = this.#slotsUsed++;
+    if (slot === this.#slots.length) {
+      // Every page of one applier has the same size (a WAL of another size is refused).
+      const ps = this.#pageSize!;
+      const slab = Buffer.allocUnsafeSlow(ps * SLAB_PAGES);
+      this.#slabs.push(slab);
+      for (let k = 0; k < SLAB_PAGES; k++) this.#slots.push(slab.subarray(k * ps, (k + 1) * ps));
+    }
+    return slot;
+  }
 
-  /** Moves the pages of a transaction too large for memory to a temporary file beside the database. */
-  async #spillPages(pages: Pending[]): Promise<void> {
+  #freeSlot(slot: number): void {
+    this.#free.push(slot);
+  }
+
+  /** Forgets the open transaction (its frames are never applied) and frees its slots. */
+  #dropOpenTransaction(): void {
+    for (const slot of this.#txnSlots) this.#freeSlot(slot);
+    this.#txnPgnos = [];
+    this.#txnSlots = [];
+    this.#spilled = [];
+    if (this.#spill) this.#spill.size = 0;
+  }
+
+  /**
+   * Frees slots when every one is taken: writes out committed pages, or, when the open transaction
+   * alone fills memory, moves its pages so far to a temporary file beside the database.
+   */
+  async #makeRoom(): Promise<void> {
+    if (this.#committed.size > 0) {
+      await this.#flush();
+      return;
+    }
     if (!this.#spill) {
       const path = `${this.#path}.lstream-apply-${randomBytes(4).toString('hex')}.tmp`;
       this.#spill = { fh: await open(path, 'w+'), path, size: 0 };
     }
     const spill = this.#spill;
-    for (let i = 0; i < pages.length; i += MAX_IOVECS) {
-      const batch = pages.slice(i, i + MAX_IOVECS);
-      await spill.fh.writev(batch.map((p) => p.page), spill.size);
-      for (const p of batch) {
-        this.#spilled.push({ pgno: p.pgno, at: spill.size });
-        spill.size += p.page.length;
-      }
-    }
-    this.#spillFrames += pages.length;
-  }
-
-  async #commit(txn: Pending[]): Promise<void> {
-    if (this.#spilled.length > 0) {
-      // A transaction larger than the buffer: write what is buffered, then copy the spilled pages over.
-      await this.#flush();
-      const ps = this.#pageSize!;
-      const latest = new Map<number, number>();
-      for (const s of this.#spilled) latest.set(s.pgno, s.at);
-      for (const [pgno, at] of latest) {
-        const page = Buffer.allocUnsafe(ps);
-        await this.#spill!.fh.read(page, 0, ps, at);
-        await this.#stage(pgno, page);
-      }
-      this.#spilled = [];
-      this.#spillFrames = 0;
-      this.#spill!.size = 0;
-    }
-    // Make room for the whole transaction first, so its pages are staged without awaiting.
     const ps = this.#pageSize!;
-    if ((this.#committed.size + txn.length) * ps > this.#options.bufferBytes && this.#committed.size > 0) await this.#flush();
-    for (const p of txn) this.#stageNow(p.pgno, p.page);
-    this.#unpinAll();
-  }
-
-  /** Copies a committed page image into its slot, writing everything out first when memory is full. */
-  async #stage(pgno: number, page: Buffer): Promise<void> {
-    if (!this.#committed.has(pgno) && this.#committed.size * page.length >= this.#options.bufferBytes) await this.#flush();
-    this.#stageNow(pgno, page);
-  }
-
-  /** Copies a committed page image into its slot (memory permitting is the caller's concern). */
-  #stageNow(pgno: number, page: Buffer): void {
-    let i = this.#committed.get(pgno);
-    if (i === undefined) {
-      i = this.#slotsUsed++;
-      if (i === this.#slots.length) {
-        // Every page of one applier has the same size (a WAL of another size is refused).
-        const ps = page.length;
-        const slab = Buffer.allocUnsafeSlow(ps * SLAB_PAGES);
-        this.#slabs.push(slab);
-        for (let k = 0; k < SLAB_PAGES; k++) this.#slots.push(slab.subarray(k * ps, (k + 1) * ps));
+    const slots = this.#txnSlots;
+    const pgnos = this.#txnPgnos;
+    for (let i = 0; i < slots.length; i += MAX_IOVECS) {
+      const batch = slots.slice(i, i + MAX_IOVECS).map((s) => this.#slots[s]!);
+      await spill.fh.writev(batch, spill.size);
+      for (let k = i; k < i + batch.length; k++) {
+        this.#spilled.push({ pgno: pgnos[k]!, at: spill.size });
+        spill.size += ps;
       }
-      this.#committed.set(pgno, i);
     }
-    page.copy(this.#slots[i]!);
+    for (const slot of slots) this.#freeSlot(slot);
+    this.#txnPgnos = [];
+    this.#txnSlots = [];
   }
 
-  #pin(page: Buffer): void {
-    if (!this.#pinned.has(page.buffer)) {
-      this.#pinned.add(page.buffer);
-      this.#pinnedBytes += page.buffer.byteLength;
+  /** Makes the open transaction's pages committed: each page's new copy supersedes its old one. */
+  async #commit(): Promise<void> {
+    if (this.#spilled.length > 0) await this.#commitSpilled();
+    const committed = this.#committed;
+    const pgnos = this.#txnPgnos;
+    const slots = this.#txnSlots;
+    for (let i = 0; i < pgnos.length; i++) {
+      const pgno = pgnos[i]!;
+      const old = committed.get(pgno);
+      if (old !== undefined) this.#freeSlot(old);
+      committed.set(pgno, slots[i]!);
     }
+    this.#txnPgnos = [];
+    this.#txnSlots = [];
   }
 
-  #unpinAll(): void {
-    this.#pinned.clear();
-    this.#pinnedBytes = 0;
+  /**
+   * Commits a transaction larger than memory: writes what is buffered, then copies the latest image
+   * of each spilled page straight into the database (pages still in memory supersede them later).
+   */
+  async #commitSpilled(): Promise<void> {
+    await this.#flush();
+    const ps = this.#pageSize!;
+    const spill = this.#spill!;
+    const inMemory = new Set(this.#txnPgnos);
+    const latest = new Map<number, number>();
+    for (const s of this.#spilled) if (!inMemory.has(s.pgno)) latest.set(s.pgno, s.at);
+    const scratch = Buffer.allocUnsafe(ps * SLAB_PAGES);
+    const entries = [...latest].sort((a, b) => a[0] - b[0]);
+    for (let i = 0; i < entries.length; i += SLAB_PAGES) {
+      const batch = entries.slice(i, i + SLAB_PAGES);
+      await Promise.all(batch.map(([, at], k) => spill.fh.read(scratch, k * ps, ps, at)));
+      await Promise.all(batch.map(([pgno], k) => this.#fh.write(scratch, k * ps, ps, (pgno - 1) * ps)));
+      this.#unsynced += batch.length * ps;
+    }
+    this.#spilled = [];
+    spill.size = 0;
   }
 
   /**
@@ -350,8 +386,15 @@ export class WalApplier {
     await Promise.all(inflight);
     if (failure !== undefined) throw failure;
     this.#unsynced += pgnos.length * ps;
+    if (this.#txnSlots.length === 0) {
+      // Every slot is free again: hand them out from the first, in order.
+      this.#free = [];
+      this.#freeHead = 0;
+      this.#slotsUsed = 0;
+    } else {
+      for (const pgno of pgnos) this.#freeSlot(this.#committed.get(pgno)!);
+    }
     this.#committed.clear();
-    this.#slotsUsed = 0;
     this.#backgroundSync();
   }
 

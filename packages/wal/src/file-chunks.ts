@@ -1,0 +1,60 @@
+import { open } from 'node:fs/promises';
+
+/** Options for `readFileChunks`. */
+export interface ReadFileChunksOptions {
+  /** Bytes per chunk (default 4 MiB). */
+  chunkBytes?: number;
+  /** First byte to read (default 0). */
+  start?: number;
+  /** Byte after the last to read (default: the end of the file). */
+  end?: number;
+}
+
+/**
+ * Reads a file, or the byte range [start, end), as a stream of chunks held in two buffers that are
+ * reused: the next chunk is read while the caller works on the current one. A chunk stays valid only
+ * until the caller asks for the next one; its memory is then refilled. For consumers that keep
+ * nothing past that point, such as `WalApplier.apply`; anything else must copy what it keeps.
+ *
+ * Compared with `fs.createReadStream`, nothing is allocated per chunk: on a 70 MiB WAL that is the
+ * difference between 20 ms and 60–75 ms spent reading, most of it page faults on fresh memory.
+ */
+export async function* readFileChunks(
+  path: string,
+  options: ReadFileChunksOptions = {},
+): AsyncGenerator<Buffer, void, undefined> {
+  const chunkBytes = options.chunkBytes ?? 4 * 1024 * 1024;
+  if (!Number.isInteger(chunkBytes) || chunkBytes <= 0) throw new RangeError(`chunkBytes must be a positive integer, got ${chunkBytes}`);
+  const fh = await open(path, 'r');
+  let pending: Promise<{ bytesRead: number; buffer: Buffer; want: number }> | undefined;
+  try {
+    let pos = options.start ?? 0;
+    const end = options.end ?? (await fh.stat()).size;
+    const buffers = [Buffer.allocUnsafeSlow(Math.min(chunkBytes, Math.max(end - pos, 0))), Buffer.alloc(0)];
+    let next = 0;
+    const readNext = () => {
+      const want = Math.min(chunkBytes, end - pos);
+      if (want <= 0) return undefined;
+      if (buffers[next]!.length < want) buffers[next] = Buffer.allocUnsafeSlow(want);
+      const p = fh.read(buffers[next]!, 0, want, pos).then((r) => ({ ...r, want }));
+      pos += want;
+      next ^= 1;
+      return p;
+    };
+    pending = readNext();
+    while (pending) {
+      const { bytesRead, buffer, want } = await pending;
+      pending = undefined;
+      if (bytesRead === 0) return;
+      // Read ahead into the other buffer while the caller works on this one (unless the file
+      // ended early: it shrank while being read, and what it holds is all there is).
+      if (bytesRead === want) pending = readNext();
+      yield buffer.subarray(0, bytesRead);
+    }
+  } finally {
+    // A read-ahead still in flight when the caller stops must end before its file handle closes;
+    // its result, or its failure, is for a chunk nobody asked for.
+    await pending?.catch(() => undefined);
+    await fh.close();
+  }
+}
