@@ -79,9 +79,8 @@ export class WalApplier {
   /** Slots handed out since the last time every slot was free. */
   #slotsUsed = 0;
   /**
-   * Slots freed while others were still in use (a page superseded by a later commit, or written
-   * out while a transaction was open), reused first-in first-out: they were freed in page order,
-   * so the next transaction's pages land side by side again and a flush writes them as one buffer.
+   * Slots freed while others were still in use (a superseded copy, or a page written out while a
+   * transaction was open), reused first in, first out.
    */
   #free: number[] = [];
   #freeHead = 0;
@@ -161,7 +160,7 @@ export class WalApplier {
         if (f === undefined) f = await reader.next();
         if (!f) break;
         if (this.#committed.size + this.#txnSlots.length >= this.#maxSlots) await this.#makeRoom();
-        const slot = this.#allocSlot();
+        const slot = this.#allocSlot(this.#committed.has(f.pgno));
         f.page.copy(this.#slots[slot]!);
         this.#txnPgnos.push(f.pgno);
         this.#txnSlots.push(slot);
@@ -233,8 +232,14 @@ export class WalApplier {
     await this.#dropSpill();
   }
 
-  #allocSlot(): number {
-    if (this.#freeHead < this.#free.length) {
+  /**
+   * Hands out a slot for a page arriving in the open transaction. A page not committed yet (most
+   * often a new one) gets a never-used slot while there is one: new pages arrive in page order and
+   * end up side by side. A committed page gets a freed slot first: at commit its image is copied
+   * over the committed one and the slot is freed again (see #commit).
+   */
+  #allocSlot(committed: boolean): number {
+    if (this.#freeHead < this.#free.length && (committed || this.#slotsUsed >= this.#maxSlots)) {
       const slot = this.#free[this.#freeHead++]!;
       if (this.#freeHead === this.#free.length) {
         this.#free = [];
@@ -251,6 +256,27 @@ export class WalApplier {
       for (let k = 0; k < SLAB_PAGES; k++) this.#slots.push(slab.subarray(k * ps, (k + 1) * ps));
     }
     return slot;
+  }
+
+  /**
+   * Once nothing committed is held, moves the open transaction's pages (usually a few) to the first
+   * slots and hands out the rest from there in order, so the pages after a flush land side by side
+   * again instead of in the holes the flushed pages left.
+   */
+  #compactSlots(): void {
+    const slots = this.#txnSlots;
+    if (slots.length > 0) {
+      const ps = this.#pageSize!;
+      const copy = Buffer.allocUnsafe(slots.length * ps);
+      for (let i = 0; i < slots.length; i++) this.#slots[slots[i]!]!.copy(copy, i * ps);
+      for (let i = 0; i < slots.length; i++) {
+        copy.copy(this.#slots[i]!, 0, i * ps, (i + 1) * ps);
+        slots[i] = i;
+      }
+    }
+    this.#slotsUsed = slots.length;
+    this.#free = [];
+    this.#freeHead = 0;
   }
 
   #freeSlot(slot: number): void {
@@ -291,12 +317,18 @@ export class WalApplier {
         spill.size += ps;
       }
     }
-    for (const slot of slots) this.#freeSlot(slot);
     this.#txnPgnos = [];
     this.#txnSlots = [];
+    this.#compactSlots();
   }
 
-  /** Makes the open transaction's pages committed: each page's new copy supersedes its old one. */
+  /**
+   * Makes the open transaction's pages committed. A page committed before keeps its slot and the new
+   * image is copied over the old one, so pages stay where they first arrived, in page order, and a
+   * flush writes long runs as one buffer. (Moving such pages to their new slots instead saves that
+   * copy but scatters the runs: a growing table rewrites its last leaf in every transaction, and a
+   * ~200-index restore handed writev ~48,000 buffers instead of ~8,500.)
+   */
   async #commit(): Promise<void> {
     if (this.#spilled.length > 0) await this.#commitSpilled();
     const committed = this.#committed;
@@ -304,9 +336,14 @@ export class WalApplier {
     const slots = this.#txnSlots;
     for (let i = 0; i < pgnos.length; i++) {
       const pgno = pgnos[i]!;
+      const slot = slots[i]!;
       const old = committed.get(pgno);
-      if (old !== undefined) this.#freeSlot(old);
-      committed.set(pgno, slots[i]!);
+      if (old === undefined) {
+        committed.set(pgno, slot);
+      } else {
+        this.#slots[slot]!.copy(this.#slots[old]!);
+        this.#freeSlot(slot);
+      }
     }
     this.#txnPgnos = [];
     this.#txnSlots = [];
@@ -386,15 +423,8 @@ export class WalApplier {
     await Promise.all(inflight);
     if (failure !== undefined) throw failure;
     this.#unsynced += pgnos.length * ps;
-    if (this.#txnSlots.length === 0) {
-      // Every slot is free again: hand them out from the first, in order.
-      this.#free = [];
-      this.#freeHead = 0;
-      this.#slotsUsed = 0;
-    } else {
-      for (const pgno of pgnos) this.#freeSlot(this.#committed.get(pgno)!);
-    }
     this.#committed.clear();
+    this.#compactSlots();
     this.#backgroundSync();
   }
 
