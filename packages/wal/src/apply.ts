@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { writeSync, writevSync } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { CorruptDataError, PageSizeMismatchError, WalFormatError } from './errors.js';
 import type { WalHeader, WalStopReason } from './wal-format.js';
@@ -15,8 +16,8 @@ const BACKGROUND_SYNC_BYTES = 64 * 1024 * 1024;
 const SLAB_PAGES = 256;
 /** At most this many buffers go to one writev call (Linux IOV_MAX is 1024). */
 const MAX_IOVECS = 1024;
-/** writev calls in flight while flushing pages. */
-const FLUSH_CONCURRENCY = 16;
+/** A flush yields to the event loop after writing for this long. */
+const FLUSH_SLICE_MS = 4;
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
 
 /** Options for applying WALs to a database file. */
@@ -373,17 +374,20 @@ export class WalApplier {
   }
 
   /**
-   * Writes buffered pages in page order, coalescing neighbours into one writev call. Several calls run
-   * at once: each is a thread-pool round trip, and scattered pages make many of them.
+   * Writes buffered pages in page order, coalescing neighbours into one writev call. The calls are
+   * synchronous, in slices of ~4 ms with a turn of the event loop between slices: scattered pages make
+   * thousands of small writes into the page cache, and through the thread pool each cost this
+   * thread ~35 µs besides the round trip (a ~200-index restore: 0.82–0.99 s of CPU instead of
+   * 1.10–1.20). Writes that reach the disk happen in the background sync and the final fsync, off
+   * this thread.
    */
   async #flush(): Promise<void> {
     if (this.#committed.size === 0) return;
     const ps = this.#pageSize!;
     const pgnos = [...this.#committed.keys()].sort((a, b) => a - b);
-    const inflight = new Set<Promise<void>>();
-    let failure: unknown;
+    let sliceStart = performance.now();
     let i = 0;
-    while (i < pgnos.length && failure === undefined) {
+    while (i < pgnos.length) {
       // A run of consecutive pages, as few buffers as possible: pages staged in page order sit side
       // by side in a slab and go as one buffer (Node's writev costs ~1 µs per buffer on this thread).
       const first = pgnos[i]!;
@@ -409,19 +413,13 @@ export class WalApplier {
         j++;
       }
       endSegment();
-      const p: Promise<void> = this.#fh.writev(run, (first - 1) * ps).then(
-        () => void inflight.delete(p),
-        (err: unknown) => {
-          inflight.delete(p);
-          failure ??= err;
-        },
-      );
-      inflight.add(p);
-      if (inflight.size >= FLUSH_CONCURRENCY) await Promise.race(inflight);
+      writeAllSync(this.#fh.fd, run, (first - 1) * ps);
+      if (performance.now() - sliceStart > FLUSH_SLICE_MS) {
+        await new Promise((r) => setImmediate(r));
+        sliceStart = performance.now();
+      }
       i = j;
     }
-    await Promise.all(inflight);
-    if (failure !== undefined) throw failure;
     this.#unsynced += pgnos.length * ps;
     this.#committed.clear();
     this.#compactSlots();
@@ -465,6 +463,16 @@ export class WalApplier {
       await rm(path, { force: true });
     }
   }
+}
+
+/** Writes `bufs` at `position` of the file, finishing a short write. */
+function writeAllSync(fd: number, bufs: Buffer[], position: number): void {
+  let total = 0;
+  for (const b of bufs) total += b.length;
+  let done = writevSync(fd, bufs, position);
+  if (done === total) return;
+  const rest = Buffer.concat(bufs);
+  while (done < total) done += writeSync(fd, rest, done, total - done, position + done);
 }
 
 /**
