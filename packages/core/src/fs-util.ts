@@ -1,6 +1,7 @@
 // File helpers the engine shares (db, replica, restore, validate). Internal: not exported by the package.
 import { open, rename, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { readFileChunks } from '@ls/wal';
 import { ReplicaError } from './errors.js';
 
 /** Bytes read per call when a shadow WAL range is streamed. */
@@ -51,22 +52,16 @@ export async function readFileRange(path: string, position: number, length: numb
 
 /**
  * Streams bytes `start` to `end` of a shadow WAL file in chunks. Throws ReplicaError when the file
- * ends before `end`.
+ * ends before `end`. Chunks live in two buffers that are refilled (see readFileChunks): a chunk is
+ * valid until the next one is asked for, which suits the LZ4 encoder and the WAL applier.
  */
 export async function* readRange(path: string, start: number, end: number): AsyncGenerator<Buffer> {
-  const fh = await open(path, 'r');
-  try {
-    for (let off = start; off < end; ) {
-      const len = Math.min(RANGE_CHUNK_BYTES, end - off);
-      const buf = Buffer.allocUnsafe(len);
-      const { bytesRead } = await fh.read(buf, 0, len, off);
-      if (bytesRead === 0) throw new ReplicaError(`${path}: shadow WAL ended at ${off}, expected ${end} bytes`);
-      off += bytesRead;
-      yield buf.subarray(0, bytesRead);
-    }
-  } finally {
-    await fh.close();
+  let off = start;
+  for await (const chunk of readFileChunks(path, { start, end, chunkBytes: RANGE_CHUNK_BYTES })) {
+    off += chunk.length;
+    yield chunk;
   }
+  if (off < end) throw new ReplicaError(`${path}: shadow WAL ended at ${off}, expected ${end} bytes`);
 }
 
 /** fsyncs a directory, so a rename or create inside it is durable. */

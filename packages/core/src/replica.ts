@@ -1,7 +1,6 @@
 import { setMaxListeners } from 'node:events';
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { LZ4_DEFAULT_BLOCK_SIZE } from '@ls/wal';
+import { LZ4_DEFAULT_BLOCK_SIZE, readFileChunks } from '@ls/wal';
 import type { ReplicaClient } from './client.js';
 import type { Db } from './db.js';
 import { isAbortError, isRetryable, ReplicaError } from './errors.js';
@@ -521,8 +520,10 @@ export class Replica {
     const signal = this.#abort.signal;
     const started = performance.now();
     return this.db.withSnapshotLock(async (pos) => {
-      // Chunks of one LZ4 block each are compressed without a copy.
-      const stream = createReadStream(this.db.path, { highWaterMark: LZ4_DEFAULT_BLOCK_SIZE });
+      // Chunks of one LZ4 block each are compressed without a copy, read into two buffers that are
+      // refilled (the encoder keeps nothing from a chunk): no fresh memory for each of a large
+      // database's blocks.
+      const stream = readFileChunks(this.db.path, { chunkBytes: LZ4_DEFAULT_BLOCK_SIZE });
       const expectedBytes = (await stat(this.db.path)).size;
       const info = await writeSnapshot(this.client, pos.generation, pos.index, stream, { signal, lz4: { expectedBytes } });
       this.#needSnapshot = false;
