@@ -179,9 +179,9 @@ describe('interop with the lz4 CLI', () => {
     expect((await lz4DecompressFrame(await readFile(file))).equals(random)).toBe(true);
   });
 
-  it('compresses a long stream on this thread, then with workers, into frames lz4 -d decodes', async () => {
-    // 160 MiB passes the bytes this process compresses on its own thread before starting workers;
-    // the second run says its size up front and uses the workers from its first block. The source
+  it('compresses a long stream on this thread, or with workers, into frames lz4 -d decodes', async () => {
+    // 160 MiB of unknown size is compressed on this thread; the second run says its size up front
+    // and uses the workers (with this thread) from its first block. The source
     // yields whole blocks and chunks that straddle blocks (copied into the encoder's own buffer).
     const mib = 1024 * 1024;
     const unit = sample(8 * mib, 3);

@@ -91,8 +91,7 @@ export async function* encodeLz4Frame(
   let pending: Buffer | undefined;
   let pendingLen = 0;
   // A stream known to be large (a snapshot) goes to the worker pool and this thread together, the
-  // pool started now; any other stream is compressed here until this process has compressed
-  // POOL_AFTER_BYTES, which moves it to the pool too (see lz4-pool.ts).
+  // pool started now; any other stream is compressed here (see lz4-pool.ts).
   const large = (options.expectedBytes ?? 0) > LARGE_STREAM_BYTES && lz4Threads() > 1;
   if (large) warmCompressPool();
   const depth = large ? compressDepth() : lz4Threads() + 1;

@@ -5,9 +5,12 @@ import { compressSync, uncompressSync } from 'lz4-napi';
 
 /*
  * Where LZ4 blocks are compressed:
- * - on the calling thread, for the first POOL_AFTER_BYTES a process compresses (most streams are one
- *   small WAL segment, and a worker takes ~50 ms of CPU to start);
- * - then, and from the start for a stream its caller knows to be large (a snapshot), in worker threads
+ * - on the calling thread, for every stream not known to be large: WAL segments, however many. A
+ *   worker takes ~50 ms of CPU to start and ~25 MB of memory, and shipping ~300 MiB of WAL in ~200
+ *   segments was cheaper here (1.46-1.68 s of CPU per 100 MiB, 137-158 MB peak RSS in seven runs)
+ *   than with the pool after the first 96 MiB (1.60-1.78 s, 163-167 MB). A 36 MiB segment compressed here kept the
+ *   event loop's p99 delay at ~4 ms;
+ * - for a stream its caller knows to be large (a snapshot, a bulk load's segment), in worker threads
  *   running lz4-napi's synchronous call, together with the calling thread whenever every worker has
  *   its next block queued. Each worker copies its result into a transferable ArrayBuffer, which V8
  *   accounts for, and releases lz4-napi's buffer on its own event loop between messages.
@@ -84,7 +87,6 @@ class Lz4Pool {
   readonly #workers: PoolWorker[] = [];
   readonly #jobs = new Map<number, Job & { w: PoolWorker }>();
   #nextId = 1;
-  #hereBytes = 0;
   /** Input buffers handed back by workers, reused for the next blocks. */
   readonly #free: ArrayBuffer[] = [];
   readonly size: number;
@@ -149,15 +151,11 @@ class Lz4Pool {
   }
 
   /**
-   * Compresses one block: here while this process has compressed less than POOL_AFTER_BYTES and
-   * `large` is not set; otherwise in a worker or, when every worker has its next block queued, here,
-   * so all cores compress (on two cores, one worker and this thread).
+   * Compresses one block: here unless `large` is set; then in a worker or, when every worker has its
+   * next block queued, here, so all cores compress (on two cores, one worker and this thread).
    */
   compress(input: Uint8Array, large: boolean): Promise<Buffer> {
-    if (!large && this.#workers.length === 0 && this.#hereBytes < POOL_AFTER_BYTES) {
-      this.#hereBytes += input.byteLength;
-      return runHereNow('compress', input);
-    }
+    if (!large) return runHereNow('compress', input);
     this.warm();
     let w: PoolWorker | undefined;
     for (const x of this.#workers) if (x.ready && x.busy < WORKER_QUEUE && (!w || x.busy < w.busy)) w = x;
@@ -187,9 +185,6 @@ function runHere(op: 'compress' | 'uncompress', input: Uint8Array, dict?: Uint8A
   // accounted, so allocation pressure keeps triggering the collections that free the originals.
   return Buffer.from(compressSync(buf));
 }
-
-/** Bytes of LZ4 work done on the calling thread before the worker pool starts. */
-const POOL_AFTER_BYTES = 96 * 1024 * 1024;
 
 /**
  * Runs the block operation right away, before returning: callers reuse their input buffer as soon
