@@ -16,6 +16,7 @@ import {
   assertValidPrefix,
   backoffDelay,
   compareKeys,
+  raceAbort,
   relativeKey,
   sleep,
   throwIfAborted,
@@ -596,32 +597,6 @@ async function* streamChunks(reader: PartReader, first: Buffer, size: number): A
     if (part.length === 0) return;
     yield part;
   }
-}
-
-/** Resolves like `p`, or rejects with the signal's AbortError as soon as it aborts. */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return p;
-  if (signal.aborted) {
-    p.catch(() => {});
-    return Promise.reject(abortReason(signal));
-  }
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      p.catch(() => {});
-      reject(abortReason(signal));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }
 
 /** Creates a GcsReplicaClient from plain options (the fields of a `gcs` replica in the config). */

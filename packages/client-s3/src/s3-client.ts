@@ -29,6 +29,7 @@ import {
   assertValidPrefix,
   backoffDelay,
   compareKeys,
+  raceAbort,
   relativeKey,
   sleep,
   throwIfAborted,
@@ -647,25 +648,6 @@ async function* streamParts(reader: PartReader, first: Buffer[], partSize: (n: n
     if (part.length === 0) return;
     yield part;
   }
-}
-
-/** Resolves like `p`, or rejects with the signal's AbortError as soon as it aborts. */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(abortReason(signal));
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(abortReason(signal));
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }
 
 /** Creates an S3ReplicaClient from plain options (the fields of an `s3` replica in the config). */

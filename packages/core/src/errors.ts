@@ -80,6 +80,36 @@ export function abortReason(signal: AbortSignal): Error {
   return Object.assign(err, { cause: r });
 }
 
+/**
+ * Settles like `p`, or rejects with the abort reason as soon as `signal` aborts, for a call that cannot
+ * be cancelled itself. The call goes on in the background; its own later failure is ignored then
+ * (the caller has its answer), so it cannot surface as an unhandled rejection.
+ */
+export function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) {
+    p.catch(() => {});
+    return Promise.reject(abortReason(signal));
+  }
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      p.catch(() => {});
+      reject(abortReason(signal));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
 /** Raised by `ReplicaClient.delete` when some keys could not be deleted; `failures` names each one. */
 export class DeleteFailedError extends LstreamError {
   constructor(readonly failures: readonly { key: string; error: unknown }[]) {
