@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../test/helpers.js';
 import { ChecksumMismatchError, CorruptDataError, Lz4FrameError } from './errors.js';
+import { readFileChunks } from './file-chunks.js';
 import { decodeLz4Frame, encodeLz4Frame, lz4CompressFrame, lz4DecompressFrame } from './lz4-frame.js';
 
 const run = promisify(execFile);
@@ -208,4 +209,44 @@ describe('interop with the lz4 CLI', () => {
       expect(out.equals(expected)).toBe(true);
     }
   }, 60_000);
+
+  it('keeps nothing from the source once it asks for more: blocks stored uncompressed survive a refilled buffer', async () => {
+    // 72 MiB: compressible content with 24 MiB of random bytes (blocks LZ4 cannot shrink, stored as
+    // they are). The source refills one buffer with the next piece as soon as it is asked for it, and
+    // poisons it in between, so a block that still pointed into it would decode to the wrong bytes.
+    const mib = 1024 * 1024;
+    const data = sample(72 * mib, 5);
+    randomBytes(24 * mib).copy(data, 30 * mib + 12_345);
+    const oneBuffer = (piece: number) =>
+      (async function* () {
+        const buf = Buffer.alloc(piece);
+        for (let at = 0; at < data.length; at += piece) {
+          const n = data.copy(buf, 0, at, Math.min(at + piece, data.length));
+          yield buf.subarray(0, n);
+          buf.fill(0xee);
+        }
+      })();
+    const collect = async (it: AsyncIterable<Buffer>) => {
+      const parts: Buffer[] = [];
+      for await (const p of it) parts.push(p);
+      return Buffer.concat(parts);
+    };
+    // Pieces of a whole block (compressed straight from the source), and pieces that straddle blocks
+    // (gathered in the encoder's own buffer); on this thread, and with the worker pool (size given).
+    for (const piece of [4 * mib, 3 * mib + 17, mib]) {
+      for (const options of [{}, { expectedBytes: data.length }]) {
+        const frame = await collect(encodeLz4Frame(oneBuffer(piece), options));
+        const back = await collect(decodeLz4Frame([frame]));
+        expect(back.length).toBe(data.length);
+        expect(back.equals(data)).toBe(true);
+      }
+    }
+    // The snapshot path: a file read through readFileChunks, one block per chunk, with the pool.
+    const file = join(dir, 'mixed.db');
+    await writeFile(file, data);
+    const frame = await collect(encodeLz4Frame(readFileChunks(file, { chunkBytes: 4 * mib }), { expectedBytes: data.length }));
+    await writeFile(`${file}.lz4`, frame);
+    await run('lz4', ['-q', '-d', '-f', `${file}.lz4`, `${file}.out`]);
+    expect((await readFile(`${file}.out`)).equals(data)).toBe(true);
+  }, 120_000);
 });

@@ -37,19 +37,19 @@ function toBuffer(chunk: Uint8Array): Buffer {
 }
 
 async function compressBlock(block: Buffer, blockChecksum: boolean, large: boolean): Promise<Buffer[]> {
-  // lz4-napi's block API prefixes the compressed data with the uncompressed size (u32 LE). Those four
-  // bytes are overwritten with the frame's block header, so the block is emitted without a copy.
-  const out = await poolCompress(block, large);
-  let head: Buffer;
-  let data: Buffer;
-  if (out.length - 4 >= block.length) {
-    head = Buffer.allocUnsafe(4);
-    head.writeUInt32LE((block.length | UNCOMPRESSED_FLAG) >>> 0, 0);
-    data = Buffer.from(block); // the caller's chunk or `pending` may be reused
-    const parts = [head, data];
-    if (blockChecksum) parts.push(u32le(xxh32(data, 0)));
+  // The block's memory may be refilled by the caller while this waits: only the pool's result is
+  // used after the await (it carries its own copy of a block stored uncompressed).
+  const r = await poolCompress(block, large);
+  if (r.raw) {
+    const head = Buffer.allocUnsafe(4);
+    head.writeUInt32LE((r.raw.length | UNCOMPRESSED_FLAG) >>> 0, 0);
+    const parts = [head, r.raw];
+    if (blockChecksum) parts.push(u32le(xxh32(r.raw, 0)));
     return parts;
   }
+  // lz4-napi's block API prefixes the compressed data with the uncompressed size (u32 LE). Those four
+  // bytes are overwritten with the frame's block header, so the block is emitted without a copy.
+  const out = r.compressed;
   out.writeUInt32LE(out.length - 4, 0);
   if (!blockChecksum) return [out];
   return [out, u32le(xxh32(out.subarray(4), 0))];

@@ -53,6 +53,11 @@ function run({ id, input, length }) {
     const buf = Buffer.from(input, 0, length);
     const out = compressSync(buf);
     produced += out.length;
+    if (out.length - 4 >= length) {
+      // Not smaller: the frame stores the block as it is, and this copy of it goes back as its bytes.
+      parentPort.postMessage({ id, ok: true, raw: true, input }, [input]);
+      return;
+    }
     const ab = new ArrayBuffer(out.length);
     new Uint8Array(ab).set(out);
     parentPort.postMessage({ id, ok: true, output: ab, input }, [ab, input]);
@@ -70,9 +75,17 @@ parentPort.on('message', (job) => {
 });
 `;
 
+/**
+ * One compressed block: lz4-napi's output (the u32 LE size prefix, then the data), or, when that is not
+ * smaller than the input, a private copy of the input to store as an uncompressed block. The copy is
+ * taken before the caller's memory can change (the caller may refill it once the call returns).
+ */
+export type CompressedBlock = { compressed: Buffer; raw?: undefined } | { raw: Buffer; compressed?: undefined };
+
 interface Job {
-  resolve: (b: Buffer) => void;
+  resolve: (b: CompressedBlock) => void;
   reject: (e: Error) => void;
+  length: number;
 }
 
 interface PoolWorker {
@@ -103,7 +116,7 @@ class Lz4Pool {
     });
     const w: PoolWorker = { worker, busy: 0, ready: false };
     worker.unref();
-    worker.on('message', (m: { id: number; ok: boolean; output?: ArrayBuffer; message?: string; input: ArrayBuffer; ready?: boolean }) => {
+    worker.on('message', (m: { id: number; ok: boolean; output?: ArrayBuffer; raw?: boolean; message?: string; input: ArrayBuffer; ready?: boolean }) => {
       if (m.ready) {
         w.ready = true;
         // Unref'd again once up: a pool started and never used was once seen keeping the process
@@ -111,13 +124,15 @@ class Lz4Pool {
         if (w.busy === 0) worker.unref();
         return;
       }
-      this.#recycle(m.input);
+      // An input that comes back as a raw block's bytes belongs to that block from now on.
+      if (!m.raw) this.#recycle(m.input);
       const job = this.#jobs.get(m.id);
       if (!job) return;
       this.#jobs.delete(m.id);
       if (--w.busy === 0) worker.unref();
-      if (m.ok) job.resolve(Buffer.from(m.output!));
-      else job.reject(new Error(m.message));
+      if (!m.ok) job.reject(new Error(m.message));
+      else if (m.raw) job.resolve({ raw: Buffer.from(m.input, 0, job.length) });
+      else job.resolve({ compressed: Buffer.from(m.output!) });
     });
     const fail = (err: Error) => {
       for (const [id, job] of this.#jobs) {
@@ -154,12 +169,12 @@ class Lz4Pool {
    * Compresses one block: here unless `large` is set; then in a worker or, when every worker has its
    * next block queued, here, so all cores compress (on two cores, one worker and this thread).
    */
-  compress(input: Uint8Array, large: boolean): Promise<Buffer> {
-    if (!large) return runHereNow('compress', input);
+  compress(input: Uint8Array, large: boolean): Promise<CompressedBlock> {
+    if (!large) return compressHereNow(input);
     this.warm();
     let w: PoolWorker | undefined;
     for (const x of this.#workers) if (x.ready && x.busy < WORKER_QUEUE && (!w || x.busy < w.busy)) w = x;
-    if (!w) return runHereNow('compress', input);
+    if (!w) return compressHereNow(input);
     // The input is copied into a buffer the worker takes over (and hands back for reuse), so callers
     // may reuse theirs at once and no garbage is made per block.
     const ab = this.#take(input.byteLength);
@@ -167,8 +182,8 @@ class Lz4Pool {
     const id = this.#nextId++;
     if (w.busy++ === 0) w.worker.ref();
     const target = w;
-    return new Promise<Buffer>((resolve, reject) => {
-      this.#jobs.set(id, { resolve, reject, w: target });
+    return new Promise<CompressedBlock>((resolve, reject) => {
+      this.#jobs.set(id, { resolve, reject, w: target, length: input.byteLength });
       target.worker.postMessage({ id, input: ab, length: input.byteLength }, [ab]);
     });
   }
@@ -177,22 +192,28 @@ class Lz4Pool {
 /** Blocks queued at one worker at most: two, so it starts the next as soon as it finishes one. */
 const WORKER_QUEUE = 2;
 
-/** Runs one block operation on the calling thread. */
-function runHere(op: 'compress' | 'uncompress', input: Uint8Array, dict?: Uint8Array): Buffer {
-  const buf = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
-  if (op === 'uncompress') return uncompressSync(buf, dict ? Buffer.from(dict) : undefined);
-  // compressSync's result lives outside V8's accounting until a collection finds it; a copy is
-  // accounted, so allocation pressure keeps triggering the collections that free the originals.
-  return Buffer.from(compressSync(buf));
+/**
+ * Compresses one block on the calling thread, right away, before returning: callers reuse their
+ * input buffer as soon as the call returns, so neither the work nor the raw copy may be deferred.
+ */
+function compressHereNow(input: Uint8Array): Promise<CompressedBlock> {
+  try {
+    const buf = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+    const out = compressSync(buf);
+    if (out.length - 4 >= buf.length) return Promise.resolve({ raw: Buffer.from(buf) });
+    // compressSync's result lives outside V8's accounting until a collection finds it; a copy is
+    // accounted, so allocation pressure keeps triggering the collections that free the originals.
+    return Promise.resolve({ compressed: Buffer.from(out) });
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
 }
 
-/**
- * Runs the block operation right away, before returning: callers reuse their input buffer as soon
- * as the call returns, so the work must not be deferred.
- */
-function runHereNow(op: 'compress' | 'uncompress', input: Uint8Array, dict?: Uint8Array): Promise<Buffer> {
+/** Decompresses one size-prefixed block on the calling thread, right away. */
+function uncompressHereNow(input: Uint8Array, dict?: Uint8Array): Promise<Buffer> {
   try {
-    return Promise.resolve(runHere(op, input, dict));
+    const buf = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+    return Promise.resolve(uncompressSync(buf, dict ? Buffer.from(dict) : undefined));
   } catch (err) {
     return Promise.reject(err as Error);
   }
@@ -220,7 +241,7 @@ export const LARGE_STREAM_BYTES = 64 * 1024 * 1024;
  * with `large` (a block of a stream known to be large) in the worker pool or on the calling thread,
  * whichever is free.
  */
-export function poolCompress(block: Uint8Array, large = false): Promise<Buffer> {
+export function poolCompress(block: Uint8Array, large = false): Promise<CompressedBlock> {
   return lz4Pool().compress(block, large);
 }
 
@@ -240,5 +261,5 @@ export function compressDepth(): number {
  * workers while using 80 MiB less memory (a 1 GiB snapshot: ~165 MiB peak instead of ~250).
  */
 export function poolUncompress(prefixed: Uint8Array, dict?: Uint8Array): Promise<Buffer> {
-  return runHereNow('uncompress', prefixed, dict);
+  return uncompressHereNow(prefixed, dict);
 }
