@@ -36,5 +36,9 @@ describe('readRange', () => {
     };
     await expect(read()).rejects.toBeInstanceOf(ReplicaError);
     await expect(read()).rejects.toThrow(/ended at 5000, expected 9000/);
+    const pastEnd = async () => {
+      for await (const c of readRange(path, 6000, 9000)) void c;
+    };
+    await expect(pastEnd()).rejects.toThrow(/ended at 6000, expected 9000/);
   });
 });

@@ -1,4 +1,4 @@
-import { createReadStream } from 'node:fs';
+import { createReadStream, readdirSync } from 'node:fs';
 import { copyFile, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -61,7 +61,7 @@ describe('applyWal on WALs written by real SQLite', () => {
     await expect(applyWal(s.ours, createReadStream(s.wal), { strict: true })).rejects.toBeInstanceOf(WalFormatError);
   });
 
-  it('applies several WALs in order with small buffers and spills large transactions', async () => {
+  it('applies a WAL with a tiny buffer, spilling large transactions, and leaves no spill file', async () => {
     const s = await scenario('mixed');
     // Tiny buffer: every transaction larger than 64 KiB goes through the spill file.
     const applier = await WalApplier.open(s.ours, { bufferBytes: 64 * 1024 });
@@ -160,6 +160,21 @@ describe('readFileChunks', () => {
       break;
     }
     await expect(collect(readFileChunks(join(t.dir, 'missing')))).rejects.toMatchObject({ code: 'ENOENT' });
+    // No file stays open after the consumer stops early, or fails while a read-ahead is in flight.
+    const openFiles = () => readdirSync('/proc/self/fd').length;
+    const before = openFiles();
+    for (let i = 0; i < 20; i++) {
+      for await (const c of readFileChunks(path, { chunkBytes: 4096 })) {
+        void c;
+        break;
+      }
+      await expect(
+        (async () => {
+          for await (const c of readFileChunks(path, { chunkBytes: 4096 })) if (c.length > 0) throw new Error('consumer failed');
+        })(),
+      ).rejects.toThrow('consumer failed');
+    }
+    expect(openFiles()).toBe(before);
     await expect(collect(readFileChunks(path, { chunkBytes: 0 }))).rejects.toBeInstanceOf(RangeError);
   });
 });

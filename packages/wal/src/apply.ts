@@ -87,6 +87,8 @@ export class WalApplier {
   #freeHead = 0;
   #pageCount = 0;
   #closed = false;
+  /** Set when a write left the file with part of a transaction: the applier can only be aborted. */
+  #failed: unknown;
   #spill: { fh: FileHandle; path: string; size: number } | undefined;
   /** Pages of the open transaction moved to the spill file, in frame order. */
   #spilled: { pgno: number; at: number }[] = [];
@@ -94,11 +96,11 @@ export class WalApplier {
   private constructor(fh: FileHandle, path: string, pageSize: number | undefined, options: WalApplyOptions) {
     this.#fh = fh;
     this.#path = path;
-    this.#options = {
-      strict: options.strict ?? false,
-      fsync: options.fsync ?? true,
-      bufferBytes: options.bufferBytes ?? APPLY_DEFAULT_BUFFER_BYTES,
-    };
+    const bufferBytes = options.bufferBytes ?? APPLY_DEFAULT_BUFFER_BYTES;
+    if (!Number.isFinite(bufferBytes) || bufferBytes < 0) {
+      throw new RangeError(`bufferBytes must be a number of bytes (0 or more), got ${bufferBytes}`);
+    }
+    this.#options = { strict: options.strict ?? false, fsync: options.fsync ?? true, bufferBytes };
     if (pageSize !== undefined) this.#setPageSize(pageSize);
   }
 
@@ -146,6 +148,7 @@ export class WalApplier {
    */
   async apply(wal: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<WalApplyResult> {
     if (this.#closed) throw new Error('WalApplier is closed');
+    this.#throwIfFailed();
     const reader = new WalFrameReader(wal);
     try {
       const header = await reader.header();
@@ -204,9 +207,16 @@ export class WalApplier {
     }
   }
 
-  /** Writes out buffered pages, sizes the file from the last commit, fsyncs, and closes it. */
+  /**
+   * Writes out buffered pages, sizes the file from the last commit, fsyncs, and closes it. After a
+   * failed write that left part of a transaction in the file, it closes without writing and throws.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
+    if (this.#failed !== undefined) {
+      await this.abort();
+      this.#throwIfFailed();
+    }
     this.#closed = true;
     try {
       await this.#flush();
@@ -239,6 +249,14 @@ export class WalApplier {
    * end up side by side, so a flush writes them as one buffer. A page committed already gets a freed
    * slot first: it was written before and will be again wherever it sits.
    */
+  #throwIfFailed(): void {
+    if (this.#failed !== undefined) {
+      throw new Error(`${this.#path}: an earlier write failed partway through a transaction; the file is incomplete`, {
+        cause: this.#failed,
+      });
+    }
+  }
+
   #allocSlot(committed: boolean): number {
     if (this.#freeHead < this.#free.length && (committed || this.#slotsUsed >= this.#maxSlots)) {
       const slot = this.#free[this.#freeHead++]!;
@@ -261,23 +279,26 @@ export class WalApplier {
 
   /**
    * Once nothing committed is held, moves the open transaction's pages (usually a few) to the first
-   * slots and hands out the rest from there in order, so the pages after a flush land side by side
-   * again instead of in the holes the flushed pages left.
+   * slots, in place, and hands out the rest from there in order, so the pages after a flush land side
+   * by side again instead of in the holes the flushed pages left. A large open transaction stays where
+   * it is (moving it would copy each of its pages): returns false then, and the caller frees the
+   * flushed pages' slots one by one.
    */
-  #compactSlots(): void {
+  #compactSlots(): boolean {
     const slots = this.#txnSlots;
-    if (slots.length > 0) {
-      const ps = this.#pageSize!;
-      const copy = Buffer.allocUnsafe(slots.length * ps);
-      for (let i = 0; i < slots.length; i++) this.#slots[slots[i]!]!.copy(copy, i * ps);
-      for (let i = 0; i < slots.length; i++) {
-        copy.copy(this.#slots[i]!, 0, i * ps, (i + 1) * ps);
-        slots[i] = i;
-      }
+    if (slots.length > this.#maxSlots >>> 2) return false;
+    // The k-th lowest slot in use moves to slot k: never above itself, and whatever slot k held has
+    // already moved, so nothing is overwritten before it is copied.
+    const order = slots.map((_, i) => i).sort((a, b) => slots[a]! - slots[b]!);
+    for (let k = 0; k < order.length; k++) {
+      const i = order[k]!;
+      if (slots[i] !== k) this.#slots[slots[i]!]!.copy(this.#slots[k]!);
+      slots[i] = k;
     }
     this.#slotsUsed = slots.length;
     this.#free = [];
     this.#freeHead = 0;
+    return true;
   }
 
   #freeSlot(slot: number): void {
@@ -320,6 +341,7 @@ export class WalApplier {
     }
     this.#txnPgnos = [];
     this.#txnSlots = [];
+    // Nothing is held now: every slot is free.
     this.#compactSlots();
   }
 
@@ -357,13 +379,20 @@ export class WalApplier {
     const inMemory = new Set(this.#txnPgnos);
     const latest = new Map<number, number>();
     for (const s of this.#spilled) if (!inMemory.has(s.pgno)) latest.set(s.pgno, s.at);
-    const scratch = Buffer.allocUnsafe(ps * SLAB_PAGES);
+    const batchPages = Math.min(SLAB_PAGES, this.#maxSlots);
+    const scratch = Buffer.allocUnsafe(ps * batchPages);
     const entries = [...latest].sort((a, b) => a[0] - b[0]);
-    for (let i = 0; i < entries.length; i += SLAB_PAGES) {
-      const batch = entries.slice(i, i + SLAB_PAGES);
-      await Promise.all(batch.map(([, at], k) => spill.fh.read(scratch, k * ps, ps, at)));
-      await Promise.all(batch.map(([pgno], k) => this.#fh.write(scratch, k * ps, ps, (pgno - 1) * ps)));
-      this.#unsynced += batch.length * ps;
+    try {
+      for (let i = 0; i < entries.length; i += batchPages) {
+        const batch = entries.slice(i, i + batchPages);
+        await Promise.all(batch.map(([, at], k) => spill.fh.read(scratch, k * ps, ps, at)));
+        await Promise.all(batch.map(([pgno], k) => this.#fh.write(scratch, k * ps, ps, (pgno - 1) * ps)));
+        this.#unsynced += batch.length * ps;
+      }
+    } catch (err) {
+      // Part of a transaction may be in the file already: nothing may be written after this.
+      this.#failed = err;
+      throw err;
     }
     this.#spilled = [];
     spill.size = 0;
@@ -417,8 +446,9 @@ export class WalApplier {
       i = j;
     }
     this.#unsynced += pgnos.length * ps;
+    const flushed = [...this.#committed.values()];
     this.#committed.clear();
-    this.#compactSlots();
+    if (!this.#compactSlots()) for (const slot of flushed) this.#freeSlot(slot);
     this.#backgroundSync();
   }
 

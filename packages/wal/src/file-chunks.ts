@@ -32,11 +32,22 @@ export async function* readFileChunks(
     const end = options.end ?? (await fh.stat()).size;
     const buffers = [Buffer.allocUnsafeSlow(Math.min(chunkBytes, Math.max(end - pos, 0))), Buffer.alloc(0)];
     let next = 0;
+    // Reads until `want` bytes are in or the file ends (a read may return less on some filesystems).
+    const fill = async (target: Buffer, want: number, at: number): Promise<number> => {
+      let got = 0;
+      while (got < want) {
+        const { bytesRead } = await fh.read(target, got, want - got, at + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return got;
+    };
     const readNext = () => {
       const want = Math.min(chunkBytes, end - pos);
       if (want <= 0) return undefined;
       if (buffers[next]!.length < want) buffers[next] = Buffer.allocUnsafeSlow(want);
-      const p = fh.read(buffers[next]!, 0, want, pos).then((r) => ({ ...r, want }));
+      const buffer = buffers[next]!;
+      const p = fill(buffer, want, pos).then((bytesRead) => ({ bytesRead, buffer, want }));
       pos += want;
       next ^= 1;
       return p;
