@@ -163,6 +163,11 @@ describe('WalApplier against a model', () => {
   it('moves an open transaction to the first slots without overwriting its own pages', async () => {
     const r = await applyAll(512, 8 * 512, [{ txns: [commit([1, 2]), commit([1, 2]), commit([5, 1, 6, 2, 7, 8, 9])], piece: 333 }]);
     expect(r.got.equals(r.want)).toBe(true);
+    // With 8 slots: page 1's second image frees slot 0; in the last transaction, new page 50 takes
+    // slot 7 and page 1 takes slot 0, then page 7 finds memory full and the flush moves both down.
+    // Taken in frame order, page 50 would land on slot 0 before page 1 had left it.
+    const s = await applyAll(512, 8 * 512, [{ txns: [commit([1, 2, 3, 4, 5, 6]), commit([1], 6), commit([50, 1, 7])], piece: 512 }]);
+    expect(s.got.equals(s.want)).toBe(true);
   });
 
   it('stays within its page buffer: commits rewriting a few pages, open tails, transactions larger than memory', async () => {

@@ -90,8 +90,11 @@ export class WalApplier {
   /** Set when a write left the file with part of a transaction: the applier can only be aborted. */
   #failed: unknown;
   #spill: { fh: FileHandle; path: string; size: number } | undefined;
-  /** Pages of the open transaction moved to the spill file, in frame order. */
-  #spilled: { pgno: number; at: number }[] = [];
+  /**
+   * Page numbers of the open transaction's pages moved to the spill file, in frame order; the k-th
+   * is at k × page size there (a number each, not an object: a bulk load spills millions).
+   */
+  #spilled: number[] = [];
 
   private constructor(fh: FileHandle, path: string, pageSize: number | undefined, options: WalApplyOptions) {
     this.#fh = fh;
@@ -335,7 +338,7 @@ export class WalApplier {
       const batch = slots.slice(i, i + MAX_IOVECS).map((s) => this.#slots[s]!);
       await spill.fh.writev(batch, spill.size);
       for (let k = i; k < i + batch.length; k++) {
-        this.#spilled.push({ pgno: pgnos[k]!, at: spill.size });
+        this.#spilled.push(pgnos[k]!);
         spill.size += ps;
       }
     }
@@ -378,7 +381,9 @@ export class WalApplier {
     const spill = this.#spill!;
     const inMemory = new Set(this.#txnPgnos);
     const latest = new Map<number, number>();
-    for (const s of this.#spilled) if (!inMemory.has(s.pgno)) latest.set(s.pgno, s.at);
+    this.#spilled.forEach((pgno, k) => {
+      if (!inMemory.has(pgno)) latest.set(pgno, k * ps);
+    });
     const batchPages = Math.min(SLAB_PAGES, this.#maxSlots);
     const scratch = Buffer.allocUnsafe(ps * batchPages);
     const entries = [...latest].sort((a, b) => a[0] - b[0]);
