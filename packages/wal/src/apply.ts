@@ -6,8 +6,9 @@ import type { WalHeader, WalStopReason } from './wal-format.js';
 import { WalFrameReader } from './wal-reader.js';
 
 /**
- * Bytes of committed pages held in memory (one copy per distinct page) before they are written to the
- * database file; also the most input an open transaction may pin before it is spilled to disk.
+ * Bytes of page copies held in memory: committed pages not yet written (one copy per distinct page)
+ * and the open transaction's pages together. When they fill it, committed pages are written out; an
+ * open transaction that fills it alone is moved to a spill file beside the database.
  */
 export const APPLY_DEFAULT_BUFFER_BYTES = 32 * 1024 * 1024;
 /** Bytes written between two background flushes of the database file to disk. */
@@ -31,7 +32,7 @@ export interface WalApplyOptions {
   strict?: boolean;
   /** fsync the database file on close (default true). */
   fsync?: boolean;
-  /** Committed page bytes kept in memory before writing them out (default 32 MiB). */
+  /** Bytes of page copies kept in memory, committed and of the open transaction (default 32 MiB; see APPLY_DEFAULT_BUFFER_BYTES). */
   bufferBytes?: number;
 }
 
