@@ -1,4 +1,4 @@
-import { abortReason } from './errors.js';
+import { abortReason, raceAbort } from './errors.js';
 
 /**
  * Wraps an error thrown by the body a PartReader reads, so a ReplicaClient can tell it from its own
@@ -88,24 +88,12 @@ export class PartReader {
 
 /**
  * Awaits the iterator's next value, or rejects with the signal's AbortError as soon as `signal`
- * aborts. A fresh listener per call, removed when the value arrives: racing every chunk against one
+ * aborts (see raceAbort). A fresh listener per call, removed when the value arrives: racing every chunk against one
  * long-lived abort promise would keep every chunk reachable from that promise until the read ends
  * (a 1 GiB snapshot put held 500 MiB).
  */
 export function nextOrAbort<T>(it: AsyncIterator<T>, signal: AbortSignal): Promise<IteratorResult<T>> {
+  // Checked first so an aborted read does not even ask the iterator for its next value.
   if (signal.aborted) return Promise.reject(abortReason(signal));
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(abortReason(signal));
-    signal.addEventListener('abort', onAbort, { once: true });
-    it.next().then(
-      (r) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(r);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
+  return raceAbort(it.next(), signal);
 }
