@@ -90,7 +90,7 @@ export class WalApplier {
   #closed = false;
   /** Set when a write left the file with part of a transaction: the applier can only be aborted. */
   #failed: unknown;
-  #spill: { fh: FileHandle; path: string; size: number } | undefined;
+  #spill: { fh: FileHandle; path: string } | undefined;
   /**
    * Page numbers of the open transaction's pages moved to the spill file, in frame order; the k-th
    * is at k × page size there (a number each, not an object: a bulk load spills millions).
@@ -247,12 +247,6 @@ export class WalApplier {
     await this.#dropSpill();
   }
 
-  /**
-   * Hands out a slot for a page arriving in the open transaction. A page not committed yet (most
-   * often a new one) gets a never-used slot while there is one: new pages arrive in page order and
-   * end up side by side, so a flush writes them as one buffer. A page committed already gets a freed
-   * slot first: it was written before and will be again wherever it sits.
-   */
   #throwIfFailed(): void {
     if (this.#failed !== undefined) {
       throw new Error(`${this.#path}: an earlier write failed partway through a transaction; the file is incomplete`, {
@@ -261,6 +255,12 @@ export class WalApplier {
     }
   }
 
+  /**
+   * Hands out a slot for a page arriving in the open transaction. A page not committed yet (most
+   * often a new one) gets a never-used slot while there is one: new pages arrive in page order and
+   * end up side by side, so a flush writes them as one buffer. A page committed already gets a freed
+   * slot first: it was written before and will be again wherever it sits.
+   */
   #allocSlot(committed: boolean): number {
     if (this.#freeHead < this.#free.length && (committed || this.#slotsUsed >= this.#maxSlots)) {
       const slot = this.#free[this.#freeHead++]!;
@@ -315,7 +315,6 @@ export class WalApplier {
     this.#txnPgnos = [];
     this.#txnSlots = [];
     this.#spilled = [];
-    if (this.#spill) this.#spill.size = 0;
   }
 
   /**
@@ -329,7 +328,7 @@ export class WalApplier {
     }
     if (!this.#spill) {
       const path = `${this.#path}.lstream-apply-${randomBytes(4).toString('hex')}.tmp`;
-      this.#spill = { fh: await open(path, 'w+'), path, size: 0 };
+      this.#spill = { fh: await open(path, 'w+'), path };
     }
     const spill = this.#spill;
     const ps = this.#pageSize!;
@@ -337,11 +336,9 @@ export class WalApplier {
     const pgnos = this.#txnPgnos;
     for (let i = 0; i < slots.length; i += MAX_IOVECS) {
       const batch = slots.slice(i, i + MAX_IOVECS).map((s) => this.#slots[s]!);
-      await spill.fh.writev(batch, spill.size);
-      for (let k = i; k < i + batch.length; k++) {
-        this.#spilled.push(pgnos[k]!);
-        spill.size += ps;
-      }
+      // The spill file holds the transaction's spilled pages back to back, in frame order.
+      await spill.fh.writev(batch, this.#spilled.length * ps);
+      this.#spilled.push(...pgnos.slice(i, i + batch.length));
     }
     this.#txnPgnos = [];
     this.#txnSlots = [];
@@ -401,7 +398,6 @@ export class WalApplier {
       throw err;
     }
     this.#spilled = [];
-    spill.size = 0;
   }
 
   /**
