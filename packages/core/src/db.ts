@@ -7,6 +7,7 @@ import {
   frameAlign,
   parseWalFrameHeader,
   parseWalHeader,
+  readAt,
   walFrameSize,
   walSizeForFrames,
   type WalHeader,
@@ -14,7 +15,7 @@ import {
 import type { ReplicaClient } from './client.js';
 import { InvalidArgumentError, LstreamError } from './errors.js';
 import { LstreamEmitter } from './events.js';
-import { fsyncDir, readAt, readFileRange, statOrUndefined, writeFileAtomic } from './fs-util.js';
+import { fsyncDir, readFileRange, statOrUndefined, writeFileAtomic } from './fs-util.js';
 import { instrumentClient } from './instrument.js';
 import { LockFile } from './lock-file.js';
 import { noopLogger, type Logger } from './logger.js';

@@ -1,7 +1,7 @@
 // File helpers the engine shares (db, replica, restore, validate). Internal: not exported by the package.
 import { open, rename, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { readFileChunks } from '@ls/wal';
+import { readAt, readFileChunks } from '@ls/wal';
 import { ReplicaError } from './errors.js';
 
 /** Bytes read per call when a shadow WAL range is streamed. */
@@ -20,18 +20,6 @@ export async function statOrUndefined(path: string) {
 /** Returns true when `path` exists. */
 export async function exists(path: string): Promise<boolean> {
   return (await statOrUndefined(path)) !== undefined;
-}
-
-/** Reads up to `length` bytes at `position` (fewer at end of file), into `into` when it is large enough. */
-export async function readAt(fh: FileHandle, position: number, length: number, into?: Buffer): Promise<Buffer> {
-  const buf = into && into.length >= length ? into : Buffer.allocUnsafe(length);
-  let got = 0;
-  while (got < length) {
-    const { bytesRead } = await fh.read(buf, got, length - got, position + got);
-    if (bytesRead === 0) break;
-    got += bytesRead;
-  }
-  return buf.subarray(0, got);
 }
 
 /** Reads up to `length` bytes at `position` of the file at `path`; undefined when the file does not exist. */

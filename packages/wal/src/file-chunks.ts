@@ -1,4 +1,19 @@
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
+
+/**
+ * Reads up to `length` bytes at `position` (fewer only at the end of the file: a read that returns
+ * less is continued), into `into` when it is large enough.
+ */
+export async function readAt(fh: FileHandle, position: number, length: number, into?: Buffer): Promise<Buffer> {
+  const buf = into && into.length >= length ? into : Buffer.allocUnsafe(length);
+  let got = 0;
+  while (got < length) {
+    const { bytesRead } = await fh.read(buf, got, length - got, position + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return buf.subarray(0, got);
+}
 
 /** Options for `readFileChunks`. */
 export interface ReadFileChunksOptions {
@@ -32,22 +47,12 @@ export async function* readFileChunks(
     const end = options.end ?? (await fh.stat()).size;
     const buffers = [Buffer.allocUnsafeSlow(Math.min(chunkBytes, Math.max(end - pos, 0))), Buffer.alloc(0)];
     let next = 0;
-    // Reads until `want` bytes are in or the file ends (a read may return less on some filesystems).
-    const fill = async (target: Buffer, want: number, at: number): Promise<number> => {
-      let got = 0;
-      while (got < want) {
-        const { bytesRead } = await fh.read(target, got, want - got, at + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      return got;
-    };
     const readNext = () => {
       const want = Math.min(chunkBytes, end - pos);
       if (want <= 0) return undefined;
       if (buffers[next]!.length < want) buffers[next] = Buffer.allocUnsafeSlow(want);
       const buffer = buffers[next]!;
-      const p = fill(buffer, want, pos).then((bytesRead) => ({ bytesRead, buffer, want }));
+      const p = readAt(fh, pos, want, buffer).then((got) => ({ bytesRead: got.length, buffer, want }));
       pos += want;
       next ^= 1;
       return p;

@@ -4,4 +4,4 @@ export * from './wal-reader.js';
 export * from './lz4-frame.js';
 export * from './apply.js';
 export { ByteReader } from './byte-reader.js';
-export { readFileChunks, type ReadFileChunksOptions } from './file-chunks.js';
+export { readAt, readFileChunks, type ReadFileChunksOptions } from './file-chunks.js';
