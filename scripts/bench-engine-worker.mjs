@@ -14,7 +14,6 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { FileReplicaClient } from '@ls/client-file';
-import { createS3ReplicaClient } from '@ls/client-s3';
 import { Db, comparePos, restore } from '@ls/core';
 
 const MiB = 1024 * 1024;
@@ -31,9 +30,11 @@ const [scenario, ...args] = process.argv.slice(2);
  * The replica client for `where`: a directory, or `s3://bucket/prefix` on the S3 endpoint in
  * LSTREAM_BENCH_S3_ENDPOINT (s3rver, which takes any secret for key S3RVER).
  */
-function clientFor(where) {
+async function clientFor(where) {
   const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(where);
   if (!m) return new FileReplicaClient({ root: where });
+  // Loaded only for S3, as the lstream CLI does: a file replica's process never loads the AWS SDK.
+  const { createS3ReplicaClient } = await import('@ls/client-s3');
   return createS3ReplicaClient({
     bucket: m[1],
     path: m[2],
@@ -97,7 +98,7 @@ switch (scenario) {
     setup.exec('CREATE TABLE lag(id INTEGER PRIMARY KEY, at REAL, pad TEXT)');
     setup.close();
     const db = new Db(path);
-    db.addReplica(clientFor(replicaAt ?? join(dir, 'replica')), { syncIntervalMs: interval });
+    db.addReplica(await clientFor(replicaAt ?? join(dir, 'replica')), { syncIntervalMs: interval });
     const replicaSyncs = [];
     db.events.on('replica-sync', (e) => replicaSyncs.push({ at: now(), pos: e.pos, ms: e.durationMs }));
     await db.open();
@@ -193,7 +194,7 @@ switch (scenario) {
     setup.pragma('wal_checkpoint(TRUNCATE)');
     setup.close();
     const db = new Db(path, { minCheckpointPageCount: Number(minPages) });
-    db.addReplica(clientFor(replicaAt ?? join(dir, 'replica')), { syncIntervalMs: 1000 });
+    db.addReplica(await clientFor(replicaAt ?? join(dir, 'replica')), { syncIntervalMs: 1000 });
     let shipped = 0;
     db.events.on('db-sync', (e) => (shipped += e.bytes));
     const c0 = process.cpuUsage();
@@ -222,7 +223,7 @@ switch (scenario) {
     const [replicaDir, output] = args;
     for (const f of [output, `${output}-wal`, `${output}-shm`]) await rm(f, { force: true });
     const t0 = now();
-    const client = clientFor(replicaDir);
+    const client = await clientFor(replicaDir);
     const r = await restore(client, { outputPath: output });
     await client.close?.();
     out = { seconds: (now() - t0) / 1000, dbBytes: r.dbBytes, segments: r.plan.segments.length, position: r.pos.toString() };

@@ -23,8 +23,8 @@ export interface Lz4EncodeOptions {
   blockChecksum?: boolean;
   /**
    * Bytes the source will yield, when known (a snapshot knows its database's size). A stream known to
-   * pass LARGE_STREAM_BYTES is compressed by a worker pool and the calling thread together from its
-   * first block.
+   * pass LARGE_STREAM_BYTES is compressed by a worker pool from its first block, off the calling
+   * thread.
    */
   expectedBytes?: number;
 }
@@ -90,8 +90,8 @@ export async function* encodeLz4Frame(
   const inflight: Promise<Buffer[]>[] = [];
   let pending: Buffer | undefined;
   let pendingLen = 0;
-  // A stream known to be large (a snapshot) goes to the worker pool and this thread together, the
-  // pool started now; any other stream is compressed here (see lz4-pool.ts).
+  // A stream known to be large (a snapshot) goes to the worker pool, started now, while this thread
+  // reads, hashes and writes; any other stream is compressed here (see lz4-pool.ts).
   const large = (options.expectedBytes ?? 0) > LARGE_STREAM_BYTES && lz4Threads() > 1;
   if (large) warmCompressPool();
   const depth = large ? compressDepth() : lz4Threads() + 1;

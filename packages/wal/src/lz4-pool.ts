@@ -11,9 +11,12 @@ import { compressSync, uncompressSync } from 'lz4-napi';
  *   than with the pool after the first 96 MiB (1.60-1.78 s, 163-167 MB). A 36 MiB segment compressed here kept the
  *   event loop's p99 delay at ~4 ms;
  * - for a stream its caller knows to be large (a snapshot, a bulk load's segment), in worker threads
- *   running lz4-napi's synchronous call, together with the calling thread whenever every worker has
- *   its next block queued. Each worker copies its result into a transferable ArrayBuffer, which V8
- *   accounts for, and releases lz4-napi's buffer on its own event loop between messages.
+ *   running lz4-napi's synchronous call, and only there: the calling thread reads, hashes and writes,
+ *   and its event loop is never held by a block. A 1 GiB first snapshot took 2.28-2.75 s this way
+ *   and peaked at 151-153 MB, against 1.80-2.25 s and 165-207 MB with the calling thread compressing
+ *   too (`lz4 -1` took 2.03-2.84 s on the same file). Each worker copies its result into a
+ *   transferable ArrayBuffer, which V8 accounts for, and releases lz4-napi's buffer on its own event
+ *   loop between messages.
  * lz4-napi's async calls (libuv's threads) are not used: the native buffers they return are freed only
  * when the calling thread collects garbage, in the arenas of the threads that allocated them, which
  * keep the memory: twenty 64 MiB streams in a row left 447 MiB resident (236 MiB this way), and a
@@ -166,14 +169,14 @@ class Lz4Pool {
   }
 
   /**
-   * Compresses one block: here unless `large` is set; then in a worker or, when every worker has its
-   * next block queued, here, so all cores compress (on two cores, one worker and this thread).
+   * Compresses one block: here unless `large` is set; then in the least busy worker (one still
+   * starting takes it when it is up). Callers bound what is queued (see compressDepth).
    */
   compress(input: Uint8Array, large: boolean): Promise<CompressedBlock> {
-    if (!large) return compressHereNow(input);
+    if (!large || this.size === 0) return compressHereNow(input);
     this.warm();
     let w: PoolWorker | undefined;
-    for (const x of this.#workers) if (x.ready && x.busy < WORKER_QUEUE && (!w || x.busy < w.busy)) w = x;
+    for (const x of this.#workers) if (!w || x.busy < w.busy) w = x;
     if (!w) return compressHereNow(input);
     // The input is copied into a buffer the worker takes over (and hands back for reuse), so callers
     // may reuse theirs at once and no garbage is made per block.
@@ -227,7 +230,7 @@ export function lz4Threads(): number {
   return Number.isInteger(env) && env > 0 ? env : Math.min(4, Math.max(1, availableParallelism()));
 }
 
-/** Worker threads next to the calling thread: one fewer than lz4Threads(). */
+/** Worker threads next to the calling thread, which reads and writes: one fewer than lz4Threads(). */
 function lz4Pool(): Lz4Pool {
   pool ??= new Lz4Pool(lz4Threads() - 1);
   return pool;
@@ -238,8 +241,7 @@ export const LARGE_STREAM_BYTES = 64 * 1024 * 1024;
 
 /**
  * Compresses one block with lz4-napi's block format (u32 LE size prefix): on the calling thread, or
- * with `large` (a block of a stream known to be large) in the worker pool or on the calling thread,
- * whichever is free.
+ * with `large` (a block of a stream known to be large) in the worker pool.
  */
 export function poolCompress(block: Uint8Array, large = false): Promise<CompressedBlock> {
   return lz4Pool().compress(block, large);
@@ -250,9 +252,9 @@ export function warmCompressPool(): void {
   lz4Pool().warm();
 }
 
-/** Blocks a compressor may have in flight to keep every thread busy: every worker's queue, plus two. */
+/** Blocks a compressor of a large stream may have in flight: every worker's queue. */
 export function compressDepth(): number {
-  return (lz4Threads() - 1) * WORKER_QUEUE + 2;
+  return Math.max(1, (lz4Threads() - 1) * WORKER_QUEUE);
 }
 
 /**
