@@ -228,10 +228,20 @@ export async function planRestore(client: ReplicaClient, target: RestoreTarget, 
   };
 }
 
-async function readAll(stream: Readable): Promise<Buffer> {
+/** A downloaded object as the chunks it arrived in (the decoder reads across them; no concatenation). */
+interface Downloaded {
+  chunks: Buffer[];
+  bytes: number;
+}
+
+async function readChunks(stream: Readable): Promise<Downloaded> {
   const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  let bytes = 0;
+  for await (const c of stream) {
+    chunks.push(c as Buffer);
+    bytes += (c as Buffer).length;
+  }
+  return { chunks, bytes };
 }
 
 /**
@@ -272,7 +282,7 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
   const report = () => options.onProgress?.({ ...progress });
 
   const fetchObject = (key: string) =>
-    withRetry(async () => readAll(await client.open(key, { signal: dlSignal })), {
+    withRetry(async () => readChunks(await client.open(key, { signal: dlSignal })), {
       attempts: RESTORE_ATTEMPTS,
       signal: dlSignal,
       onRetry: (err, attempt, delayMs) => logger.warn('download failed; retrying', { key, attempt: attempt + 1, delayMs, error: String(err) }),
@@ -319,7 +329,7 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
 
     // Segments: a window of downloads runs ahead of the apply step, bounded by count and bytes.
     const segs = plan.segments;
-    const downloads: (Promise<Buffer> | undefined)[] = new Array(segs.length);
+    const downloads: (Promise<Downloaded> | undefined)[] = new Array(segs.length);
     let started = 0;
     let buffered = 0;
     const pump = () => {
@@ -328,7 +338,7 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
         if (buffered > 0 && buffered + s.size > prefetch) break;
         buffered += s.size;
         const p = fetchObject(walSegmentKey(s.generation, s.index, s.offset)).then((b) => {
-          progress.downloadedBytes += b.length;
+          progress.downloadedBytes += b.bytes;
           report();
           return b;
         });
@@ -357,7 +367,7 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
           const raw = await downloads[i]!;
           downloads[i] = undefined;
           let n = 0;
-          for await (const chunk of decodeLz4Frame([raw])) {
+          for await (const chunk of decodeLz4Frame(raw.chunks)) {
             n += chunk.length;
             yield chunk;
           }
