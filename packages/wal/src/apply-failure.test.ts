@@ -1,0 +1,60 @@
+import { execFile } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../test/helpers.js';
+import { encodeWalFrame, encodeWalHeader, parseWalHeader } from './wal-format.js';
+
+// A write that really fails (the file size limit of `ulimit -f`, in a child process) partway through
+// writing a spilled transaction into the database: the applier must refuse to go on and close
+// without writing, and leave no spill file behind.
+
+const run = promisify(execFile);
+const CHILD = fileURLToPath(new URL('../test/spill-failure-child.mjs', import.meta.url));
+const PS = 4096;
+
+let dir: string;
+let cleanup: () => Promise<void>;
+beforeAll(async () => ({ dir, cleanup } = await tempDir()));
+afterAll(() => cleanup());
+
+describe('WalApplier after a failed write', () => {
+  it('refuses further applies and closes without writing when a spilled commit fails partway', async () => {
+    const db = join(dir, 'app.db');
+    const setup = new Database(db);
+    setup.pragma(`page_size = ${PS}`);
+    setup.pragma('journal_mode = wal');
+    setup.exec('CREATE TABLE t(x)');
+    setup.pragma('wal_checkpoint(TRUNCATE)');
+    setup.close();
+    const before = await readFile(db);
+
+    // One transaction of pages 200 down to 1 (a valid WAL need not be in page order). With 50 pages
+    // of buffer, pages 200..51 spill (600 KiB of spill file) and are then written into the database
+    // at 200-800 KiB: past the 700 KiB limit halfway through.
+    const header = { bigEndianChecksum: false, pageSize: PS, checkpointSeq: 1, salt1: 11, salt2: 22 };
+    const head = encodeWalHeader(header);
+    const parsed = parseWalHeader(head);
+    let chain: [number, number] = [parsed.checksum1, parsed.checksum2];
+    const parts = [Buffer.from(head)];
+    for (let pgno = 200; pgno >= 1; pgno--) {
+      const img = pgno === 1 ? Buffer.concat([before.subarray(0, 100), Buffer.alloc(PS - 100, 1)]) : Buffer.alloc(PS, pgno & 0xff);
+      const r = encodeWalFrame(header, pgno, pgno === 1 ? 200 : 0, img, chain);
+      chain = r.chain;
+      parts.push(Buffer.from(r.frame));
+    }
+    const walPath = join(dir, 'big.wal');
+    await writeFile(walPath, Buffer.concat(parts));
+
+    const { stdout } = await run('bash', ['-c', 'ulimit -f 700 && exec "$0" "$@"', process.execPath, CHILD, db, walPath, String(50 * PS)]);
+    const r = JSON.parse(stdout) as Record<string, { code?: string; message: string } | string | string[]>;
+    expect(r.apply).toMatchObject({ code: 'EFBIG' });
+    expect((r.again as { message: string }).message).toMatch(/earlier write failed partway through a transaction/);
+    expect((r.close as { message: string }).message).toMatch(/earlier write failed partway through a transaction/);
+    // No spill file is left, and nothing but the database and the WAL is in the directory.
+    expect([...(r.files as string[])].sort()).toEqual(['app.db', 'big.wal']);
+  });
+});
