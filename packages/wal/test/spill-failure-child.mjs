@@ -2,9 +2,6 @@
 // file size limit between the spill file's size and the database's, so writing the spilled pages into
 // the database fails partway (EFBIG) in the commit. Prints what each later call did, as JSON. It
 // imports the built package (`pnpm test` builds first).
-imports the built package, as `pnpm test` builds first): applies a WAL whose one transaction spills, with the
-// file size limit between the spill file's size and the database's, so writing the spilled pages into
-// the database fails partway (EFBIG) in the commit. Prints what each later call did, as JSON.
 import { readdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { WalApplier } from '@ls/wal';
