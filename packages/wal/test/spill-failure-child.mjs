@@ -2,10 +2,9 @@
 // file size limit between the spill file's size and the database's, so writing the spilled pages into
 // the database fails partway (EFBIG) in the commit. Prints what each later call did, as JSON. It
 // imports the built package (`pnpm test` builds first).
-import { readdir } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { WalApplier } from '@ls/wal';
-import { readFile } from 'node:fs/promises';
 
 const [dbPath, walPath, bufferBytes] = process.argv.slice(2);
 const out = {};
