@@ -6,12 +6,14 @@ import { Readable } from 'node:stream';
 import {
   AccessDeniedError,
   DeleteFailedError,
+  InvalidArgumentError,
   NotFoundError,
   TEMP_SUFFIX,
   TransientError,
   assertValidKey,
   assertValidPrefix,
   compareKeys,
+  isAbortError,
   nextOrAbort,
   throwIfAborted,
   type ClientCapabilities,
@@ -138,32 +140,35 @@ export class FileReplicaClient implements ReplicaClient {
 
   async open(key: string, options: OpenOptions = {}): Promise<Readable> {
     assertValidKey(key);
-    throwIfAborted(options.signal);
-    let fh: FileHandle;
-    let size: number;
+    const { range, signal } = options;
+    if (range && (!Number.isSafeInteger(range.start) || range.start < 0 || (range.end !== undefined && (!Number.isSafeInteger(range.end) || range.end < range.start)))) {
+      throw new InvalidArgumentError(`invalid range ${JSON.stringify(range)} for ${key}`);
+    }
+    throwIfAborted(signal);
+    let fh: FileHandle | undefined;
     try {
       fh = await open(this.#path(key), 'r');
       const st = await fh.stat();
-      size = st.size;
-      if (!st.isFile()) {
+      if (!st.isFile()) throw new NotFoundError(key);
+      throwIfAborted(signal);
+      // Objects never change once renamed into place, so the stat's size bounds the read: each read
+      // is sized to what is left (a small object gets one buffer of its own size, not 1 MiB) and no
+      // extra read is spent finding the end.
+      const start = range?.start ?? 0;
+      const end = Math.min(range?.end ?? st.size - 1, st.size - 1);
+      if (end < start) {
         await fh.close();
-        throw new NotFoundError(key);
+        return Readable.from([]);
       }
+      const stream = fh.createReadStream({ start, end, signal, highWaterMark: 1024 * 1024 });
+      fh = undefined; // the stream closes it
+      return stream;
     } catch (err) {
-      if (NotFoundError.isInstance(err)) throw err;
+      await fh?.close().catch(() => undefined);
+      if (NotFoundError.isInstance(err) || isAbortError(err)) throw err;
       if (MISSING_CODES.has(codeOf(err) ?? '')) throw new NotFoundError(key, { cause: err });
       throw mapError(err, `opening ${key} under ${this.root}`);
     }
-    // Objects never change once renamed into place, so the stat's size bounds the read: each read
-    // is sized to what is left (a small object gets one buffer of its own size, not 1 MiB) and no
-    // extra read is spent finding the end.
-    const start = options.range?.start ?? 0;
-    const end = Math.min(options.range?.end ?? size - 1, size - 1);
-    if (end < start) {
-      await fh.close();
-      return Readable.from([]);
-    }
-    return fh.createReadStream({ start, end, signal: options.signal, highWaterMark: 1024 * 1024 });
   }
 
   async *list(prefix: string, options: ListOptions = {}): AsyncGenerator<ListEntry> {

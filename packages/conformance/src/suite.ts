@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import {
+  InvalidArgumentError,
   InvalidKeyError,
   NotFoundError,
   compareKeys,
@@ -185,6 +186,10 @@ export function describeReplicaClientConformance(
         expect((await readAll(await client.open('range/k', { range: { start: 9000 } }))).equals(body.subarray(9000))).toBe(true);
         // An end past the object stops at its last byte, as an HTTP range does.
         expect((await readAll(await client.open('range/k', { range: { start: 9990, end: 20_000 } }))).equals(body.subarray(9990))).toBe(true);
+        for (const range of [{ start: 20, end: 10 }, { start: -1 }, { start: 1.5 }, { start: 0, end: Number.NaN }]) {
+          const err = await rejection(client.open('range/k', { range }));
+          expect(InvalidArgumentError.isInstance(err), `${JSON.stringify(range)}: ${String(err)}`).toBe(true);
+        }
       });
 
       test('rejects with the body’s own error and keeps the previous object', async (client) => {

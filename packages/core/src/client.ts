@@ -35,7 +35,11 @@ export interface PutOptions {
 /** Options of `ReplicaClient.open`. */
 export interface OpenOptions {
   signal?: AbortSignal;
-  /** Read only bytes `start` to `end` (inclusive, like HTTP ranges); needs `capabilities.rangeRead`. */
+  /**
+   * Read only bytes `start` to `end` (inclusive, like HTTP ranges); needs `capabilities.rangeRead`. An
+   * end past the object stops at its last byte; a start past it gives no byte. A range that is not
+   * one (negative or fractional, or an end before its start) rejects with InvalidArgumentError.
+   */
   range?: { start: number; end?: number };
 }
 

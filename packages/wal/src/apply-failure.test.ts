@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
+import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../test/helpers.js';
 import { encodeWalFrame, encodeWalHeader, parseWalHeader } from './wal-format.js';
@@ -13,7 +14,7 @@ import { encodeWalFrame, encodeWalHeader, parseWalHeader } from './wal-format.js
 // without writing, and leave no spill file behind.
 
 const run = promisify(execFile);
-const CHILD = fileURLToPath(new URL('../test/spill-failure-child.mjs', import.meta.url));
+const CHILD_SOURCE = fileURLToPath(new URL('../test/spill-failure-child.ts', import.meta.url));
 const PS = 4096;
 
 let dir: string;
@@ -49,12 +50,23 @@ describe('WalApplier after a failed write', () => {
     const walPath = join(dir, 'big.wal');
     await writeFile(walPath, Buffer.concat(parts));
 
-    const { stdout } = await run('bash', ['-c', 'ulimit -f 700 && exec "$0" "$@"', process.execPath, CHILD, db, walPath, String(50 * PS)]);
-    const r = JSON.parse(stdout) as Record<string, { code?: string; message: string } | string | string[]>;
-    expect(r.apply).toMatchObject({ code: 'EFBIG' });
-    expect((r.again as { message: string }).message).toMatch(/earlier write failed partway through a transaction/);
-    expect((r.close as { message: string }).message).toMatch(/earlier write failed partway through a transaction/);
-    // No spill file is left, and nothing but the database and the WAL is in the directory.
-    expect([...(r.files as string[])].sort()).toEqual(['app.db', 'big.wal']);
+    // The child is this package's source, bundled (outside the directory the test lists).
+    const child = join(dir, '..', `spill-failure-child-${process.pid}.mjs`);
+    await build({ entryPoints: [CHILD_SOURCE], bundle: true, platform: 'node', format: 'esm', outfile: child, external: ['lz4-napi', '@node-rs/xxhash'], logLevel: 'silent' });
+    try {
+      // `ulimit -f` counts KiB, or 512-byte blocks when bash runs in POSIX mode: so no POSIXLY_CORRECT.
+      const { POSIXLY_CORRECT: _, ...env } = process.env;
+      const { stdout } = await run('bash', ['-c', 'ulimit -f 700 && exec "$0" "$@"', process.execPath, child, db, walPath, String(50 * PS)], { env });
+      const r = JSON.parse(stdout) as Record<string, { code?: string; message: string } | string | string[]>;
+      expect(r.apply).toMatchObject({ code: 'EFBIG' });
+      expect((r.again as { message: string }).message).toMatch(/earlier write failed partway through a transaction/);
+      expect((r.close as { message: string }).message).toMatch(/earlier write failed partway through a transaction/);
+      // close() wrote nothing: the pages still buffered never reach the file.
+      expect(r.dbAfterClose).toBe(r.dbBeforeClose);
+      // No spill file is left, and nothing but the database and the WAL is in the directory.
+      expect([...(r.files as string[])].sort()).toEqual(['app.db', 'big.wal']);
+    } finally {
+      await rm(child, { force: true });
+    }
   });
 });

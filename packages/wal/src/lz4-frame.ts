@@ -174,8 +174,8 @@ async function readFrameHeader(reader: ByteReader, start: number): Promise<Frame
 /*
  * Scratch buffers for compressed blocks, shared by every decoder: a restore decodes one frame per
  * WAL segment, and a fresh 4 MiB buffer for each (about 1 GiB over ~250 segments) drove V8 to
- * collect garbage for external memory pressure dozens of times. A decoder takes one for a frame and
- * gives it back when the frame ends, so no two decoders ever hold the same one.
+ * collect garbage for external memory pressure dozens of times. A decoder takes one when it first
+ * needs it (or a larger one) and gives it back when it ends, so no two decoders hold the same one.
  */
 const spareScratch: Buffer[] = [];
 const SPARE_SCRATCH_MAX = 2;
@@ -279,8 +279,11 @@ export async function* decodeLz4Frame(
           // uncompress() wants the output capacity in front (u32 LE); the frame's maximum is always enough.
           // One scratch buffer per decoder, from a shared spare list: each block is decompressed before the next is read into it.
           if (!scratch || scratch.length < size + 4) {
+            // Taken before the old one is given back: if taking throws, the finally below must not
+            // give back a buffer that is already on the spare list.
+            const larger = takeScratch(info.maxBlockSize + 4);
             giveScratch(scratch);
-            scratch = takeScratch(info.maxBlockSize + 4);
+            scratch = larger;
           }
           prefixed = scratch.subarray(0, size + 4);
           prefixed.writeUInt32LE(info.maxBlockSize, 0);

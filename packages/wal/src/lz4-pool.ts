@@ -94,7 +94,7 @@ interface Job {
 interface PoolWorker {
   worker: Worker;
   busy: number;
-  /** lz4-napi is loaded in the worker: it can take jobs. */
+  /** lz4-napi is loaded in the worker (jobs sent before that wait in its queue). */
   ready: boolean;
 }
 
@@ -106,6 +106,8 @@ class Lz4Pool {
   /** Input buffers handed back by workers, reused for the next blocks. */
   readonly #free: ArrayBuffer[] = [];
   readonly size: number;
+  /** Why a worker failed before it was up, if one did: the pool is then not used. */
+  #unstartable: Error | undefined;
 
   constructor(size: number) {
     this.size = size;
@@ -145,6 +147,8 @@ class Lz4Pool {
       }
       const i = this.#workers.indexOf(w);
       if (i >= 0) this.#workers.splice(i, 1);
+      // A worker that died before it was up would die again: from now on this thread compresses.
+      if (!w.ready) this.#unstartable ??= err;
     };
     worker.on('error', fail);
     worker.on('exit', (code) => fail(new Error(`LZ4 worker exited with code ${code}`)));
@@ -173,11 +177,10 @@ class Lz4Pool {
    * starting takes it when it is up). Callers bound what is queued (see compressDepth).
    */
   compress(input: Uint8Array, large: boolean): Promise<CompressedBlock> {
-    if (!large || this.size === 0) return compressHereNow(input);
+    if (!large || this.size === 0 || this.#unstartable) return compressHereNow(input);
     this.warm();
-    let w: PoolWorker | undefined;
-    for (const x of this.#workers) if (!w || x.busy < w.busy) w = x;
-    if (!w) return compressHereNow(input);
+    let w = this.#workers[0]!;
+    for (const x of this.#workers) if (x.busy < w.busy) w = x;
     // The input is copied into a buffer the worker takes over (and hands back for reuse), so callers
     // may reuse theirs at once and no garbage is made per block.
     const ab = this.#take(input.byteLength);
@@ -254,7 +257,7 @@ export function warmCompressPool(): void {
 
 /** Blocks a compressor of a large stream may have in flight: every worker's queue. */
 export function compressDepth(): number {
-  return Math.max(1, (lz4Threads() - 1) * WORKER_QUEUE);
+  return Math.max(1, lz4Pool().size * WORKER_QUEUE);
 }
 
 /**

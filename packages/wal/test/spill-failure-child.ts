@@ -1,0 +1,36 @@
+// Built from source and run under `ulimit -f` by apply-failure.test.ts: applies a WAL whose one
+// transaction spills, with the file size limit between the spill file's size and the database's, so
+// writing the spilled pages into the database fails partway (EFBIG) in the commit. Prints what each
+// later call did, and the database's bytes before and after close(), as JSON.
+import { createHash } from 'node:crypto';
+import { readFile, readdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { WalApplier } from '../src/apply.js';
+
+const [dbPath, walPath, bufferBytes] = process.argv.slice(2) as [string, string, string];
+const describe = (err: unknown) => {
+  const e = err as { code?: string; cause?: { code?: string }; message?: string };
+  return { code: e.code ?? e.cause?.code, message: String(e.message ?? err) };
+};
+const digest = async () => createHash('sha256').update(await readFile(dbPath)).digest('hex');
+const out: Record<string, unknown> = {};
+const applier = await WalApplier.open(dbPath, { strict: true, bufferBytes: Number(bufferBytes) });
+const wal = await readFile(walPath);
+for (const step of ['apply', 'again'] as const) {
+  try {
+    await applier.apply([wal]);
+    out[step] = 'ok';
+  } catch (err) {
+    out[step] = describe(err);
+  }
+}
+out.dbBeforeClose = await digest();
+try {
+  await applier.close();
+  out.close = 'ok';
+} catch (err) {
+  out.close = describe(err);
+}
+out.dbAfterClose = await digest();
+out.files = await readdir(dirname(dbPath));
+process.stdout.write(JSON.stringify(out));
