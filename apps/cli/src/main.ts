@@ -59,7 +59,8 @@ export async function main(argv: string[]): Promise<number> {
     return await cmd.run(rest);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`lstream: ${err.message}\n\n${err.command ? (COMMANDS[err.command]?.usage ?? '') : ''}`);
+      const usage = err.command ? COMMANDS[err.command]?.usage : undefined;
+      process.stderr.write(`lstream: ${err.message}\n${usage ? `\n${usage}` : ''}`);
       return 1;
     }
     const code = LstreamError.isInstance(err) ? ` [${(err as LstreamError).code}]` : '';

@@ -3,15 +3,46 @@ export function formatTime(d: Date | undefined): string {
   return d ? d.toISOString().replace(/\.\d{3}Z$/, 'Z') : '';
 }
 
-/** Formats a duration in milliseconds the way Go prints a rounded time.Duration (`3.2s`, `1m5s`, `2h0m0s`). */
+const NS_US = 1_000n;
+const NS_MS = 1_000_000n;
+const NS_S = 1_000_000_000n;
+
+/**
+ * Formats a duration as Litestream prints lag: truncated toward zero to whole seconds past 10 s, to
+ * tenths past 1 s, to milliseconds past 1 ms (and so on down), then written as Go's Duration.String
+ * writes it: `1m59s`, `3.2s`, `999ms`, `0s`, `-5.2s`, `1h0m5s`.
+ */
 export function formatDuration(ms: number): string {
-  if (ms < 1_000) return `${Math.round(ms)}ms`;
-  const s = ms / 1_000;
-  if (s < 60) return `${Math.round(s * 10) / 10}s`;
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = Math.round(s % 60);
-  return h > 0 ? `${h}h${m}m${sec}s` : `${m}m${sec}s`;
+  if (!Number.isFinite(ms)) return String(ms);
+  let d = BigInt(Math.trunc(ms * 1e6));
+  const a = d < 0n ? -d : d;
+  const unit = a > 10n * NS_S ? NS_S : a > NS_S ? NS_S / 10n : a > NS_MS ? NS_MS : a > NS_US ? NS_US : 1n;
+  d = (d / unit) * unit; // BigInt division truncates toward zero, as Go's Truncate does
+  return goDuration(d);
+}
+
+/** Go's time.Duration.String for `d` nanoseconds. */
+function goDuration(d: bigint): string {
+  if (d === 0n) return '0s';
+  const sign = d < 0n ? '-' : '';
+  const u = d < 0n ? -d : d;
+  if (u < NS_US) return `${sign}${u}ns`;
+  if (u < NS_MS) return `${sign}${u / NS_US}${fraction(u % NS_US, 3)}µs`;
+  if (u < NS_S) return `${sign}${u / NS_MS}${fraction(u % NS_MS, 6)}ms`;
+  const secs = u / NS_S;
+  let out = `${secs % 60n}${fraction(u % NS_S, 9)}s`;
+  const mins = secs / 60n;
+  if (mins > 0n) {
+    out = `${mins % 60n}m${out}`;
+    if (mins >= 60n) out = `${mins / 60n}h${out}`;
+  }
+  return sign + out;
+}
+
+/** `.ddd` for `rem` of a unit with `digits` decimal places, trailing zeros dropped; '' for 0. */
+function fraction(rem: bigint, digits: number): string {
+  if (rem === 0n) return '';
+  return `.${rem.toString().padStart(digits, '0').replace(/0+$/, '')}`;
 }
 
 /** A table cell: text, a number, or a time. */

@@ -2,7 +2,7 @@
 // emulator (the GCS JSON API, in this process; STORAGE_EMULATOR_HOST points the client at it) through
 // a config file, a gs:// URL, and a proxy that injects faults; every restore must give back the
 // source database byte for byte.
-import { writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GCS_PROTOCOL, startFaultProxy, startGcsEmulator, type FaultProxy, type GcsEmulatorHandle } from '@ls/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -92,6 +92,37 @@ describe('lstream with a GCS replica', () => {
     expect(r.code).toBe(0);
     expect(dump(out).rows).toEqual(dump(db).rows);
     expect(sha256(out)).toBe(sha256(db));
+  });
+
+  it('stops a restore on SIGINT, removes what it wrote, and lets the next restore run', async () => {
+    const bucket = await gcs.newBucket();
+    const { db, configPath } = gcsConfig('sigint', bucket);
+    const env = { STORAGE_EMULATOR_HOST: gcs.endpoint };
+    write(db, ['--rows', '100']);
+    const rep = startLstream(['replicate', '-config', configPath], env);
+    await rep.waitFor(/msg="replica synced"/);
+    const writer = startWriter(db, ['--rows', '400', '--batch', '10', '--size', '300', '--interval-ms', '2']);
+    expect(await writer.exited).toBe(0);
+    expect(await rep.stop('SIGTERM')).toBe(0);
+
+    // Downloads of WAL segments hang: the restore has written the snapshot to <out>.tmp and waits.
+    const slow = await startFaultProxy(gcs.endpoint, { protocol: GCS_PROTOCOL });
+    slow.rules.push((req) => (req.query.get('alt') === 'media' && decodeURIComponent(req.path).includes('/wal/') ? { kind: 'delay', ms: 60_000 } : undefined));
+    const out = join(dir, 'sigint-restored', 'app.db');
+    try {
+      const restoring = startLstream(['restore', '-config', configPath, '-o', out, db], { STORAGE_EMULATOR_HOST: slow.endpoint });
+      const deadline = Date.now() + 30_000;
+      while (!existsSync(`${out}.tmp`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(existsSync(`${out}.tmp`)).toBe(true);
+      expect(await restoring.stop('SIGINT')).toBe(130);
+      expect(restoring.stderr).toContain('SIGINT: stopping the restore');
+      expect(readdirSync(join(dir, 'sigint-restored'))).toEqual([]);
+    } finally {
+      await slow.close();
+    }
+    const r = await lstreamAsync(['restore', '-config', configPath, '-o', out, db], { env });
+    expect(r.code).toBe(0);
+    expect(dump(out).rows).toEqual(dump(db).rows);
   });
 
   it('keeps replicating through 5% server errors, connection resets and 2 s delays, losing nothing', async () => {

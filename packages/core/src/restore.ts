@@ -1,9 +1,9 @@
 import { setMaxListeners } from 'node:events';
 import { createRequire } from 'node:module';
-import { link, open, rm, stat, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { WalApplier, decodeLz4Frame } from '@ls/wal';
+import { CorruptDataError, WalApplier, decodeLz4Frame } from '@ls/wal';
 import type { ReplicaClient } from './client.js';
 import { InvalidArgumentError, LstreamError, throwIfAborted } from './errors.js';
 import { snapshotKey, walSegmentKey, type SnapshotInfo, type WalSegmentInfo } from './layout.js';
@@ -157,17 +157,21 @@ export async function planRestore(client: ReplicaClient, target: RestoreTarget, 
     }
     candidates = [target.generation];
   }
-  let best: { gen: string; snaps: SnapshotInfo[]; segs: WalSegmentInfo[]; start: number; end: number } | undefined;
+  type Candidate = { gen: string; snaps: SnapshotInfo[]; segs: WalSegmentInfo[]; start: number; end: number };
+  // The generation updated last, of those started at or before the timestamp when there is one.
+  // So, as Litestream picks, a generation whose time span holds the timestamp wins over any that
+  // ended before it; when none holds it (it falls between generations or after all of them), the
+  // one updated last before it: its end is the database's state at that time, as far as the
+  // replica knows (Litestream refuses such a timestamp).
+  let best: Candidate | undefined;
+  const ts = target.timestamp?.getTime();
   for (const gen of candidates) {
     const snaps = await collect(listSnapshots(client, gen, { signal }));
     if (snaps.length === 0) continue;
     const segs = await collect(listWalSegments(client, gen, { signal }));
-    const b = timeBounds(snaps, segs)!;
-    const ts = target.timestamp?.getTime();
-    if (ts !== undefined) {
-      if (b.start > ts) continue;
-      if (!best || b.start > best.start) best = { gen, snaps, segs, ...b };
-    } else if (!best || b.end > best.end) best = { gen, snaps, segs, ...b };
+    const c: Candidate = { gen, snaps, segs, ...timeBounds(snaps, segs)! };
+    if (ts !== undefined && c.start > ts) continue;
+    if (!best || c.end > best.end) best = c;
   }
   if (!best) {
     if (target.timestamp) {
@@ -202,10 +206,14 @@ export async function planRestore(client: ReplicaClient, target: RestoreTarget, 
       `index ${target.index.toString(16).padStart(8, '0')} not found in generation ${gen}; its latest index is ${latest.toString(16).padStart(8, '0')}`,
     );
   }
+  // The snapshot alone is the target's state only when its index wrote no frame: then no later
+  // index can exist either (a WAL restarts only after frames were checkpointed), so a later segment
+  // or snapshot means the snapshot's index had segments, and they are missing.
+  const laterData = segs.some((s) => s.index > snapshot.index) || snaps.some((s) => s.index > snapshot.index);
   for (let index = snapshot.index, i = 0; index <= lastIndex; index++) {
     const first = chosen[i];
     if (!first || first.index !== index) {
-      if (index === snapshot.index && (!first || first.index > index) && chosen.length === 0) break;
+      if (index === snapshot.index && chosen.length === 0 && !laterData) break;
       throw new MissingSegmentError(
         `WAL index ${index.toString(16).padStart(8, '0')} of generation ${gen} is missing from the replica`,
         walSegmentKey(gen, index, 0),
@@ -226,6 +234,11 @@ export async function planRestore(client: ReplicaClient, target: RestoreTarget, 
     bytes: snapshot.size + chosen.reduce((a, s) => a + s.size, 0),
     index: lastIndex,
   };
+}
+
+/** Names the replica object corrupt data was found in (other errors pass through unchanged). */
+function inObject(err: unknown, key: string): unknown {
+  return CorruptDataError.isInstance(err) ? err.inObject(key) : err;
 }
 
 /** A downloaded object as the chunks it arrived in (the decoder reads across them; no concatenation). */
@@ -290,6 +303,9 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
 
   let applier: WalApplier | undefined;
   try {
+    // As Litestream does, the output's directory is created when missing (a container restoring to
+    // /data/app.db before anything made /data).
+    await mkdir(dirname(out), { recursive: true });
     // Snapshot: streamed and decompressed straight into the file; a failed try starts over.
     await withRetry(
       async () => {
@@ -312,7 +328,7 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
           await writeDecoded(fh, decodeLz4Frame(counted()));
         } catch (err) {
           raw.destroy();
-          throw err;
+          throw inObject(err, snapshotKey(plan.generation, plan.snapshot.index));
         } finally {
           await fh.close();
         }
@@ -367,9 +383,13 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
           const raw = await downloads[i]!;
           downloads[i] = undefined;
           let n = 0;
-          for await (const chunk of decodeLz4Frame(raw.chunks)) {
-            n += chunk.length;
-            yield chunk;
+          try {
+            for await (const chunk of decodeLz4Frame(raw.chunks)) {
+              n += chunk.length;
+              yield chunk;
+            }
+          } catch (err) {
+            throw inObject(err, walSegmentKey(s.generation, s.index, s.offset));
           }
           buffered -= s.size;
           expected = s.offset + n;
@@ -380,7 +400,18 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
           pump();
         }
       };
-      await applier.apply(source());
+      const first = i;
+      try {
+        await applier.apply(source());
+      } catch (err) {
+        // A frame that breaks the WAL chain: the segment holding that offset of the index.
+        if (CorruptDataError.isInstance(err) && err.offset !== undefined) {
+          const at = err.offset;
+          const s = segs.slice(first).filter((x) => x.index === index && x.offset <= at).at(-1);
+          if (s) throw inObject(err, walSegmentKey(s.generation, s.index, s.offset));
+        }
+        throw err;
+      }
     }
     await applier.close();
     applier = undefined;

@@ -32,10 +32,21 @@ export class LstreamError extends Error {
 export class CorruptDataError extends LstreamError {
   /** Byte offset in the input where the problem was found, when known. */
   readonly offset: number | undefined;
+  /** The stored object the input came from (a replica key), once a caller who knows it has said so. */
+  object: string | undefined;
 
   constructor(message: string, options?: { cause?: unknown; offset?: number; code?: string }) {
     super(options?.code ?? 'ECORRUPT', message, options);
     this.offset = options?.offset;
+  }
+
+  /** Names the object the input came from, in `object` and at the front of the message (once). */
+  inObject(key: string): this {
+    if (this.object === undefined) {
+      this.object = key;
+      this.message = `${key}: ${this.message}`;
+    }
+    return this;
   }
 }
 

@@ -49,7 +49,7 @@ export async function run(argv: string[]): Promise<number> {
       if (times.length === 0) continue;
       const start = Math.min(...times);
       const end = Math.max(...times);
-      const lag = updated === undefined ? '-' : formatDuration(Math.max(0, updated - end));
+      const lag = updated === undefined ? '-' : formatDuration(updated - end);
       rows.push([r.config.name, gen, lag, new Date(start), new Date(end)]);
     }
   }

@@ -165,6 +165,18 @@ export async function run(argv: string[]): Promise<number> {
       : undefined;
   bar?.start(chosen.plan.bytes, 0, { segs: `0/${chosen.plan.segments.length}` });
   const started = performance.now();
+  // SIGINT/SIGTERM stop the restore, which then removes what it wrote (a killed one would leave
+  // <out>.tmp and make the next restore refuse to start); a second signal exits at once.
+  const stop = new AbortController();
+  let stoppedBy: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (stoppedBy) process.exit(130);
+    stoppedBy = sig;
+    process.stderr.write(`\nlstream: ${sig}: stopping the restore and removing ${output}.tmp\n`);
+    stop.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   let result;
   try {
     result = await restore(chosen.r.client, {
@@ -175,9 +187,16 @@ export async function run(argv: string[]): Promise<number> {
       integrityCheck: values['integrity-check'] ?? false,
       logger,
       onProgress: (p) => bar?.update(p.downloadedBytes, { segs: `${p.appliedSegments}/${p.totalSegments}` }),
+      signal: stop.signal,
     });
+  } catch (err) {
+    // Stopped by a signal: the conventional 128 + signal number, after the restore cleaned up.
+    if (stoppedBy) return stoppedBy === 'SIGINT' ? 130 : 143;
+    throw err;
   } finally {
     bar?.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
   const seconds = (performance.now() - started) / 1000;
   if (values.json) {
