@@ -34,7 +34,7 @@ export async function loadConfig(flags: { config?: string; 'no-expand-env'?: boo
   if (!found) {
     if (!required) return undefined;
     throw new UsageError(
-      'no config file: pass -config PATH, set $LSTREAM_CONFIG, or create /etc/lstream.yml (or give a replica URL instead of a database path)',
+      'no config file: pass -config PATH, set $LSTREAM_CONFIG or $LITESTREAM_CONFIG, or create /etc/lstream.yml or /etc/litestream.yml (or give a replica URL instead of a database path)',
     );
   }
   const config = await loadConfigFile(found.path, { expandEnv: !flags['no-expand-env'] });

@@ -251,6 +251,11 @@ describe('lstream restore', () => {
     expect(plan.segments).toBeGreaterThan(0);
     expect(plan.bytes).toBeGreaterThan(0);
     expect(existsSync(out)).toBe(false);
+    // A dry run answers as the real run would for an existing output.
+    expect(lstream(['restore', '-dry-run', '-o', db, `file://${replica}`]).code).toBe(1);
+    const skip = lstream(['restore', '-dry-run', '-if-db-not-exists', '-o', db, `file://${replica}`]);
+    expect(skip.code).toBe(0);
+    expect(skip.stdout).not.toContain('would restore');
   });
 
   it('rejects bad flags with a usage error', () => {

@@ -121,7 +121,8 @@ export async function run(argv: string[]): Promise<number> {
   const output = values.o ?? replicas[0]?.db?.path ?? arg;
   const logger = createLogger({ stderr: true, level: 'warn', secrets: knownSecrets() });
 
-  if (existsSync(output) && !values['dry-run']) {
+  // A dry run answers as the real run would: it skips, or refuses, an existing output too.
+  if (existsSync(output)) {
     if (values['if-db-not-exists']) {
       process.stderr.write(`database already exists at ${output}, skipping restore\n`);
       return 0;
