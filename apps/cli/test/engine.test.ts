@@ -208,6 +208,37 @@ describe('Db lifecycle', () => {
     expect((await restoreRows(root, 'later')).rows).toEqual(dump(path).rows);
   });
 
+  it('follows a database file that is removed, then replaced by another, without spinning', async () => {
+    const path = join(dir, 'replaced.db');
+    const root = join(dir, 'replaced-replica');
+    write(path, ['--rows', '50']);
+    const { lines, logger } = collectingLogger();
+    const db = new Db(path, { monitorIntervalMs: 200, logger });
+    db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0 });
+    let failures = 0;
+    db.events.on('db-sync-error', () => failures++);
+    await db.open();
+    await db.flush();
+    const first = db.pos!.generation;
+
+    // Removed: syncs wait for it (and never spin on the watcher's events for the files they touch).
+    for (const f of [path, `${path}-wal`, `${path}-shm`]) rmSync(f, { force: true });
+    await sleep(1000);
+    // At most one sync per monitor interval once one failed (it spun at hundreds per second).
+    expect(failures).toBeLessThanOrEqual(8);
+    expect(lines.some((l) => l.msg === 'database file was removed; waiting for it')).toBe(true);
+
+    // Replaced by another database: replication follows it in a new generation.
+    write(path, ['--rows', '80', '--size', '200']);
+    await sleep(500);
+    await db.flush();
+    expect(db.pos!.generation).not.toBe(first);
+    await db.close();
+    const restored = await restoreRows(root, 'replaced');
+    expect(restored.integrity).toBe('ok');
+    expect(restored.rows).toEqual(dump(path).rows);
+  });
+
   it('takes a snapshot every snapshot-interval', async () => {
     const path = join(dir, 'snapint.db');
     const root = join(dir, 'snapint-replica');

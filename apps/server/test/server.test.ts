@@ -259,8 +259,9 @@ dbs:
 
   it('-addr overrides the config, and -exec runs a child whose exit stops the server after a final sync', async () => {
     const { db, configPath } = oneDbConfig('exec');
-    // The config's addr is not even parsed when -addr is given.
-    writeFileSync(configPath, readFileSync(configPath, 'utf8').replace('127.0.0.1:0', 'not-an-address'));
+    // The config's addr (an address no interface here has: listening on it would fail) is not used
+    // when -addr is given.
+    writeFileSync(configPath, readFileSync(configPath, 'utf8').replace('127.0.0.1:0', '192.0.2.1:9'));
     write(db, ['--rows', '5']);
     const writer = join(import.meta.dirname, '..', '..', 'cli', 'test', 'writer.mjs');
     const server = await startServer(['-config', configPath, '-addr', '127.0.0.1:0', '-exec', `"${process.execPath}" ${writer} ${db} --rows 300 --batch 3`]);

@@ -306,6 +306,15 @@ describe('parseConfig environment expansion', () => {
 });
 
 describe('parseConfig errors', () => {
+  it('checks addr is host:port, naming it and its line', () => {
+    const dbs = 'dbs:\n  - path: /d\n    replicas: [{path: /r}]\n';
+    for (const bad of ['localhost', '127.0.0.1:99999', '9090', 'a:b']) {
+      const err = configError(`${dbs}addr: "${bad}"\n`);
+      expect(err, bad).toMatchObject({ key: 'addr', line: 4 });
+    }
+    for (const good of [':9090', '127.0.0.1:0', '[::1]:9090', 'localhost:80']) expect(parseConfig(`addr: "${good}"\n${dbs}`, { cwd: '/srv', env: {} }).addr).toBe(good);
+  });
+
   it('names unknown keys with their path and line', () => {
     expect(configError('addr: x\nfoo: 1\n')).toMatchObject({ key: 'foo', line: 2 });
     const db = configError('dbs:\n  - path: /d\n    replicas: [{path: /r}]\n    foo: 1\n');

@@ -111,6 +111,12 @@ export function parseConfig(text: string, opts: ParseConfigOptions = {}): Lstrea
     }
     config.dbs.push(db);
   }
+  if (addr !== undefined) {
+    // Checked here (after the rest) so a bad one is reported with its line, as every other key is.
+    const port = /^(?:\[[^\]]+\]|[^:[\]]*):(\d+)$/.exec(addr.trim())?.[1];
+    if (port === undefined) top.fail('addr', `${JSON.stringify(addr)} is not host:port`, 'Use ":9090" for every interface, or "127.0.0.1:9090".');
+    else if (Number(port) > 65_535) top.fail('addr', `port ${port} is out of range (0-65535)`);
+  }
   if (opts.file !== undefined) config.file = opts.file;
   return config;
 }

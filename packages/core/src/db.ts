@@ -135,6 +135,8 @@ export class Db {
   #lastError: unknown;
   #lastSyncAt: Date | undefined;
   #waitingForDb = false;
+  /** The database file the connection has open (device and inode), to notice it being replaced. */
+  #dbFile: { dev: bigint; ino: bigint } | undefined;
   /** When the current run of failed syncs began (undefined while syncs succeed). */
   #failingSince: number | undefined;
   #copyBuf: Buffer | undefined;
@@ -307,6 +309,9 @@ export class Db {
       return;
     }
     if (this.#kick) return;
+    // While syncs fail, the next one waits a monitor interval: a failing sync can itself touch the
+    // files the watcher reports (it once spun ~660 times a second on a deleted database).
+    const delay = this.#failingSince === undefined ? WATCH_DEBOUNCE_MS : this.#options.monitorIntervalMs;
     this.#kick = setTimeout(() => {
       this.#kick = undefined;
       this.#syncing = true;
@@ -333,7 +338,9 @@ export class Db {
             this.#requestSync();
           }
         });
-    }, WATCH_DEBOUNCE_MS);
+    }, delay);
+    // A retry's wait never holds the process open (the monitor's timer does not either).
+    if (delay > 0) this.#kick.unref();
   }
 
   #serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -372,6 +379,19 @@ export class Db {
   async #syncLocked(allowCheckpoint: boolean): Promise<Pos | undefined> {
     const started = performance.now();
     if (this.#connectionClosed) throw new DbError(`${this.path}: the database is closed`);
+    if (this.#conn) {
+      // A database file removed or replaced (a restore over it, a copy of another one) leaves the
+      // connection on the old file: drop it and start over on whatever is at the path now, where
+      // the continuity check decides whether the generation goes on.
+      const st = await statOrUndefined(this.path);
+      if (!st || st.ino !== this.#dbFile?.ino || st.dev !== this.#dbFile.dev) {
+        this.logger.warn(st ? 'database file was replaced; reopening it' : 'database file was removed; waiting for it', { db: this.path });
+        const old = this.#conn;
+        this.#conn = undefined;
+        this.#dbFile = undefined;
+        await old.close().catch(() => undefined);
+      }
+    }
     if (!this.#conn) {
       if (!(await statOrUndefined(this.path))) {
         if (!this.#waitingForDb) this.logger.info('database does not exist yet; waiting for it', { db: this.path });
@@ -429,6 +449,8 @@ export class Db {
     }
     this.#conn = opened.conn;
     this.#pageSize = opened.pageSize;
+    const st = await statOrUndefined(this.path);
+    this.#dbFile = st ? { dev: st.dev, ino: st.ino } : undefined;
     await this.#loadShadow();
   }
 
