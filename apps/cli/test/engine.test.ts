@@ -239,6 +239,76 @@ describe('Db lifecycle', () => {
     expect(restored.rows).toEqual(dump(path).rows);
   });
 
+  it('starts a new generation for a database file swapped in after a restart of replication', async () => {
+    const path = join(dir, 'swap.db');
+    const root = join(dir, 'swap-replica');
+    write(path, ['--rows', '40']);
+    // The app stays connected, idle, through the restart, as in a deploy of lstream alone.
+    const app = startWriter(path, ['--rows', '100000', '--interval-ms', '5']);
+    await app.waitFor(/^committed/);
+    app.child.kill('SIGUSR1');
+    await app.waitFor(/^paused/);
+    const open = async () => {
+      const db = new Db(path, { monitorIntervalMs: 200 });
+      db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0 });
+      await db.open();
+      await db.flush();
+      return db;
+    };
+    // A clean stop and start: replication expects the WAL it left, and continues the generation.
+    await (await open()).close();
+    const db = await open();
+    const gen = db.pos!.generation;
+    await sleep(300);
+    // The app stops (told to stop, then let go of its pause).
+    app.child.kill('SIGTERM');
+    app.child.kill('SIGUSR2');
+    expect(await app.exited).toBe(0);
+    // Another database is moved into place (its app stopped, the old WAL and index removed).
+    const other = join(dir, 'swap-other.db');
+    write(other, ['--rows', '70', '--size', '150']);
+    for (const f of ['-wal', '-shm']) rmSync(`${path}${f}`, { force: true });
+    renameSync(other, path);
+    // Its app writes and stays connected (its WAL stays: one that looks like a restart of the old).
+    const app2 = startWriter(path, ['--rows', '100000', '--interval-ms', '5']);
+    await app2.waitFor(/^committed/);
+    await sleep(400);
+    app2.child.kill('SIGUSR1');
+    await app2.waitFor(/^paused/);
+    await db.flush();
+    expect(db.pos!.generation).not.toBe(gen);
+    const live = dump(path);
+    const restored = await restoreRows(root, 'swap');
+    app2.child.kill('SIGTERM');
+    app2.child.kill('SIGUSR2');
+    expect(await app2.exited).toBe(0);
+    await db.close();
+    expect(restored.integrity).toBe('ok');
+    expect(restored.rows).toEqual(live.rows);
+  });
+
+  it('keeps the snapshot interval across restarts of replication', async () => {
+    const path = join(dir, 'snaprestart.db');
+    const root = join(dir, 'snaprestart-replica');
+    write(path, ['--rows', '10']);
+    // Restarted every ~0.5 s for ~3.5 s with a 1.2 s interval: snapshots are still taken (each
+    // start counted the interval from zero again, so none was).
+    const started = Date.now();
+    while (Date.now() - started < 3500) {
+      const db = new Db(path);
+      db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0, snapshotIntervalMs: 1200 });
+      await db.open();
+      write(path, ['--rows', '3']);
+      await sleep(500);
+      await db.close();
+    }
+    const client = new FileReplicaClient({ root });
+    const gens = await listGenerations(client);
+    expect(gens.length).toBe(1);
+    // The generation's first snapshot, and at least one taken for the interval.
+    expect((await collect(listSnapshots(client, gens[0]!))).length).toBeGreaterThanOrEqual(2);
+  });
+
   it('takes a snapshot every snapshot-interval', async () => {
     const path = join(dir, 'snapint.db');
     const root = join(dir, 'snapint-replica');

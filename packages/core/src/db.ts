@@ -135,6 +135,8 @@ export class Db {
   #lastError: unknown;
   #lastSyncAt: Date | undefined;
   #waitingForDb = false;
+  /** Set when the database file was removed or replaced under the connection: the next sync starts a generation. */
+  #replaced: string | undefined;
   /** The database file the connection has open (device and inode), to notice it being replaced. */
   #dbFile: { dev: bigint; ino: bigint } | undefined;
   /** When the current run of failed syncs began (undefined while syncs succeed). */
@@ -363,11 +365,15 @@ export class Db {
         return pos;
       } catch (err) {
         this.#lastError = err;
-        if (err instanceof SqliteError && this.#conn?.failed) {
-          // The SQLite worker died: open it again on the next sync; the continuity check decides
-          // whether the generation can go on.
+        if (err instanceof SqliteError && this.#conn && (this.#conn.failed || !err.busy)) {
+          // The SQLite worker died, or SQLite failed for a reason other than lock contention (a
+          // database copied over the file in place reads as another schema: "no such table"): open
+          // it again on the next sync, and let the continuity check decide whether the generation
+          // can go on.
           const dead = this.#conn;
           this.#conn = undefined;
+          this.#dbFile = undefined;
+          this.#expectRestart = false;
           await dead.close().catch(() => undefined);
         }
         this.events.emit('db-sync-error', { db: this.path, error: err, durationMs: performance.now() - started });
@@ -376,7 +382,7 @@ export class Db {
     });
   }
 
-  async #syncLocked(allowCheckpoint: boolean): Promise<Pos | undefined> {
+  async #syncLocked(allowCheckpoint: boolean, retried = false): Promise<Pos | undefined> {
     const started = performance.now();
     if (this.#connectionClosed) throw new DbError(`${this.path}: the database is closed`);
     if (this.#conn) {
@@ -389,6 +395,10 @@ export class Db {
         const old = this.#conn;
         this.#conn = undefined;
         this.#dbFile = undefined;
+        // Whatever is at the path now is another database file: it starts a generation of its own
+        // (its WAL, even one that looks like a restart, belongs to it and not to the one shipped).
+        this.#replaced = st ? 'database file replaced' : 'database file removed';
+        this.#expectRestart = false;
         await old.close().catch(() => undefined);
       }
     }
@@ -402,7 +412,23 @@ export class Db {
       await this.#init();
     }
     const walStat = await statOrUndefined(this.walPath);
-    if (!walStat || walStat.size < BigInt(WAL_HEADER_SIZE)) await this.#conn!.touch();
+    if (!walStat || walStat.size < BigInt(WAL_HEADER_SIZE)) {
+      await this.#conn!.touch();
+      if (!(await statOrUndefined(this.walPath)) && !retried) {
+        // lstream's read transaction keeps SQLite from deleting the WAL, and its own write just
+        // made one: none at the path means the files were removed or replaced behind its back
+        // (say, another database copied over this one in place), so the connection writes where
+        // nobody reads. Start over on what is at the path now, in a generation of its own.
+        this.logger.warn('the WAL was removed by another process; reopening the database', { db: this.path });
+        const old = this.#conn!;
+        this.#conn = undefined;
+        this.#dbFile = undefined;
+        this.#replaced = 'wal removed by another process';
+        this.#expectRestart = false;
+        await old.close().catch(() => undefined);
+        return this.#syncLocked(allowCheckpoint, true);
+      }
+    }
 
     const before = this.#shadow ? new Pos(this.#shadow.generation, this.#shadow.index, this.#shadow.size) : undefined;
     const copiedBefore = this.#copiedBytes;
@@ -551,6 +577,7 @@ export class Db {
     if (!realHeader) throw new DbError(`${this.walPath}: WAL is missing after writing to the database`);
     parseWalHeader(realHeader); // throws WalFormatError on a bad header
     if (!s) return 'no generation exists';
+    if (this.#replaced) return this.#replaced;
     if (s.index >= MAX_WAL_INDEX) return 'max index exceeded';
     if (!(await statOrUndefined(this.shadowWalPath(s.generation, s.index)))) return 'shadow wal missing';
     if (!realHeader.equals(s.headerBytes)) {
@@ -574,6 +601,7 @@ export class Db {
     await mkdir(join(this.metaPath, 'generations', generation, 'wal'), { recursive: true });
     await this.#startIndex(generation, 0, realHeader);
     await writeFileAtomic(join(this.metaPath, 'generation'), `${generation}\n`);
+    this.#replaced = undefined;
     this.logger.info('new generation', { db: this.path, generation, reason, previous: old });
     this.events.emit('generation', { db: this.path, generation, reason });
     await this.#removeOtherGenerations(generation);

@@ -160,7 +160,7 @@ export class Replica {
     this.#started = true;
     this.notify();
     const o = this.#options;
-    if (o.snapshotIntervalMs > 0) this.#scheduleSnapshot(o.snapshotIntervalMs);
+    if (o.snapshotIntervalMs > 0) this.#scheduleFirstSnapshot();
     if (o.retentionMs > 0) {
       const every = Math.max(1_000, Math.min(o.retentionCheckIntervalMs, o.retentionMs));
       this.#retentionTimer = setInterval(() => this.#background('retention', () => this.enforceRetention()), every);
@@ -175,6 +175,42 @@ export class Replica {
         });
       }, o.validationIntervalMs);
       this.#validationTimer.unref();
+    }
+  }
+
+  /**
+   * The first interval snapshot after a start is due one interval after the latest snapshot in
+   * storage, as Litestream schedules it: restarting more often than the interval must not put
+   * interval snapshots off forever.
+   */
+  #scheduleFirstSnapshot(): void {
+    const interval = this.#options.snapshotIntervalMs;
+    void this.#latestSnapshotAt().then((latest) => {
+      if (this.#stopping) return;
+      this.#scheduleSnapshot(latest === undefined ? interval : Math.min(interval, Math.max(0, latest + interval - Date.now())));
+    });
+  }
+
+  /** When the current generation's latest snapshot in storage was taken; undefined when none is known. */
+  async #latestSnapshotAt(): Promise<number | undefined> {
+    const gen = this.db.pos?.generation;
+    if (!gen) return undefined;
+    try {
+      let latest: number | undefined;
+      for await (const snap of listSnapshots(this.client, gen, { signal: this.#abort.signal })) {
+        const t = snap.createdAt.getTime();
+        if (latest === undefined || t > latest) latest = t;
+      }
+      return latest;
+    } catch (err) {
+      if (!this.#stopping) {
+        this.#logger.warn('cannot list snapshots to schedule the next one; waiting a full snapshot interval', {
+          db: this.db.path,
+          replica: this.name,
+          error: String(err),
+        });
+      }
+      return undefined;
     }
   }
 
