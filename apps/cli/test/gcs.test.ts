@@ -6,7 +6,7 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GCS_PROTOCOL, startFaultProxy, startGcsEmulator, type FaultProxy, type GcsEmulatorHandle } from '@ls/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dump, lstreamAsync, sha256, startLstream, startWriter, tempDir, write } from './helpers.js';
+import { dump, lstreamAsync, sha256, sleep, startLstream, startWriter, tempDir, write } from './helpers.js';
 
 let dir: string;
 let cleanup: () => void;
@@ -107,17 +107,26 @@ describe('lstream with a GCS replica', () => {
 
     // Downloads of WAL segments hang: the restore has written the snapshot to <out>.tmp and waits.
     const slow = await startFaultProxy(gcs.endpoint, { protocol: GCS_PROTOCOL });
-    slow.rules.push((req) => (req.query.get('alt') === 'media' && decodeURIComponent(req.path).includes('/wal/') ? { kind: 'delay', ms: 60_000 } : undefined));
+    let held = 0;
+    slow.rules.push((req) => {
+      if (req.query.get('alt') !== 'media' || !decodeURIComponent(req.path).includes('/wal/')) return undefined;
+      held++;
+      return { kind: 'delay', ms: 60_000 };
+    });
     const out = join(dir, 'sigint-restored', 'app.db');
+    const restoring = startLstream(['restore', '-config', configPath, '-o', out, db], { STORAGE_EMULATOR_HOST: slow.endpoint });
     try {
-      const restoring = startLstream(['restore', '-config', configPath, '-o', out, db], { STORAGE_EMULATOR_HOST: slow.endpoint });
+      // Signalled once it waits for a held segment download, with the snapshot in <out>.tmp.
       const deadline = Date.now() + 30_000;
-      while (!existsSync(`${out}.tmp`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      while (held === 0 && restoring.child.exitCode === null && Date.now() < deadline) await sleep(10);
+      expect(held, `no segment download was held; lstream said: ${restoring.stderr}`).toBeGreaterThan(0);
       expect(existsSync(`${out}.tmp`)).toBe(true);
-      expect(await restoring.stop('SIGINT')).toBe(130);
+      const code = await Promise.race([restoring.stop('SIGINT'), sleep(20_000).then(() => 'still running 20 s after SIGINT')]);
+      expect(code, restoring.stderr).toBe(130);
       expect(restoring.stderr).toContain('SIGINT: stopping the restore');
       expect(readdirSync(join(dir, 'sigint-restored'))).toEqual([]);
     } finally {
+      if (restoring.child.exitCode === null) restoring.child.kill('SIGKILL');
       await slow.close();
     }
     const r = await lstreamAsync(['restore', '-config', configPath, '-o', out, db], { env });

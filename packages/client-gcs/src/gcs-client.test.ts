@@ -42,6 +42,8 @@ describe('GcsReplicaClient options', () => {
     expect(() => new GcsReplicaClient({ bucket: 'b', uploadChunkSize: 300 * 1024 })).toThrow(/multiple of 256 KiB/);
     expect(() => new GcsReplicaClient({ bucket: 'b', deleteConcurrency: 0 })).toThrow(/deleteConcurrency/);
     expect(() => new GcsReplicaClient({ bucket: 'b', retryDelayMultiplier: -1 })).toThrow(/retryDelayMultiplier/);
+    // Below the SDK's own 1 s minimum delay, every resumable upload would fail.
+    expect(() => new GcsReplicaClient({ bucket: 'b', maxRetryDelayMs: 999 })).toThrow(/maxRetryDelayMs must be at least 1000/);
   });
 
   it('strips slashes around the path and declares GCS’s capabilities', () => {

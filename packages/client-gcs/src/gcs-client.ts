@@ -81,7 +81,7 @@ export interface GcsReplicaClientOptions {
   maxRetries?: number | undefined;
   /** Growth of the delay between retries (default 2: about 1 s, 2 s, 4 s, ... plus up to 1 s of jitter). */
   retryDelayMultiplier?: number | undefined;
-  /** Longest delay between two retries, in milliseconds (default 32 s). */
+  /** Longest delay between two retries, in milliseconds (default 32 s; at least 1000, the SDK's shortest delay). */
   maxRetryDelayMs?: number | undefined;
   /** Time after which an operation stops retrying, in milliseconds (default 600 s). */
   totalTimeoutMs?: number | undefined;
@@ -109,6 +109,12 @@ function positiveNumber(name: string, value: number | undefined, fallback: numbe
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || Number.isNaN(value) || value <= 0) throw new InvalidArgumentError(`GCS client option ${name} must be a positive number, got ${String(value)}`);
   return value;
+}
+
+/** The SDK's retries of a resumable upload wait at least 1 s, and fail every upload when told a shorter maximum. */
+function atLeastOneSecond(name: string, ms: number): number {
+  if (ms < 1000) throw new InvalidArgumentError(`GCS client option ${name} must be at least 1000 (the SDK waits at least 1 s between retries), got ${ms}`);
+  return ms;
 }
 
 /** Returns `endpoint` with a scheme (`http://` for emulators given as `host:port`) and no trailing `/`. */
@@ -229,7 +235,7 @@ export class GcsReplicaClient implements ReplicaClient {
         autoRetry: retries > 0,
         maxRetries: Math.max(1, retries),
         retryDelayMultiplier: positiveNumber('retryDelayMultiplier', o.retryDelayMultiplier, 2),
-        maxRetryDelay: positiveNumber('maxRetryDelayMs', o.maxRetryDelayMs, 32_000) / 1000,
+        maxRetryDelay: atLeastOneSecond('maxRetryDelayMs', positiveNumber('maxRetryDelayMs', o.maxRetryDelayMs, 32_000)) / 1000,
         totalTimeout: positiveNumber('totalTimeoutMs', o.totalTimeoutMs, 600_000) / 1000,
         retryableErrorFn: isTransientGcsError,
         // RetryAlways, not the default RetryConditional: under RetryConditional the SDK retries

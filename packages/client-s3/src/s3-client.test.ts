@@ -38,6 +38,18 @@ describe('S3ReplicaClient options', () => {
     expect(c.capabilities).toEqual({ listDelimiter: true, deleteMaxBatch: 1000, rangeRead: true, timestampResolutionMs: 1000 });
   });
 
+  it('picks the region as Litestream does: us-east-1 with an endpoint whatever AWS_REGION says', async () => {
+    const env = { AWS_REGION: 'eu-central-1' };
+    const withEndpoint = createS3ReplicaClient({ bucket: 'b', endpoint: 'http://127.0.0.1:9', env });
+    expect(await withEndpoint.region()).toEqual({ region: 'us-east-1', source: 'endpoint-default' });
+    const configured = createS3ReplicaClient({ bucket: 'b', endpoint: 'http://127.0.0.1:9', region: 'auto', env });
+    expect(await configured.region()).toEqual({ region: 'auto', source: 'configured' });
+    // AWS itself (no endpoint): the environment's region.
+    const aws = createS3ReplicaClient({ bucket: 'b', env });
+    expect(await aws.region()).toEqual({ region: 'eu-central-1', source: 'environment' });
+    for (const c of [withEndpoint, configured, aws]) await c.close?.();
+  });
+
   it('reads LITESTREAM_ACCESS_KEY_ID / LITESTREAM_SECRET_ACCESS_KEY when no keys are configured', async () => {
     const bucket = await server.newBucket();
     const env = { LITESTREAM_ACCESS_KEY_ID: S3RVER_KEY, LITESTREAM_SECRET_ACCESS_KEY: 'anything' };

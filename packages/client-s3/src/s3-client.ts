@@ -60,7 +60,11 @@ export interface S3ReplicaClientOptions {
   bucket: string;
   /** Key prefix of the replica inside the bucket, without leading or trailing `/` (those are stripped). */
   path?: string | undefined;
-  /** Bucket region. Default: `AWS_REGION`, `AWS_DEFAULT_REGION`, `us-east-1` with an endpoint, else looked up. */
+  /**
+   * Bucket region. Default, as Litestream v0.3 picks it: `us-east-1` with an endpoint (an
+   * S3-compatible service; `AWS_REGION`, meant for AWS, is not used for it); else `AWS_REGION`,
+   * `AWS_DEFAULT_REGION`, else looked up with GetBucketLocation.
+   */
   region?: string | undefined;
   /** Endpoint of an S3-compatible service (`https://host[:port]`; `https://` is added when no scheme is given). */
   endpoint?: string | undefined;
@@ -241,9 +245,9 @@ export class S3ReplicaClient implements ReplicaClient {
   async #resolveRegion(): Promise<{ region: string; source: RegionSource }> {
     const o = this.#options;
     if (o.region) return { region: o.region, source: 'configured' };
+    if (this.#endpoint && !o.detectRegion) return { region: DEFAULT_REGION, source: 'endpoint-default' };
     const envRegion = this.#env.AWS_REGION || this.#env.AWS_DEFAULT_REGION;
     if (envRegion) return { region: envRegion, source: 'environment' };
-    if (this.#endpoint && !o.detectRegion) return { region: DEFAULT_REGION, source: 'endpoint-default' };
     const probe = new S3Client(this.#config(DEFAULT_REGION));
     try {
       const { region, source } = await lookupBucketRegion(probe, this.bucket);

@@ -15,6 +15,11 @@ describe('redactText', () => {
     expect(out).toContain('Bearer ***');
   });
 
+  it('hides URL user info whose password holds slashes', () => {
+    const out = redactText("invalid replica URL 's3://AKIAEXAMPLE:wJalrXUtnFEMI/K7MDENG/bPxRfiCY@bucket/db'", []);
+    expect(out).toBe("invalid replica URL 's3://***@bucket/db'");
+  });
+
   it('leaves a message without credentials unchanged', () => {
     const msg = 'ENOTDIR: not a directory, mkdir /srv/replica/generations';
     expect(redactText(msg, ['ab'])).toBe(msg);

@@ -1,8 +1,11 @@
 /** What credentials are replaced with. */
 const MASK = '***';
 
-/** `scheme://user:password@host`: the user info of a URL. */
-const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@:]+:[^\s/@]*@/gi;
+/**
+ * `scheme://user:password@host`: the user info of a URL. The password may hold '/' (AWS secret keys
+ * often do; such a URL does not parse, and gets quoted whole in errors about it).
+ */
+const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@:]+:[^\s@]*@/gi;
 /** Signed-URL and form parameters that carry credentials. */
 const SECRET_PARAM = /\b(X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature|AWSAccessKeyId|access_token|token|password|secret)=[^\s&"']+/gi;
 /** `Authorization: Bearer …` and the like. */

@@ -132,6 +132,9 @@ describe('parseReplicaUrl', () => {
     expect(urlError('ftp://host/db').problem).toContain('unknown replica URL scheme');
     expect(urlError('/var/backups').problem).toContain('not a replica URL');
     expect(urlError('s3://AKIA:hunter2@bkt/db').message).not.toContain('hunter2');
+    // A secret with '/' (as AWS secret keys often have) makes the URL unparseable: still masked.
+    const slashed = urlError('s3://AKIAEXAMPLE:wJalrXUtnFEMI/K7MDENG/bPxRfiCY@bkt/db');
+    expect(slashed.message).not.toMatch(/wJalr|K7MDENG|bPxRfiCY|AKIAEXAMPLE/);
     expect(urlError('s3://bkt/db?token=hunter2').message).not.toContain('hunter2');
     expect(urlError('s3://bkt/db?region=us-east-1').problem).toContain('not supported');
     expect(urlError('s3://bkt/db#frag').problem).toContain('not supported');

@@ -30,7 +30,9 @@ function decodePath(pathname: string): string {
 
 /** Returns `url` with any user information removed, for error messages. */
 function shown(url: string): string {
-  return url.replace(/^(\w+:\/\/)[^/@]*@/, '$1***@');
+  // Up to the last '@': a secret may hold '/' (AWS secret keys often do), which a URL's user info
+  // cannot, so the URL does not parse and its "host" would otherwise be shown whole.
+  return url.replace(/^(\w+:\/\/).*@/s, '$1***@');
 }
 
 /**

@@ -191,8 +191,9 @@ export async function run(argv: string[]): Promise<number> {
       signal: stop.signal,
     });
   } catch (err) {
-    // Stopped by a signal: the conventional 128 + signal number, after the restore cleaned up.
-    if (stoppedBy) return stoppedBy === 'SIGINT' ? 130 : 143;
+    // Stopped by a signal: the conventional 128 + signal number, once the restore has cleaned up.
+    // It exits now: a storage SDK may still be retrying an aborted download in the background.
+    if (stoppedBy) process.exit(stoppedBy === 'SIGINT' ? 130 : 143);
     throw err;
   } finally {
     bar?.stop();
