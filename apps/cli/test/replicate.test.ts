@@ -258,6 +258,22 @@ describe('lstream restore', () => {
     expect(skip.stdout).not.toContain('would restore');
   });
 
+  it('accepts a database without replicas, as Litestream does: monitored and checkpointed, and says so', async () => {
+    const db = join(dir, 'norep.db');
+    const configPath = join(dir, 'norep.yml');
+    writeFileSync(configPath, `dbs:\n  - path: ${db}\n`);
+    write(db, ['--rows', '5']);
+    const rep = startLstream(['replicate', '-config', configPath]);
+    await rep.waitFor(/level=WARN msg="database has no replicas: it is monitored and checkpointed, but not replicated"/);
+    write(db, ['--rows', '50']);
+    await sleep(300);
+    expect(await rep.stop('SIGTERM')).toBe(0);
+    expect(dump(db).rows.length).toBe(55);
+    const r = lstream(['restore', '-config', configPath, '-o', join(dir, 'norep-restored.db'), db]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('ENOBACKUP');
+  });
+
   it('rejects bad flags with a usage error', () => {
     const r = lstream(['restore', '-index', 'zz', '-o', '/tmp/x.db', 'file:///nonexistent']);
     expect(r.code).toBe(1);

@@ -376,12 +376,13 @@ describe('parseConfig errors', () => {
     expect(configError('dbs: *nowhere\n').line).toBe(1);
   });
 
-  it('requires a db path and at least one replica', () => {
+  it('requires a db path, and accepts a database without replicas as Litestream does', () => {
     expect(configError('dbs:\n  - replicas: [{path: /r}]\n')).toMatchObject({ key: 'dbs[0].path', line: 2 });
     // A bare ~ is YAML's null, so it reads as no path; quote it to mean the home directory.
     expect(configError('dbs:\n  - path: ~\n    replicas: [{path: /r}]\n')).toMatchObject({ key: 'dbs[0].path', line: 2 });
-    expect(configError('dbs:\n  - path: /d\n')).toMatchObject({ key: 'dbs[0]', line: 2 });
-    expect(configError('dbs:\n  - path: /d\n    replicas: []\n')).toMatchObject({ key: 'dbs[0].replicas', line: 3 });
+    for (const text of ['dbs:\n  - path: /d\n', 'dbs:\n  - path: /d\n    replicas: []\n']) {
+      expect(parseConfig(text, { cwd: '/srv', env: {} }).dbs[0]!.replicas).toEqual([]);
+    }
   });
 
   it('rejects the same database twice', () => {

@@ -181,10 +181,9 @@ function parseDb(s: Section, global: { accessKeyId: string | undefined; secretAc
     s.fail('truncate-page-count', `is ${truncate}, below max-checkpoint-page-count ${max}`, 'Make it at least max-checkpoint-page-count.');
   }
 
-  const items = s.sections('replicas');
-  if (items.length === 0) {
-    s.fail(s.has('replicas') ? 'replicas' : undefined, 'database has no replicas', 'Add at least one under replicas:, e.g. - url: s3://bucket/db.');
-  }
+  // A database without replicas is accepted, as Litestream accepts it: it is monitored and
+  // checkpointed but not replicated (lstream says so when it starts).
+  const items = s.has('replicas') ? s.sections('replicas') : [];
   const replicas: ReplicaConfig[] = [];
   const names = new Map<string, string>();
   for (const rs of items) {

@@ -59,7 +59,11 @@ export async function startDatabases(
       }
       await db.open();
       opened.push(db);
-      logger.info('replicating database', { db: d.path, replicas: d.replicas.map((r) => r.name).join(',') });
+      if (d.replicas.length === 0) {
+        logger.warn('database has no replicas: it is monitored and checkpointed, but not replicated', { db: d.path });
+      } else {
+        logger.info('replicating database', { db: d.path, replicas: d.replicas.map((r) => r.name).join(',') });
+      }
     }
   } catch (err) {
     for (const db of opened) await db.close().catch(() => undefined);
