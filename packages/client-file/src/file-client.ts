@@ -6,11 +6,11 @@ import { Readable } from 'node:stream';
 import {
   AccessDeniedError,
   DeleteFailedError,
-  InvalidArgumentError,
   NotFoundError,
   TEMP_SUFFIX,
   TransientError,
   assertValidKey,
+  assertValidRange,
   assertValidPrefix,
   compareKeys,
   isAbortError,
@@ -141,9 +141,7 @@ export class FileReplicaClient implements ReplicaClient {
   async open(key: string, options: OpenOptions = {}): Promise<Readable> {
     assertValidKey(key);
     const { range, signal } = options;
-    if (range && (!Number.isSafeInteger(range.start) || range.start < 0 || (range.end !== undefined && (!Number.isSafeInteger(range.end) || range.end < range.start)))) {
-      throw new InvalidArgumentError(`invalid range ${JSON.stringify(range)} for ${key}`);
-    }
+    assertValidRange(range, key);
     throwIfAborted(signal);
     let fh: FileHandle | undefined;
     try {

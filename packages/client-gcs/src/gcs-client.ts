@@ -13,6 +13,7 @@ import {
   TransientError,
   abortReason,
   assertValidKey,
+  assertValidRange,
   assertValidPrefix,
   backoffDelay,
   compareKeys,
@@ -364,9 +365,7 @@ export class GcsReplicaClient implements ReplicaClient {
     const { signal, range } = options;
     throwIfAborted(signal);
     this.#checkOpen();
-    if (range && (!Number.isSafeInteger(range.start) || range.start < 0 || (range.end !== undefined && (!Number.isSafeInteger(range.end) || range.end < range.start)))) {
-      throw new InvalidArgumentError(`invalid range ${JSON.stringify(range)} for ${this.#url(key)}`);
-    }
+    assertValidRange(range, this.#url(key));
     const op: GcsOperation = { permission: 'storage.objects.get', what: `reading ${this.#url(key)}`, key, notFound: true };
     try {
       const objectName = this.root + key;

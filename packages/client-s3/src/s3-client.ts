@@ -26,6 +26,7 @@ import {
   TransientError,
   abortReason,
   assertValidKey,
+  assertValidRange,
   assertValidPrefix,
   backoffDelay,
   compareKeys,
@@ -440,9 +441,7 @@ export class S3ReplicaClient implements ReplicaClient {
     assertValidKey(key);
     const { signal, range } = options;
     throwIfAborted(signal);
-    if (range && (!Number.isSafeInteger(range.start) || range.start < 0 || (range.end !== undefined && (!Number.isSafeInteger(range.end) || range.end < range.start)))) {
-      throw new InvalidArgumentError(`invalid range ${JSON.stringify(range)} for ${this.#url(key)}`);
-    }
+    assertValidRange(range, this.#url(key));
     const op: S3Operation = { action: 's3:GetObject', what: `reading ${this.#url(key)}`, key, notFound: true };
     try {
       const s3 = await this.#client(signal);

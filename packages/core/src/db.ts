@@ -370,11 +370,7 @@ export class Db {
           // database copied over the file in place reads as another schema: "no such table"): open
           // it again on the next sync, and let the continuity check decide whether the generation
           // can go on.
-          const dead = this.#conn;
-          this.#conn = undefined;
-          this.#dbFile = undefined;
-          this.#expectRestart = false;
-          await dead.close().catch(() => undefined);
+          await this.#dropConnection();
         }
         this.events.emit('db-sync-error', { db: this.path, error: err, durationMs: performance.now() - started });
         throw err;
@@ -385,25 +381,17 @@ export class Db {
   async #syncLocked(allowCheckpoint: boolean, retried = false): Promise<Pos | undefined> {
     const started = performance.now();
     if (this.#connectionClosed) throw new DbError(`${this.path}: the database is closed`);
-    if (this.#conn) {
+    const dbStat = await statOrUndefined(this.path);
+    if (this.#conn && (!dbStat || dbStat.ino !== this.#dbFile?.ino || dbStat.dev !== this.#dbFile.dev)) {
       // A database file removed or replaced (a restore over it, a copy of another one) leaves the
-      // connection on the old file: drop it and start over on whatever is at the path now, where
-      // the continuity check decides whether the generation goes on.
-      const st = await statOrUndefined(this.path);
-      if (!st || st.ino !== this.#dbFile?.ino || st.dev !== this.#dbFile.dev) {
-        this.logger.warn(st ? 'database file was replaced; reopening it' : 'database file was removed; waiting for it', { db: this.path });
-        const old = this.#conn;
-        this.#conn = undefined;
-        this.#dbFile = undefined;
-        // Whatever is at the path now is another database file: it starts a generation of its own
-        // (its WAL, even one that looks like a restart, belongs to it and not to the one shipped).
-        this.#replaced = st ? 'database file replaced' : 'database file removed';
-        this.#expectRestart = false;
-        await old.close().catch(() => undefined);
-      }
+      // connection on the old file: drop it and start over on whatever is at the path now. That is
+      // another database file: it starts a generation of its own (its WAL, even one that looks like
+      // a restart, belongs to it and not to the one shipped).
+      this.logger.warn(dbStat ? 'database file was replaced; reopening it' : 'database file was removed; waiting for it', { db: this.path });
+      await this.#dropConnection(dbStat ? 'database file replaced' : 'database file removed');
     }
     if (!this.#conn) {
-      if (!(await statOrUndefined(this.path))) {
+      if (!dbStat) {
         if (!this.#waitingForDb) this.logger.info('database does not exist yet; waiting for it', { db: this.path });
         this.#waitingForDb = true;
         return undefined;
@@ -420,12 +408,7 @@ export class Db {
         // (say, another database copied over this one in place), so the connection writes where
         // nobody reads. Start over on what is at the path now, in a generation of its own.
         this.logger.warn('the WAL was removed by another process; reopening the database', { db: this.path });
-        const old = this.#conn!;
-        this.#conn = undefined;
-        this.#dbFile = undefined;
-        this.#replaced = 'wal removed by another process';
-        this.#expectRestart = false;
-        await old.close().catch(() => undefined);
+        await this.#dropConnection('wal removed by another process');
         return this.#syncLocked(allowCheckpoint, true);
       }
     }
@@ -965,6 +948,20 @@ export class Db {
     this.#watcher = undefined;
     if (this.#timer) clearInterval(this.#timer);
     if (this.#kick) clearTimeout(this.#kick);
+  }
+
+  /**
+   * Closes the connection so the next sync opens the database again, where the continuity check
+   * decides whether the generation goes on: a restart lstream expected no longer is one, and with
+   * `replaced` (why the file at the path is another one) the next sync starts a generation.
+   */
+  async #dropConnection(replaced?: string): Promise<void> {
+    const old = this.#conn;
+    this.#conn = undefined;
+    this.#dbFile = undefined;
+    this.#expectRestart = false;
+    if (replaced !== undefined) this.#replaced = replaced;
+    await old?.close().catch(() => undefined);
   }
 
   async #closeConnection(): Promise<void> {

@@ -1,4 +1,4 @@
-import { InvalidKeyError } from './errors.js';
+import { InvalidArgumentError, InvalidKeyError } from './errors.js';
 
 /** Longest key a client must accept, in UTF-8 bytes (S3's and GCS's limit). */
 export const MAX_KEY_BYTES = 1024;
@@ -45,6 +45,17 @@ export function assertValidPrefix(prefix: string): void {
   const segments = prefix.split('/');
   if (prefix.endsWith('/')) segments.pop();
   checkSegments(prefix, segments);
+}
+
+/**
+ * Throws InvalidArgumentError unless `range` (an `open` option) is a byte range: whole numbers,
+ * `start` at least 0, `end` (inclusive, optional) not before `start`. `where` names the object in
+ * the message.
+ */
+export function assertValidRange(range: { start: number; end?: number } | undefined, where: string): void {
+  if (range && (!Number.isSafeInteger(range.start) || range.start < 0 || (range.end !== undefined && (!Number.isSafeInteger(range.end) || range.end < range.start)))) {
+    throw new InvalidArgumentError(`invalid range ${JSON.stringify(range)} for ${where}`);
+  }
 }
 
 /** Compares two keys by their UTF-8 bytes, the order every listing uses. */
