@@ -70,7 +70,11 @@ const dec = { ours: [], oursRss: [], cli: [] };
 const oursLz4 = join(dir, 'ours.lz4');
 const cliLz4 = join(dir, 'cli.lz4');
 log(`lz4: ${RUNS} runs each on ${size / MiB} MiB`);
+// Every run writes a new file: overwriting one (O_TRUNC) makes ext4 flush the old file's data on
+// close, a cost that depends on the disk's mood rather than on either program.
+const fresh = (...paths) => Promise.all(paths.map((p) => rm(p, { force: true })));
 for (let r = 0; r < RUNS; r++) {
+  await fresh(oursLz4, cliLz4, join(dir, 'ours.out'), join(dir, 'cli.out'));
   const e = worker_('lz4-encode', pages, oursLz4);
   enc.ours.push(e.seconds);
   enc.oursRss.push(e.maxRssMiB);

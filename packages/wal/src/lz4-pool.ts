@@ -2,9 +2,14 @@ import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { compressSync, uncompressSync } from 'lz4-napi';
+import { nativeLz4, type NativeLz4 } from './lz4-native.js';
 
 /*
- * Where LZ4 blocks are compressed:
+ * With the liblz4 binding (lz4-native.ts), every block of 256 KiB or more is compressed on libuv's
+ * thread pool into memory this module owns, and smaller ones on the calling thread; decompression
+ * runs on the calling thread (~1 ms per 4 MiB block). No worker is started. See `nativeCompress`.
+ *
+ * Without it (no compiler when @ls/wal was built, no liblz4, or LSTREAM_LZ4=lz4-napi), lz4-napi:
  * - on the calling thread, for every stream not known to be large: WAL segments, however many. A
  *   worker takes ~50 ms of CPU to start and ~25 MB of memory, and shipping ~300 MiB of WAL in ~200
  *   segments was cheaper here (1.46-1.68 s of CPU per 100 MiB, 137-158 MB peak RSS in seven runs)
@@ -169,6 +174,7 @@ class Lz4Pool {
 
   /** Starts the workers now (they take ~50 ms to become ready), for a caller about to compress a lot. */
   warm(): void {
+    if (nativeLz4()) return;
     while (this.#workers.length < this.size) this.#spawn();
   }
 
@@ -177,6 +183,8 @@ class Lz4Pool {
    * starting takes it when it is up). Callers bound what is queued (see compressDepth).
    */
   compress(input: Uint8Array, large: boolean): Promise<CompressedBlock> {
+    const lib = nativeLz4();
+    if (lib) return nativeCompress(lib, input);
     if (!large || this.size === 0 || this.#unstartable) return compressHereNow(input);
     this.warm();
     let w = this.#workers[0]!;
@@ -257,14 +265,125 @@ export function warmCompressPool(): void {
 
 /** Blocks a compressor of a large stream may have in flight: every worker's queue. */
 export function compressDepth(): number {
+  if (nativeLz4()) return lz4Threads() + 1;
   return Math.max(1, lz4Pool().size * WORKER_QUEUE);
 }
 
 /**
- * Decompresses one size-prefixed block, with `dict` for linked blocks, always on the calling thread:
- * decompression is fast (~2 ms per 4 MiB block). Measured restores were as fast this way as with
- * workers while using 80 MiB less memory (a 1 GiB snapshot: ~165 MiB peak instead of ~250).
+ * Decompresses one size-prefixed block, with `dict` for linked blocks. With lz4-napi always on the
+ * calling thread: decompression is fast (~2 ms per 4 MiB block), and measured restores were as fast
+ * this way as with workers while using 80 MiB less memory. With liblz4, on the calling thread too
+ * (~1 ms per 4 MiB block), or with `offThread` on libuv's thread pool, so a decoder can hash one
+ * block while the next decompresses (see uncompressDepth); `prefixed` must then stay untouched
+ * until the promise settles.
  */
-export function poolUncompress(prefixed: Uint8Array, dict?: Uint8Array): Promise<Buffer> {
-  return uncompressHereNow(prefixed, dict);
+export function poolUncompress(prefixed: Uint8Array, dict?: Uint8Array, offThread = false): Promise<Buffer> {
+  const lib = nativeLz4();
+  if (!lib) return uncompressHereNow(prefixed, dict);
+  return offThread && !dict ? nativeUncompressAsync(lib, prefixed) : nativeUncompress(lib, prefixed, dict);
+}
+
+/**
+ * Blocks a decoder of independent blocks should have decompressing at once: two with liblz4 on more
+ * than one core (one on the thread pool while the calling thread hashes the one before), else one.
+ */
+export function uncompressDepth(): number {
+  return nativeLz4() && lz4Threads() > 1 ? 2 : 1;
+}
+
+/** Blocks smaller than this are compressed on the calling thread (liblz4 takes ~0.4 ms for 256 KiB). */
+const NATIVE_ASYNC_MIN = 256 * 1024;
+/** Spare input and output buffers of the native path, reused block after block (a few at most). */
+const nativeIn: Buffer[] = [];
+const nativeOut: Buffer[] = [];
+const NATIVE_SPARES = 4;
+
+function takeSpare(list: Buffer[], bytes: number): Buffer {
+  const i = list.findIndex((b) => b.length >= bytes);
+  // Rounded up so one buffer fits every block of the common sizes (4 MiB and below).
+  return i >= 0 ? list.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(Math.max(bytes, 4 * 1024 * 1024 + 64 * 1024));
+}
+
+function giveSpare(list: Buffer[], b: Buffer): void {
+  if (list.length < NATIVE_SPARES) list.push(b);
+}
+
+/**
+ * Compresses one block with liblz4. Returns the same shape as lz4-napi's path (a u32 LE slot, then
+ * the compressed bytes), so the frame writer overwrites the slot with the block header. Blocks of
+ * NATIVE_ASYNC_MIN or more are first copied into a spare buffer this module owns (the caller may
+ * refill its own as soon as this returns) and compressed on libuv's thread pool; the result is
+ * copied out to a buffer of its exact size, so the spares go straight back to work.
+ */
+async function nativeCompress(lib: NativeLz4, input: Uint8Array): Promise<CompressedBlock> {
+  const length = input.byteLength;
+  const bound = lib.compressBound(length) + 4;
+  const out = takeSpare(nativeOut, bound);
+  let owned: Buffer | undefined;
+  try {
+    let n: number;
+    if (length < NATIVE_ASYNC_MIN) {
+      n = lib.compress(input, out.subarray(4, bound));
+      if (n === 0 || n >= length) return { raw: Buffer.from(input) };
+    } else {
+      owned = takeSpare(nativeIn, length);
+      owned.set(input);
+      n = await lib.compressAsync(owned.subarray(0, length), out.subarray(4, bound));
+      if (n === 0 || n >= length) return { raw: Buffer.from(owned.subarray(0, length)) };
+    }
+    const compressed = Buffer.allocUnsafe(n + 4);
+    out.copy(compressed, 0, 0, n + 4);
+    return { compressed };
+  } finally {
+    giveSpare(nativeOut, out);
+    if (owned) giveSpare(nativeIn, owned);
+  }
+}
+
+/** An output buffer a decompression did not hand to its caller, for the next one. */
+let spareDecoded: Buffer | undefined;
+
+function takeDecoded(capacity: number): Buffer {
+  const out = spareDecoded && spareDecoded.length >= capacity ? spareDecoded : Buffer.allocUnsafeSlow(capacity);
+  if (out === spareDecoded) spareDecoded = undefined;
+  return out;
+}
+
+/**
+ * What a decompression into `out` returns: a block that fills at least half of `out` is returned in
+ * it (the buffer is the caller's from then on); a smaller one (the tail of a frame, a small WAL
+ * segment) is copied out, and `out` kept for the next block.
+ */
+function settleDecoded(out: Buffer, n: number): Buffer {
+  if (n < 0) {
+    spareDecoded ??= out;
+    throw new Error(`liblz4 found the block malformed at byte ${-n - 1}`);
+  }
+  if (n * 2 >= out.length) return out.subarray(0, n);
+  spareDecoded ??= out;
+  return Buffer.from(out.subarray(0, n));
+}
+
+function prefixedBlock(prefixed: Uint8Array): { block: Buffer; capacity: number } {
+  const buf = Buffer.from(prefixed.buffer, prefixed.byteOffset, prefixed.byteLength);
+  if (buf.length < 4) throw new Error('LZ4 block shorter than its size prefix');
+  return { block: buf.subarray(4), capacity: buf.readUInt32LE(0) };
+}
+
+/** Decompresses one size-prefixed block with liblz4 on the calling thread. */
+function nativeUncompress(lib: NativeLz4, prefixed: Uint8Array, dict?: Uint8Array): Promise<Buffer> {
+  try {
+    const { block, capacity } = prefixedBlock(prefixed);
+    const out = takeDecoded(capacity);
+    return Promise.resolve(settleDecoded(out, lib.decompress(block, out.subarray(0, capacity), dict)));
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
+}
+
+/** Decompresses one size-prefixed block with liblz4 on libuv's thread pool. */
+async function nativeUncompressAsync(lib: NativeLz4, prefixed: Uint8Array): Promise<Buffer> {
+  const { block, capacity } = prefixedBlock(prefixed);
+  const out = takeDecoded(capacity);
+  return settleDecoded(out, await lib.decompressAsync(block, out.subarray(0, capacity)));
 }

@@ -1,0 +1,56 @@
+// Builds @ls/wal's optional liblz4 binding (native/lz4-native.c -> build/lz4-native.node) with the
+// machine's C compiler and Node's own headers. It never fails the build: without a compiler or
+// headers, @ls/wal uses lz4-napi instead (slower), and this says so on stderr.
+// Set LSTREAM_NATIVE_REQUIRED=1 to make a failed build an error (CI does, so a broken binding is seen).
+// Usage: node native/build.mjs
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const pkg = dirname(dirname(fileURLToPath(import.meta.url)));
+const source = join(pkg, 'native', 'lz4-native.c');
+const target = join(pkg, 'build', 'lz4-native.node');
+const required = process.env.LSTREAM_NATIVE_REQUIRED === '1';
+
+function give(reason) {
+  const msg = `@ls/wal: liblz4 binding not built (${reason}); LZ4 runs on lz4-napi instead`;
+  if (required) {
+    process.stderr.write(`${msg}\n`);
+    process.exit(1);
+  }
+  process.stderr.write(`${msg}\n`);
+  process.exit(0);
+}
+
+if (process.env.LSTREAM_NATIVE === 'off') give('LSTREAM_NATIVE=off');
+if (process.platform === 'win32') give('not supported on Windows');
+
+// Up to date: nothing to do.
+if (existsSync(target) && statSync(target).mtimeMs >= statSync(source).mtimeMs) process.exit(0);
+
+const version = process.versions.node;
+const includes = [
+  join(dirname(process.execPath), '..', 'include', 'node'),
+  '/usr/include/node',
+  '/usr/local/include/node',
+  join(homedir(), '.cache', 'node-gyp', version, 'include', 'node'),
+  join(homedir(), 'Library', 'Caches', 'node-gyp', version, 'include', 'node'),
+  join(homedir(), '.node-gyp', version, 'include', 'node'),
+].filter((d) => existsSync(join(d, 'node_api.h')));
+if (includes.length === 0) give("Node's headers (node_api.h) not found");
+
+const cc = process.env.CC || 'cc';
+const args = ['-O2', '-std=c11', '-D_GNU_SOURCE', '-Wall', '-shared', '-fPIC', '-fvisibility=hidden', `-I${includes[0]}`, source];
+if (process.platform === 'darwin') args.push('-undefined', 'dynamic_lookup');
+else args.push('-ldl');
+mkdirSync(dirname(target), { recursive: true });
+const tmp = `${target}.${process.pid}.tmp`;
+try {
+  execFileSync(cc, [...args, '-o', tmp], { stdio: ['ignore', 'ignore', 'pipe'] });
+  renameSync(tmp, target);
+} catch (err) {
+  rmSync(tmp, { force: true });
+  give(`${cc} failed: ${String(err.stderr || err.message).trim().split('\n').slice(0, 3).join(' ')}`);
+}

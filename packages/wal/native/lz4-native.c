@@ -1,0 +1,245 @@
+/*
+ * @ls/wal's optional binding to the system's liblz4 (the library the `lz4` CLI is built on).
+ *
+ * liblz4 is loaded with dlopen when this module is required, so building needs only a C compiler
+ * and Node's headers, not liblz4's; a machine without liblz4 gets an exports object whose
+ * `loadError` says why, and @ls/wal falls back to lz4-napi.
+ *
+ * Every call works on caller-provided memory (Uint8Arrays): nothing is allocated here, so nothing
+ * is left for V8's finalizers or for the allocator arenas of libuv's threads. The async variants
+ * run on libuv's thread pool and hold references to their arrays until they settle; the caller must
+ * leave the arrays untouched until then.
+ *
+ *   compress(src, dst) -> n            LZ4 block of src into dst; 0 when it does not fit in dst
+ *   compressAsync(src, dst) -> Promise<n>
+ *   decompress(src, dst, dict?) -> n   decoded bytes; negative when src is not a valid block
+ *   decompressAsync(src, dst, dict?) -> Promise<n>
+ *   compressBound(n) -> bytes          worst-case compressed size of n bytes
+ *   version                            liblz4's version number (e.g. 10904)
+ */
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int (*compress_fn)(const char *src, char *dst, int src_size, int dst_capacity);
+typedef int (*decompress_dict_fn)(const char *src, char *dst, int src_size, int dst_capacity,
+                                  const char *dict, int dict_size);
+typedef int (*bound_fn)(int input_size);
+typedef int (*version_fn)(void);
+
+static compress_fn lz4_compress;
+static decompress_dict_fn lz4_decompress;
+static bound_fn lz4_bound;
+static int lz4_version;
+
+enum op { OP_COMPRESS, OP_DECOMPRESS };
+
+typedef struct {
+  const char *src;
+  char *dst;
+  const char *dict;
+  int src_len;
+  int dst_len;
+  int dict_len;
+} span_args;
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref refs[3];
+  int nrefs;
+  enum op op;
+  span_args a;
+  int result;
+} job;
+
+static int run(enum op op, const span_args *a) {
+  if (op == OP_COMPRESS) return lz4_compress(a->src, a->dst, a->src_len, a->dst_len);
+  return lz4_decompress(a->src, a->dst, a->src_len, a->dst_len, a->dict, a->dict_len);
+}
+
+/* Reads a Uint8Array argument (a Buffer is one); false with a pending TypeError otherwise. */
+static int bytes_arg(napi_env env, napi_value v, const char *name, char **data, int *len) {
+  napi_valuetype t;
+  bool is_typed = false;
+  if (napi_typeof(env, v, &t) == napi_ok && t == napi_object) napi_is_typedarray(env, v, &is_typed);
+  if (is_typed) {
+    napi_typedarray_type type;
+    size_t length;
+    void *ptr;
+    if (napi_get_typedarray_info(env, v, &type, &length, &ptr, NULL, NULL) == napi_ok && type == napi_uint8_array) {
+      if (length > INT_MAX) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s is larger than liblz4 accepts (2 GiB)", name);
+        napi_throw_range_error(env, NULL, msg);
+        return 0;
+      }
+      /* A zero-length array may have no backing store; liblz4 wants a valid pointer. */
+      static char empty[1];
+      *data = ptr ? (char *)ptr : empty;
+      *len = (int)length;
+      return 1;
+    }
+  }
+  char msg[96];
+  snprintf(msg, sizeof msg, "%s must be a Uint8Array", name);
+  napi_throw_type_error(env, NULL, msg);
+  return 0;
+}
+
+/* Parses (src, dst[, dict]) into a; returns the argument values in argv. */
+static int parse(napi_env env, napi_callback_info info, enum op op, napi_value *argv, size_t *argc, span_args *a) {
+  *argc = 3;
+  if (napi_get_cb_info(env, info, argc, argv, NULL, NULL) != napi_ok) return 0;
+  if (*argc < 2) {
+    napi_throw_type_error(env, NULL, "expected (src, dst)");
+    return 0;
+  }
+  char *src, *dst;
+  if (!bytes_arg(env, argv[0], "src", &src, &a->src_len)) return 0;
+  if (!bytes_arg(env, argv[1], "dst", &dst, &a->dst_len)) return 0;
+  a->src = src;
+  a->dst = dst;
+  a->dict = NULL;
+  a->dict_len = 0;
+  if (op == OP_DECOMPRESS && *argc >= 3) {
+    napi_valuetype t;
+    napi_typeof(env, argv[2], &t);
+    if (t != napi_undefined && t != napi_null) {
+      char *dict;
+      if (!bytes_arg(env, argv[2], "dict", &dict, &a->dict_len)) return 0;
+      a->dict = dict;
+    }
+  }
+  if (op == OP_DECOMPRESS && a->dict_len == 0) *argc = 2;
+  return 1;
+}
+
+static napi_value sync_call(napi_env env, napi_callback_info info, enum op op) {
+  napi_value argv[3];
+  size_t argc;
+  span_args a;
+  if (!parse(env, info, op, argv, &argc, &a)) return NULL;
+  napi_value out;
+  napi_create_int32(env, run(op, &a), &out);
+  return out;
+}
+
+static void execute(napi_env env, void *data) {
+  (void)env;
+  job *j = data;
+  j->result = run(j->op, &j->a);
+}
+
+static void complete(napi_env env, napi_status status, void *data) {
+  job *j = data;
+  napi_value v;
+  if (status == napi_ok) {
+    napi_create_int32(env, j->result, &v);
+    napi_resolve_deferred(env, j->deferred, v);
+  } else {
+    napi_value msg;
+    napi_create_string_utf8(env, "liblz4 call was cancelled", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &v);
+    napi_reject_deferred(env, j->deferred, v);
+  }
+  for (int i = 0; i < j->nrefs; i++) napi_delete_reference(env, j->refs[i]);
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+static napi_value async_call(napi_env env, napi_callback_info info, enum op op) {
+  napi_value argv[3];
+  size_t argc;
+  span_args a;
+  if (!parse(env, info, op, argv, &argc, &a)) return NULL;
+  job *j = calloc(1, sizeof *j);
+  if (!j) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  j->op = op;
+  j->a = a;
+  napi_value promise, name;
+  /* The arrays stay alive (and their memory in place) until the job settles. */
+  for (size_t i = 0; i < argc; i++) napi_create_reference(env, argv[i], 1, &j->refs[j->nrefs++]);
+  napi_create_string_utf8(env, op == OP_COMPRESS ? "lz4.compress" : "lz4.decompress", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_promise(env, &j->deferred, &promise) != napi_ok ||
+      napi_create_async_work(env, NULL, name, execute, complete, j, &j->work) != napi_ok ||
+      napi_queue_async_work(env, j->work) != napi_ok) {
+    for (int i = 0; i < j->nrefs; i++) napi_delete_reference(env, j->refs[i]);
+    free(j);
+    napi_throw_error(env, NULL, "could not queue a liblz4 call");
+    return NULL;
+  }
+  return promise;
+}
+
+static napi_value compress_sync(napi_env env, napi_callback_info info) { return sync_call(env, info, OP_COMPRESS); }
+static napi_value compress_async(napi_env env, napi_callback_info info) { return async_call(env, info, OP_COMPRESS); }
+static napi_value decompress_sync(napi_env env, napi_callback_info info) { return sync_call(env, info, OP_DECOMPRESS); }
+static napi_value decompress_async(napi_env env, napi_callback_info info) { return async_call(env, info, OP_DECOMPRESS); }
+
+static napi_value compress_bound(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t n = -1;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &n) != napi_ok || n < 0) {
+    napi_throw_range_error(env, NULL, "compressBound takes a byte count");
+    return NULL;
+  }
+  napi_value out;
+  napi_create_int32(env, lz4_bound(n), &out);
+  return out;
+}
+
+static void set_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
+  napi_value f;
+  napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &f);
+  napi_set_named_property(env, exports, name, f);
+}
+
+static const char *const LIBRARIES[] = {"liblz4.so.1", "liblz4.so", "liblz4.1.dylib", "liblz4.dylib", NULL};
+
+NAPI_MODULE_INIT() {
+  if (!lz4_compress) {
+    const char *failure = "liblz4 not found";
+    for (int i = 0; LIBRARIES[i]; i++) {
+      void *h = dlopen(LIBRARIES[i], RTLD_NOW | RTLD_LOCAL);
+      if (!h) continue;
+      compress_fn c = (compress_fn)dlsym(h, "LZ4_compress_default");
+      decompress_dict_fn d = (decompress_dict_fn)dlsym(h, "LZ4_decompress_safe_usingDict");
+      bound_fn b = (bound_fn)dlsym(h, "LZ4_compressBound");
+      version_fn v = (version_fn)dlsym(h, "LZ4_versionNumber");
+      if (c && d && b && v && v() >= 10900) {
+        lz4_version = v();
+        lz4_bound = b;
+        lz4_decompress = d;
+        lz4_compress = c;
+        break;
+      }
+      failure = "liblz4 is older than 1.9 or lacks a function lstream uses";
+      dlclose(h);
+    }
+    if (!lz4_compress) {
+      napi_value msg;
+      napi_create_string_utf8(env, failure, NAPI_AUTO_LENGTH, &msg);
+      napi_set_named_property(env, exports, "loadError", msg);
+      return exports;
+    }
+  }
+  napi_value version;
+  napi_create_int32(env, lz4_version, &version);
+  napi_set_named_property(env, exports, "version", version);
+  set_fn(env, exports, "compress", compress_sync);
+  set_fn(env, exports, "compressAsync", compress_async);
+  set_fn(env, exports, "decompress", decompress_sync);
+  set_fn(env, exports, "decompressAsync", decompress_async);
+  set_fn(env, exports, "compressBound", compress_bound);
+  return exports;
+}
