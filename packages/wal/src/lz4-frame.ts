@@ -1,5 +1,8 @@
 import { Xxh32, xxh32 } from '@node-rs/xxhash';
 import { LARGE_STREAM_BYTES, compressDepth, lz4Threads, poolCompress, poolUncompress, uncompressDepth, warmCompressPool } from './lz4-pool.js';
+import { nativeLz4 } from './lz4-native.js';
+
+export { releaseDecodedBlock } from './lz4-pool.js';
 import { ByteReader } from './byte-reader.js';
 import { ChecksumMismatchError, Lz4FrameError } from './errors.js';
 
@@ -91,11 +94,12 @@ export async function* encodeLz4Frame(
   const inflight: Promise<Buffer[]>[] = [];
   let pending: Buffer | undefined;
   let pendingLen = 0;
-  // A stream known to be large (a snapshot) goes to the worker pool, started now, while this thread
-  // reads, hashes and writes; any other stream is compressed here (see lz4-pool.ts).
+  // With liblz4, blocks of 256 KiB or more are compressed on libuv's thread pool. With lz4-napi, a
+  // stream known to be large (a snapshot) goes to the worker pool, started now, while this thread
+  // reads, hashes and writes, and any other stream is compressed here (see lz4-pool.ts).
   const large = (options.expectedBytes ?? 0) > LARGE_STREAM_BYTES && lz4Threads() > 1;
   if (large) warmCompressPool();
-  const depth = large ? compressDepth() : lz4Threads() + 1;
+  const depth = large || nativeLz4() ? compressDepth() : lz4Threads() + 1;
   const submit = (data: Buffer) => {
     hash.update(data);
     const p = compressBlock(data, blockChecksum, large);

@@ -263,9 +263,13 @@ export function warmCompressPool(): void {
   lz4Pool().warm();
 }
 
-/** Blocks a compressor of a large stream may have in flight: every worker's queue. */
+/**
+ * Blocks a compressor may have in flight: with liblz4, one per LZ4 thread (at least two, so this
+ * thread reads and hashes the next block while one compresses; a third on two cores added ~15 MB
+ * of peak memory to a 1 GiB snapshot and no speed); with lz4-napi's workers, every worker's queue.
+ */
 export function compressDepth(): number {
-  if (nativeLz4()) return lz4Threads() + 1;
+  if (nativeLz4()) return Math.max(2, lz4Threads());
   return Math.max(1, lz4Pool().size * WORKER_QUEUE);
 }
 
@@ -343,10 +347,35 @@ async function nativeCompress(lib: NativeLz4, input: Uint8Array): Promise<Compre
 /** An output buffer a decompression did not hand to its caller, for the next one. */
 let spareDecoded: Buffer | undefined;
 
+/** Memory of blocks handed to callers, which they may give back with releaseDecodedBlock. */
+const handedOut = new WeakSet<ArrayBufferLike>();
+/** Blocks given back, for the next decompressions. */
+const released: Buffer[] = [];
+const RELEASED_MAX = 4;
+
 function takeDecoded(capacity: number): Buffer {
-  const out = spareDecoded && spareDecoded.length >= capacity ? spareDecoded : Buffer.allocUnsafeSlow(capacity);
-  if (out === spareDecoded) spareDecoded = undefined;
-  return out;
+  if (spareDecoded && spareDecoded.length >= capacity) {
+    const out = spareDecoded;
+    spareDecoded = undefined;
+    return out;
+  }
+  const i = released.findIndex((b) => b.length >= capacity);
+  return i >= 0 ? released.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(capacity);
+}
+
+/**
+ * Gives a block that decodeLz4Frame yielded back for reuse, once nothing reads it any more: the next
+ * block decompressed may land in its memory. Optional: a block not given back is collected as any
+ * buffer. Restore gives back each snapshot block once it is written and each WAL block once it is
+ * applied, which spares the page faults of fresh memory for every 4 MiB (~1 GiB of them for a 1 GiB
+ * snapshot) and keeps peak memory down. Anything else (a block of another origin, one given back
+ * twice) is ignored.
+ */
+export function releaseDecodedBlock(block: Uint8Array): void {
+  const memory = block.buffer;
+  if (!handedOut.has(memory)) return;
+  handedOut.delete(memory);
+  if (released.length < RELEASED_MAX) released.push(Buffer.from(memory as ArrayBuffer));
 }
 
 /**
@@ -359,7 +388,10 @@ function settleDecoded(out: Buffer, n: number): Buffer {
     spareDecoded ??= out;
     throw new Error(`liblz4 found the block malformed at byte ${-n - 1}`);
   }
-  if (n * 2 >= out.length) return out.subarray(0, n);
+  if (n * 2 >= out.length) {
+    handedOut.add(out.buffer);
+    return out.subarray(0, n);
+  }
   spareDecoded ??= out;
   return Buffer.from(out.subarray(0, n));
 }

@@ -1,0 +1,12 @@
+import { FileReplicaClient } from '@ls/client-file';
+import { decodeLz4Frame } from '@ls/wal';
+import { readdirSync } from 'node:fs';
+const root = '/tmp/lstream-bench/big/replica';
+const gen = readdirSync(root + '/generations')[0];
+const snap = readdirSync(`${root}/generations/${gen}/snapshots`)[0];
+const c = new FileReplicaClient({ root });
+const t0 = performance.now();
+let n = 0;
+for await (const b of decodeLz4Frame(await c.open(`generations/${gen}/snapshots/${snap}`))) n += b.length;
+const cpu = process.cpuUsage();
+console.log(process.env.LSTREAM_LZ4 ?? 'native', n, (performance.now() - t0).toFixed(0), 'ms cpu', ((cpu.user+cpu.system)/1000).toFixed(0), 'rss', (process.resourceUsage().maxRSS/1024).toFixed(0));
