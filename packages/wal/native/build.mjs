@@ -24,33 +24,55 @@ function give(reason) {
   process.exit(0);
 }
 
-if (process.env.LSTREAM_NATIVE === 'off') give('LSTREAM_NATIVE=off');
+/** Removes a binding left by an earlier build, so a disabled or failed build never leaves a stale one in use. */
+function dropStale() {
+  try {
+    rmSync(target, { force: true });
+  } catch {
+    // Nothing more can be done here; the runtime reports a binding that fails to load.
+  }
+}
+
+if (process.env.LSTREAM_NATIVE === 'off') {
+  dropStale();
+  give('LSTREAM_NATIVE=off');
+}
 if (process.platform === 'win32') give('not supported on Windows');
 
-// Up to date: nothing to do.
-if (existsSync(target) && statSync(target).mtimeMs >= statSync(source).mtimeMs) process.exit(0);
-
-const version = process.versions.node;
-const includes = [
-  join(dirname(process.execPath), '..', 'include', 'node'),
-  '/usr/include/node',
-  '/usr/local/include/node',
-  join(homedir(), '.cache', 'node-gyp', version, 'include', 'node'),
-  join(homedir(), 'Library', 'Caches', 'node-gyp', version, 'include', 'node'),
-  join(homedir(), '.node-gyp', version, 'include', 'node'),
-].filter((d) => existsSync(join(d, 'node_api.h')));
-if (includes.length === 0) give("Node's headers (node_api.h) not found");
-
-const cc = process.env.CC || 'cc';
-const args = ['-O2', '-std=c11', '-D_GNU_SOURCE', '-Wall', '-shared', '-fPIC', '-fvisibility=hidden', `-I${includes[0]}`, source];
-if (process.platform === 'darwin') args.push('-undefined', 'dynamic_lookup');
-else args.push('-ldl');
-mkdirSync(dirname(target), { recursive: true });
-const tmp = `${target}.${process.pid}.tmp`;
 try {
-  execFileSync(cc, [...args, '-o', tmp], { stdio: ['ignore', 'ignore', 'pipe'] });
-  renameSync(tmp, target);
+  // Up to date: nothing to do.
+  if (existsSync(target) && statSync(target).mtimeMs >= statSync(source).mtimeMs) process.exit(0);
+
+  const version = process.versions.node;
+  const includes = [
+    join(dirname(process.execPath), '..', 'include', 'node'),
+    '/usr/include/node',
+    '/usr/local/include/node',
+    join(homedir(), '.cache', 'node-gyp', version, 'include', 'node'),
+    join(homedir(), 'Library', 'Caches', 'node-gyp', version, 'include', 'node'),
+    join(homedir(), '.node-gyp', version, 'include', 'node'),
+  ].filter((d) => existsSync(join(d, 'node_api.h')));
+  if (includes.length === 0) {
+    dropStale();
+    give("Node's headers (node_api.h) not found");
+  }
+
+  const cc = process.env.CC || 'cc';
+  const args = ['-O2', '-std=c11', '-D_GNU_SOURCE', '-Wall', '-shared', '-fPIC', '-fvisibility=hidden', `-I${includes[0]}`, source];
+  if (process.platform === 'darwin') args.push('-undefined', 'dynamic_lookup');
+  else args.push('-ldl');
+  mkdirSync(dirname(target), { recursive: true });
+  const tmp = `${target}.${process.pid}.tmp`;
+  try {
+    execFileSync(cc, [...args, '-o', tmp], { stdio: ['ignore', 'ignore', 'pipe'] });
+    renameSync(tmp, target);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    dropStale();
+    give(`${cc} failed: ${String(err.stderr || err.message).trim().split('\n').slice(0, 3).join(' ')}`);
+  }
 } catch (err) {
-  rmSync(tmp, { force: true });
-  give(`${cc} failed: ${String(err.stderr || err.message).trim().split('\n').slice(0, 3).join(' ')}`);
+  // Anything else (a read-only package directory, say) must not fail an install either.
+  dropStale();
+  give(String(err.message || err));
 }

@@ -95,6 +95,9 @@ static int bytes_arg(napi_env env, napi_value v, const char *name, char **data, 
 static int parse(napi_env env, napi_callback_info info, enum op op, napi_value *argv, size_t *argc, span_args *a) {
   *argc = 3;
   if (napi_get_cb_info(env, info, argc, argv, NULL, NULL) != napi_ok) return 0;
+  /* argc comes back as the number of arguments passed, which may exceed the 3 slots of argv. */
+  size_t used = op == OP_DECOMPRESS ? 3 : 2;
+  if (*argc > used) *argc = used;
   if (*argc < 2) {
     napi_throw_type_error(env, NULL, "expected (src, dst)");
     return 0;
@@ -166,7 +169,15 @@ static napi_value async_call(napi_env env, napi_callback_info info, enum op op) 
   j->a = a;
   napi_value promise, name;
   /* The arrays stay alive (and their memory in place) until the job settles. */
-  for (size_t i = 0; i < argc; i++) napi_create_reference(env, argv[i], 1, &j->refs[j->nrefs++]);
+  for (size_t i = 0; i < argc && i < 3; i++) {
+    if (napi_create_reference(env, argv[i], 1, &j->refs[j->nrefs]) != napi_ok) {
+      for (int k = 0; k < j->nrefs; k++) napi_delete_reference(env, j->refs[k]);
+      free(j);
+      napi_throw_error(env, NULL, "could not hold a liblz4 call's arguments");
+      return NULL;
+    }
+    j->nrefs++;
+  }
   napi_create_string_utf8(env, op == OP_COMPRESS ? "lz4.compress" : "lz4.decompress", NAPI_AUTO_LENGTH, &name);
   if (napi_create_promise(env, &j->deferred, &promise) != napi_ok ||
       napi_create_async_work(env, NULL, name, execute, complete, j, &j->work) != napi_ok ||

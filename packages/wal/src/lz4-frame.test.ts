@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { xxh32 } from '@node-rs/xxhash';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../test/helpers.js';
@@ -326,6 +327,46 @@ describe('interop with the lz4 CLI', () => {
     const reused = blocksB.filter((x) => given.has(x.buffer)).length;
     if (lz4Backend().name === 'liblz4') expect(reused).toBeGreaterThan(0);
     else expect(reused).toBe(0); // lz4-napi allocates its own output; giving back is a no-op
+  });
+
+  it('ignores a stale second release of a block whose memory a later block already uses', async () => {
+    const mib = 1024 * 1024;
+    const data = sample(24 * mib, 23);
+    const frame = await lz4CompressFrame(data);
+    const blocks: Buffer[] = [];
+    let first: Buffer | undefined;
+    for await (const block of decodeLz4Frame([frame])) {
+      blocks.push(block);
+      if (!first) {
+        first = block;
+        releaseDecodedBlock(block);
+      } else if (block.buffer === first.buffer) {
+        releaseDecodedBlock(first); // stale: that memory is `block` now, which the caller still holds
+      }
+    }
+    // Every block after the first (given back, so its bytes may have changed) holds its own bytes.
+    let at = blocks[0]!.length;
+    for (const block of blocks.slice(1)) {
+      expect(block.equals(data.subarray(at, at + block.length))).toBe(true);
+      at += block.length;
+    }
+    expect(at).toBe(data.length);
+  });
+
+  it('reports the first faulty block, even while a later bad one was already read', async () => {
+    // Block 2 cannot be decompressed (its block checksum is right); block 3's block checksum is wrong.
+    const mib = 1024 * 1024;
+    const frame = Buffer.from(await lz4CompressFrame(sample(6 * mib, 24), { blockSize: 1_048_576, blockChecksum: true }));
+    const starts: number[] = [];
+    for (let p = 7; frame.readUInt32LE(p) !== 0; p += 8 + (frame.readUInt32LE(p) & 0x7fffffff)) starts.push(p);
+    const size = (i: number) => frame.readUInt32LE(starts[i]!) & 0x7fffffff;
+    frame.fill(0xff, starts[2]! + 4, starts[2]! + 4 + 64);
+    frame.writeUInt32LE(xxh32(frame.subarray(starts[2]! + 4, starts[2]! + 4 + size(2)), 0) >>> 0, starts[2]! + 4 + size(2));
+    frame[starts[3]! + 4 + size(3)]! ^= 1;
+    const err = await collectFrom(decodeLz4Frame([frame])).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Lz4FrameError);
+    expect(err).not.toBeInstanceOf(ChecksumMismatchError);
+    expect((err as Lz4FrameError).offset).toBe(starts[2]);
   });
 
   it(`uses liblz4 when its binding is built (backend here: ${lz4Backend().name})`, () => {

@@ -284,12 +284,14 @@ export async function* decodeLz4Frame(
         }
         return block;
       };
-      for (;;) {
+      // Reads the next block and hands it to the decompressor; undefined at the frame's end mark. The
+      // block's promise comes wrapped: an async function returning a promise would wait for it.
+      const readBlock = async (): Promise<{ block: Promise<Buffer> } | undefined> => {
         const blockOffset = reader.consumed;
         const sizeBuf = await reader.read(4);
         if (sizeBuf.length < 4) throw new Lz4FrameError('truncated LZ4 frame: missing block header or end mark', { offset: blockOffset });
         const word = sizeBuf.readUInt32LE(0);
-        if (word === 0) break;
+        if (word === 0) return undefined;
         const raw = (word & UNCOMPRESSED_FLAG) !== 0;
         const size = word & 0x7fffffff;
         if (size > info.maxBlockSize) {
@@ -319,19 +321,28 @@ export async function* decodeLz4Frame(
             throw new ChecksumMismatchError(`LZ4 block checksum mismatch at offset ${blockOffset}`, { offset: blockOffset });
           }
         }
-        let block: Promise<Buffer>;
-        if (raw) {
-          block = Promise.resolve(data);
-        } else {
-          const s = scratch!;
-          // `window` is only ever set for linked blocks, which are decompressed one at a time.
-          block = decompressBlock(s.subarray(0, size + 4), window, blockOffset, depth > 1).finally(() => {
-            held.delete(s);
-            freeScratch.push(s);
-          });
-          block.catch(() => {}); // observed in order below
+        if (raw) return { block: Promise.resolve(data) };
+        const s = scratch!;
+        // `window` is only ever set for linked blocks, which are decompressed one at a time.
+        const block = decompressBlock(s.subarray(0, size + 4), window, blockOffset, depth > 1).finally(() => {
+          held.delete(s);
+          freeScratch.push(s);
+        });
+        block.catch(() => {}); // observed in order by the caller
+        return { block };
+      };
+      for (;;) {
+        let next: { block: Promise<Buffer> } | undefined;
+        try {
+          next = await readBlock();
+        } catch (err) {
+          // A block read before and still decompressing may hold the first fault: its error comes
+          // first, as it would with blocks decompressed one at a time.
+          for (const p of ahead) await p;
+          throw err;
         }
-        ahead.push(block);
+        if (!next) break;
+        ahead.push(next.block);
         while (ahead.length >= depth) yield emit(await ahead.shift()!);
       }
       while (ahead.length > 0) yield emit(await ahead.shift()!);

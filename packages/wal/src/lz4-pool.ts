@@ -235,10 +235,19 @@ function uncompressHereNow(input: Uint8Array, dict?: Uint8Array): Promise<Buffer
 
 let pool: Lz4Pool | undefined;
 
-/** Threads used for LZ4 work: the machine's parallelism, at most 4 (LSTREAM_LZ4_THREADS overrides). */
+let threads: number | undefined;
+
+/**
+ * Threads used for LZ4 work: the machine's parallelism, at most 4 (LSTREAM_LZ4_THREADS overrides).
+ * Read once: a decoder asks for every frame, and reading process.env is a call into C++ each time
+ * (~6 ms over a restore of ~250 segments).
+ */
 export function lz4Threads(): number {
-  const env = Number(process.env.LSTREAM_LZ4_THREADS);
-  return Number.isInteger(env) && env > 0 ? env : Math.min(4, Math.max(1, availableParallelism()));
+  if (threads === undefined) {
+    const env = Number(process.env.LSTREAM_LZ4_THREADS);
+    threads = Number.isInteger(env) && env > 0 ? env : Math.min(4, Math.max(1, availableParallelism()));
+  }
+  return threads;
 }
 
 /** Worker threads next to the calling thread, which reads and writes: one fewer than lz4Threads(). */
@@ -347,8 +356,12 @@ async function nativeCompress(lib: NativeLz4, input: Uint8Array): Promise<Compre
 /** An output buffer a decompression did not hand to its caller, for the next one. */
 let spareDecoded: Buffer | undefined;
 
-/** Memory of blocks handed to callers, which they may give back with releaseDecodedBlock. */
-const handedOut = new WeakSet<ArrayBufferLike>();
+/**
+ * Blocks handed to callers, as the very views returned, which they may give back with
+ * releaseDecodedBlock. Keyed on the view, not its memory: once memory is handed out again as another
+ * block, a stale second release of the old view must not put it back in use.
+ */
+const handedOut = new WeakSet<Uint8Array>();
 /** Blocks given back, for the next decompressions. */
 const released: Buffer[] = [];
 const RELEASED_MAX = 4;
@@ -369,13 +382,12 @@ function takeDecoded(capacity: number): Buffer {
  * buffer. Restore gives back each snapshot block once it is written and each WAL block once it is
  * applied, which spares the page faults of fresh memory for every 4 MiB (~1 GiB of them for a 1 GiB
  * snapshot) and keeps peak memory down. Anything else (a block of another origin, one given back
- * twice) is ignored.
+ * twice, a part of a block) is ignored.
  */
 export function releaseDecodedBlock(block: Uint8Array): void {
-  const memory = block.buffer;
-  if (!handedOut.has(memory)) return;
-  handedOut.delete(memory);
-  if (released.length < RELEASED_MAX) released.push(Buffer.from(memory as ArrayBuffer));
+  if (!handedOut.has(block)) return;
+  handedOut.delete(block);
+  if (released.length < RELEASED_MAX) released.push(Buffer.from(block.buffer as ArrayBuffer));
 }
 
 /**
@@ -389,8 +401,9 @@ function settleDecoded(out: Buffer, n: number): Buffer {
     throw new Error(`liblz4 found the block malformed at byte ${-n - 1}`);
   }
   if (n * 2 >= out.length) {
-    handedOut.add(out.buffer);
-    return out.subarray(0, n);
+    const block = out.subarray(0, n);
+    handedOut.add(block);
+    return block;
   }
   spareDecoded ??= out;
   return Buffer.from(out.subarray(0, n));

@@ -1,0 +1,85 @@
+import { execFile } from 'node:child_process';
+import { copyFile, mkdir, utimes } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../test/helpers.js';
+import { nativeLz4 } from './lz4-native.js';
+
+const run = promisify(execFile);
+const nativeDir = fileURLToPath(new URL('../native/', import.meta.url));
+const required = process.env.LSTREAM_NATIVE_REQUIRED === '1';
+
+let dir: string;
+let cleanup: () => Promise<void>;
+beforeAll(async () => ({ dir, cleanup } = await tempDir()));
+afterAll(() => cleanup());
+
+describe('the liblz4 binding', () => {
+  // Where CI requires the binding, a missing one fails here rather than skipping.
+  it.skipIf(!required && !nativeLz4())('tolerates extra arguments and rejects wrong ones without crashing', async () => {
+    const lib = nativeLz4();
+    expect(lib).toBeDefined();
+    const src = Buffer.alloc(100_000, 'abc');
+    const dst = Buffer.alloc(lib!.compressBound(src.length));
+    const extra = [undefined, {}, 1, 'x', Buffer.alloc(8)] as unknown[];
+    const call = lib!.compressAsync as unknown as (...a: unknown[]) => Promise<number>;
+    const n = await call(src, dst, ...extra);
+    expect(n).toBeGreaterThan(0);
+    const out = Buffer.alloc(src.length);
+    const dcall = lib!.decompressAsync as unknown as (...a: unknown[]) => Promise<number>;
+    expect(await dcall(dst.subarray(0, n), out, Buffer.alloc(16), ...extra)).toBe(src.length);
+    expect(out.equals(src)).toBe(true);
+    expect(() => (lib!.compress as unknown as (...a: unknown[]) => number)('text', dst)).toThrow(TypeError);
+    expect(() => (lib!.compress as unknown as (...a: unknown[]) => number)(src)).toThrow(TypeError);
+    // A block too large for its output: liblz4 refuses it (a negative result), writing nothing past the end.
+    const small = Buffer.alloc(src.length + 16, 0x5a);
+    expect(lib!.decompress(dst.subarray(0, n), small.subarray(0, 1000))).toBeLessThan(0);
+    expect(small.subarray(1000).every((b) => b === 0x5a)).toBe(true);
+  });
+});
+
+describe('native/build.mjs', () => {
+  async function pkgCopy(name: string): Promise<string> {
+    const pkg = join(dir, name);
+    await mkdir(join(pkg, 'native'), { recursive: true });
+    for (const f of ['lz4-native.c', 'build.mjs']) await copyFile(join(nativeDir, f), join(pkg, 'native', f));
+    return pkg;
+  }
+  const build = (pkg: string, env: Record<string, string>) =>
+    run(process.execPath, [join(pkg, 'native', 'build.mjs')], { env: { ...process.env, LSTREAM_NATIVE_REQUIRED: '', ...env } }).then(
+      (r) => ({ code: 0, stderr: r.stderr }),
+      (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
+    );
+
+  it('never fails an install unless required, and never leaves a stale binding behind', async () => {
+    const pkg = await pkgCopy('pkg');
+    const binding = join(pkg, 'build', 'lz4-native.node');
+    const built = await build(pkg, {});
+    expect(built.code).toBe(0);
+    if (!existsSync(binding)) {
+      // No compiler or headers here: it said why, and that is all it can do.
+      expect(built.stderr).toMatch(/liblz4 binding not built/);
+      expect(required).toBe(false);
+      return;
+    }
+    // A failed rebuild (the source changed, the compiler fails) removes the old binding.
+    const later = new Date(Date.now() + 5000);
+    await utimes(join(pkg, 'native', 'lz4-native.c'), later, later);
+    const failed = await build(pkg, { CC: 'false' });
+    expect(failed.code).toBe(0);
+    expect(failed.stderr).toMatch(/liblz4 binding not built \(false failed/);
+    expect(existsSync(binding)).toBe(false);
+    // Required: the same failure is an error.
+    expect((await build(pkg, { CC: 'false', LSTREAM_NATIVE_REQUIRED: '1' })).code).toBe(1);
+    // Built again, then switched off: the binding is removed, so the runtime uses lz4-napi.
+    expect((await build(pkg, {})).code).toBe(0);
+    expect(existsSync(binding)).toBe(true);
+    const off = await build(pkg, { LSTREAM_NATIVE: 'off' });
+    expect(off.code).toBe(0);
+    expect(off.stderr).toMatch(/LSTREAM_NATIVE=off/);
+    expect(existsSync(binding)).toBe(false);
+  }, 60_000);
+});
