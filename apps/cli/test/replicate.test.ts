@@ -68,6 +68,27 @@ describe('lstream replicate and restore', () => {
     expect(dbs.stdout).toContain(db);
   });
 
+  it('replicates on the lz4-napi fallback, warning that it does, into a replica liblz4 restores row for row', async () => {
+    const { db, configPath } = config('napi');
+    write(db, ['--rows', '50']);
+    const rep = startLstream(['replicate', '-config', configPath], { LSTREAM_LZ4: 'lz4-napi' });
+    await rep.waitFor(/msg="replica synced"/);
+    expect(rep.lines.some((l) => l.includes('LZ4 runs on lz4-napi') && l.includes('LSTREAM_LZ4=lz4-napi'))).toBe(true);
+    const writer = startWriter(db, ['--rows', '1500', '--batch', '10', '--size', '400', '--interval-ms', '2']);
+    expect(await writer.exited).toBe(0);
+    expect(await rep.stop('SIGTERM')).toBe(0);
+    // Restored by the default backend (liblz4 where its binding is built), and by lz4-napi.
+    for (const env of [{}, { LSTREAM_LZ4: 'lz4-napi' }]) {
+      const out = join(dir, `napi-restored-${Object.keys(env).length}.db`);
+      const r = lstream(['restore', '-config', configPath, '-o', out, '-integrity-check', db], { env });
+      expect(r.code).toBe(0);
+      const restored = dump(out);
+      expect(restored.integrity).toBe('ok');
+      expect(restored.rows.length).toBe(1550);
+      expect(restored.rows).toEqual(dump(db).rows);
+    }
+  });
+
   it('restores to every WAL index exactly as Litestream would, and by timestamp to the last segment at or before it', async () => {
     const { db, replica, configPath } = config('indexes');
     write(db, ['--rows', '10']);

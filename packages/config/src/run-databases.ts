@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Db, LockFile, LstreamEmitter, noopLogger, type Logger } from '@ls/core';
+import { Db, LockFile, LstreamEmitter, lz4Backend, noopLogger, type Logger } from '@ls/core';
 import { createReplicaClient } from './client-factory.js';
 import { ConfigError } from './config-error.js';
 import type { DbConfig } from './config-types.js';
@@ -47,6 +47,10 @@ export async function startDatabases(
   const release = async () => {
     for (const l of locks.splice(0)) await l.release();
   };
+  const lz4 = lz4Backend();
+  if (lz4.name !== 'liblz4') {
+    logger.warn('LZ4 runs on lz4-napi, about half as fast as liblz4 (snapshots, segments and restores take longer)', { reason: lz4.reason });
+  }
   try {
     for (const d of dbs) {
       const db = new Db(d.path, { ...d.options, logger, events });

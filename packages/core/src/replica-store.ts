@@ -1,5 +1,8 @@
 import { Readable } from 'node:stream';
 import { decodeLz4Frame, encodeLz4Frame, type Lz4EncodeOptions } from '@ls/wal';
+
+/** Which LZ4 implementation snapshots and segments use (liblz4, or lz4-napi and why), for apps to report. */
+export { lz4Backend, type Lz4Backend } from '@ls/wal';
 import type { ReplicaClient } from './client.js';
 import {
   GENERATIONS_PREFIX,
