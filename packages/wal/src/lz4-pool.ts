@@ -6,8 +6,10 @@ import { nativeLz4, type NativeLz4 } from './lz4-native.js';
 
 /*
  * With the liblz4 binding (lz4-native.ts), every block of 256 KiB or more is compressed on libuv's
- * thread pool into memory this module owns, and smaller ones on the calling thread; decompression
- * runs on the calling thread (~1 ms per 4 MiB block). No worker is started. See `nativeCompress`.
+ * thread pool into memory this module owns, and smaller ones on the calling thread (see
+ * `nativeCompress`); a decoder of independent blocks on several cores decompresses on the thread pool
+ * one block ahead, otherwise on the calling thread (~1 ms per 4 MiB block; see poolUncompress). No
+ * worker is started.
  *
  * Without it (no compiler when @ls/wal was built, no liblz4, or LSTREAM_LZ4=lz4-napi), lz4-napi:
  * - on the calling thread, for every stream not known to be large: WAL segments, however many. A
