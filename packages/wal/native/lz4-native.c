@@ -215,7 +215,10 @@ static void set_fn(napi_env env, napi_value exports, const char *name, napi_call
   napi_set_named_property(env, exports, name, f);
 }
 
-static const char *const LIBRARIES[] = {"liblz4.so.1", "liblz4.so", "liblz4.1.dylib", "liblz4.dylib", NULL};
+/* Debian, Ubuntu, Fedora and Alpine name the runtime library liblz4.so.1; macOS's Homebrew installs
+ * liblz4.1.dylib outside dlopen's default search path, so its two prefixes are listed too. */
+static const char *const LIBRARIES[] = {
+    "liblz4.so.1", "liblz4.so", "liblz4.1.dylib", "/opt/homebrew/lib/liblz4.1.dylib", "/usr/local/lib/liblz4.1.dylib", NULL};
 
 NAPI_MODULE_INIT() {
   if (!lz4_compress) {
