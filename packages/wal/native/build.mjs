@@ -44,7 +44,9 @@ try {
   if (existsSync(target) && statSync(target).mtimeMs >= statSync(source).mtimeMs) process.exit(0);
 
   const version = process.versions.node;
+  const nodedir = process.env.npm_config_nodedir; // npm's and node-gyp's setting, passed to install scripts
   const includes = [
+    ...(nodedir ? [join(nodedir, 'include', 'node')] : []),
     join(dirname(process.execPath), '..', 'include', 'node'),
     '/usr/include/node',
     '/usr/local/include/node',
