@@ -16,6 +16,7 @@ import {
   isAbortError,
   nextOrAbort,
   throwIfAborted,
+  writeAt,
   type ClientCapabilities,
   type ListEntry,
   type ListOptions,
@@ -91,7 +92,7 @@ export class FileReplicaClient implements ReplicaClient {
     let fh: FileHandle | undefined;
     try {
       fh = await this.#createTemp(tmp);
-      if (body instanceof Uint8Array) await writeAll(fh, body, 0);
+      if (body instanceof Uint8Array) await writeAt(fh, body, 0);
       else await this.#writeStream(fh, body, signal);
       throwIfAborted(signal);
       if (this.#fsync) await fh.sync();
@@ -127,7 +128,7 @@ export class FileReplicaClient implements ReplicaClient {
       for (;;) {
         const r = signal ? await nextOrAbort(it, signal) : await it.next();
         if (r.done) break;
-        await writeAll(fh, r.value, position);
+        await writeAt(fh, r.value, position);
         position += r.value.byteLength;
       }
       return position;
@@ -262,14 +263,6 @@ export class FileReplicaClient implements ReplicaClient {
         throw mapError(err, `removing empty directory ${d}`);
       }
     }
-  }
-}
-
-async function writeAll(fh: FileHandle, chunk: Uint8Array, position: number): Promise<void> {
-  let done = 0;
-  while (done < chunk.byteLength) {
-    const { bytesWritten } = await fh.write(chunk, done, chunk.byteLength - done, position + done);
-    done += bytesWritten;
   }
 }
 

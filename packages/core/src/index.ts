@@ -17,3 +17,5 @@ export * from './db.js';
 export * from './replica.js';
 export * from './restore.js';
 export * from './validate.js';
+/** For clients that write files: all of a buffer at a position, continuing after short writes. */
+export { writeAt } from '@ls/wal';

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { link, mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { CorruptDataError, WalApplier, decodeLz4Frame, releaseDecodedBlock } from '@ls/wal';
+import { CorruptDataError, WalApplier, decodeLz4Frame, releaseDecodedBlock, writeAt } from '@ls/wal';
 import type { ReplicaClient } from './client.js';
 import { InvalidArgumentError, LstreamError, throwIfAborted } from './errors.js';
 import { snapshotKey, walSegmentKey, type SnapshotInfo, type WalSegmentInfo } from './layout.js';
@@ -471,16 +471,6 @@ const SNAPSHOT_FLUSH_EVERY = 64 * 1024 * 1024;
  * background every 64 MiB, so the disk works while blocks are decoded and the final fsync finds
  * little left to write (a 1 GiB snapshot: 3.1 s with one awaited write at a time, 1.4 s this way).
  */
-/** Writes all of `data` at `position`, continuing after a short write (as a nearly full disk may make). */
-async function writeFully(fh: FileHandle, data: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < data.length) {
-    const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);
-    if (bytesWritten <= 0) throw new Error(`short write at offset ${position + done}: the disk may be full`);
-    done += bytesWritten;
-  }
-}
-
 async function writeDecoded(fh: FileHandle, blocks: AsyncIterable<Buffer>): Promise<void> {
   const inflight = new Set<Promise<void>>();
   let failure: { err: unknown } | undefined;
@@ -501,7 +491,7 @@ async function writeDecoded(fh: FileHandle, blocks: AsyncIterable<Buffer>): Prom
     for await (const block of blocks) {
       if (failure) break;
       // Once written, the block's memory goes back to the decoder for a later block.
-      track(writeFully(fh, block, off).then(() => releaseDecodedBlock(block)));
+      track(writeAt(fh, block, off).then(() => releaseDecodedBlock(block)));
       off += block.length;
       sinceFlush += block.length;
       if (sinceFlush >= SNAPSHOT_FLUSH_EVERY) {

@@ -15,6 +15,19 @@ export async function readAt(fh: FileHandle, position: number, length: number, i
   return buf.subarray(0, got);
 }
 
+/**
+ * Writes all of `data` at `position`, continuing after a short write (as a nearly full disk may
+ * make); a write that makes no progress is an error.
+ */
+export async function writeAt(fh: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.byteLength) {
+    const { bytesWritten } = await fh.write(data, done, data.byteLength - done, position + done);
+    if (bytesWritten <= 0) throw new Error(`short write at offset ${position + done}: the disk may be full`);
+    done += bytesWritten;
+  }
+}
+
 /** Options for `readFileChunks`. */
 export interface ReadFileChunksOptions {
   /** Bytes per chunk (default 4 MiB). */
