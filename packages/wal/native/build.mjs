@@ -15,13 +15,8 @@ const target = join(pkg, 'build', 'lz4-native.node');
 const required = process.env.LSTREAM_NATIVE_REQUIRED === '1';
 
 function give(reason) {
-  const msg = `@ls/wal: liblz4 binding not built (${reason}); LZ4 runs on lz4-napi instead`;
-  if (required) {
-    process.stderr.write(`${msg}\n`);
-    process.exit(1);
-  }
-  process.stderr.write(`${msg}\n`);
-  process.exit(0);
+  process.stderr.write(`@ls/wal: liblz4 binding not built (${reason}); LZ4 runs on lz4-napi instead\n`);
+  process.exit(required ? 1 : 0);
 }
 
 /** Removes a binding left by an earlier build, so a disabled or failed build never leaves a stale one in use. */

@@ -1,5 +1,14 @@
 import { Xxh32, xxh32 } from '@node-rs/xxhash';
-import { LARGE_STREAM_BYTES, compressDepth, lz4Threads, poolCompress, poolUncompress, uncompressDepth, warmCompressPool } from './lz4-pool.js';
+import {
+  LARGE_STREAM_BYTES,
+  SpareBuffers,
+  compressDepth,
+  lz4Threads,
+  poolCompress,
+  poolUncompress,
+  uncompressDepth,
+  warmCompressPool,
+} from './lz4-pool.js';
 import { nativeLz4 } from './lz4-native.js';
 
 export { releaseDecodedBlock } from './lz4-pool.js';
@@ -184,17 +193,7 @@ async function readFrameHeader(reader: ByteReader, start: number): Promise<Frame
  * collect garbage for external memory pressure dozens of times. A decoder takes one when it first
  * needs it (or a larger one) and gives it back when it ends, so no two decoders hold the same one.
  */
-const spareScratch: Buffer[] = [];
-const SPARE_SCRATCH_MAX = 3;
-
-function takeScratch(bytes: number): Buffer {
-  const i = spareScratch.findIndex((b) => b.length >= bytes);
-  return i >= 0 ? spareScratch.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(bytes);
-}
-
-function giveScratch(b: Buffer | undefined): void {
-  if (b && spareScratch.length < SPARE_SCRATCH_MAX) spareScratch.push(b);
-}
+const spareScratch = new SpareBuffers(3);
 
 async function decompressBlock(prefixed: Buffer, dict: Buffer | undefined, offset: number, offThread: boolean): Promise<Buffer> {
   try {
@@ -222,7 +221,6 @@ export async function* decodeLz4Frame(
   // Buffers for compressed blocks (from the shared spares): one per block being decompressed. A
   // block decompressing on the thread pool holds its buffer until it settles.
   const freeScratch: Buffer[] = [];
-  const held = new Set<Buffer>();
   // Blocks read and handed to the decompressor, in order, not yet yielded.
   const ahead: Promise<Buffer>[] = [];
   const scratchFor = (bytes: number, maxBlockSize: number): Buffer => {
@@ -230,8 +228,8 @@ export async function* decodeLz4Frame(
     if (i >= 0) return freeScratch.splice(i, 1)[0]!;
     // Taken before a smaller one is given back: if taking throws, the finally below must not give
     // back a buffer that is already on the spare list.
-    const larger = takeScratch(maxBlockSize + 4);
-    if (freeScratch.length > 0) giveScratch(freeScratch.shift());
+    const larger = spareScratch.take(maxBlockSize + 4);
+    spareScratch.give(freeScratch.shift());
     return larger;
   };
   // With liblz4 on several cores, independent blocks are decompressed on the thread pool, one
@@ -301,33 +299,35 @@ export async function* decodeLz4Frame(
         }
         let scratch: Buffer | undefined;
         let data: Buffer;
-        if (raw) {
-          // Copied before the next read (see readFrameHeader), and so the output never pins a
-          // larger input chunk.
-          data = Buffer.from(await reader.read(size));
-        } else {
-          // uncompress() wants the output capacity in front (u32 LE); the frame's maximum is always enough.
-          scratch = scratchFor(size + 4, info.maxBlockSize);
-          held.add(scratch);
-          scratch.writeUInt32LE(info.maxBlockSize, 0);
-          const got = await reader.readInto(scratch, 4, size);
-          data = scratch.subarray(4, 4 + got);
-        }
-        if (data.length < size) throw new Lz4FrameError('truncated LZ4 block', { offset: reader.consumed });
-        if (info.blockChecksum) {
-          const sum = await reader.read(4);
-          if (sum.length < 4) throw new Lz4FrameError('truncated LZ4 block checksum', { offset: reader.consumed });
-          if (sum.readUInt32LE(0) !== xxh32(data, 0) >>> 0) {
-            throw new ChecksumMismatchError(`LZ4 block checksum mismatch at offset ${blockOffset}`, { offset: blockOffset });
+        try {
+          if (raw) {
+            // Copied before the next read (see readFrameHeader), and so the output never pins a
+            // larger input chunk.
+            data = Buffer.from(await reader.read(size));
+          } else {
+            // uncompress() wants the output capacity in front (u32 LE); the frame's maximum is always enough.
+            scratch = scratchFor(size + 4, info.maxBlockSize);
+            scratch.writeUInt32LE(info.maxBlockSize, 0);
+            const got = await reader.readInto(scratch, 4, size);
+            data = scratch.subarray(4, 4 + got);
           }
+          if (data.length < size) throw new Lz4FrameError('truncated LZ4 block', { offset: reader.consumed });
+          if (info.blockChecksum) {
+            const sum = await reader.read(4);
+            if (sum.length < 4) throw new Lz4FrameError('truncated LZ4 block checksum', { offset: reader.consumed });
+            if (sum.readUInt32LE(0) !== xxh32(data, 0) >>> 0) {
+              throw new ChecksumMismatchError(`LZ4 block checksum mismatch at offset ${blockOffset}`, { offset: blockOffset });
+            }
+          }
+        } catch (err) {
+          // Never handed to the decompressor: the buffer is free again.
+          if (scratch) freeScratch.push(scratch);
+          throw err;
         }
         if (raw) return { block: Promise.resolve(data) };
         const s = scratch!;
         // `window` is only ever set for linked blocks, which are decompressed one at a time.
-        const block = decompressBlock(s.subarray(0, size + 4), window, blockOffset, depth > 1).finally(() => {
-          held.delete(s);
-          freeScratch.push(s);
-        });
+        const block = decompressBlock(s.subarray(0, size + 4), window, blockOffset, depth > 1).finally(() => freeScratch.push(s));
         block.catch(() => {}); // observed in order by the caller
         return { block };
       };
@@ -363,9 +363,7 @@ export async function* decodeLz4Frame(
   } finally {
     // A block still decompressing uses its buffer until it settles; only then can it be reused.
     await Promise.allSettled(ahead);
-    for (const s of freeScratch) giveScratch(s);
-    // A buffer a failed read left behind (never handed to the decompressor) is free too.
-    for (const s of held) giveScratch(s);
+    for (const s of freeScratch) spareScratch.give(s);
     await reader.close();
   }
 }

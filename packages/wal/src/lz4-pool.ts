@@ -176,7 +176,6 @@ class Lz4Pool {
 
   /** Starts the workers now (they take ~50 ms to become ready), for a caller about to compress a lot. */
   warm(): void {
-    if (nativeLz4()) return;
     while (this.#workers.length < this.size) this.#spawn();
   }
 
@@ -185,8 +184,6 @@ class Lz4Pool {
    * starting takes it when it is up). Callers bound what is queued (see compressDepth).
    */
   compress(input: Uint8Array, large: boolean): Promise<CompressedBlock> {
-    const lib = nativeLz4();
-    if (lib) return nativeCompress(lib, input);
     if (!large || this.size === 0 || this.#unstartable) return compressHereNow(input);
     this.warm();
     let w = this.#workers[0]!;
@@ -266,12 +263,13 @@ export const LARGE_STREAM_BYTES = 64 * 1024 * 1024;
  * with `large` (a block of a stream known to be large) in the worker pool.
  */
 export function poolCompress(block: Uint8Array, large = false): Promise<CompressedBlock> {
-  return lz4Pool().compress(block, large);
+  const lib = nativeLz4();
+  return lib ? nativeCompress(lib, block) : lz4Pool().compress(block, large);
 }
 
 /** Starts the compression workers ahead of a large stream (no-op on a single core). */
 export function warmCompressPool(): void {
-  lz4Pool().warm();
+  if (!nativeLz4()) lz4Pool().warm();
 }
 
 /**
@@ -308,20 +306,34 @@ export function uncompressDepth(): number {
 
 /** Blocks smaller than this are compressed on the calling thread (liblz4 takes ~0.4 ms for 256 KiB). */
 const NATIVE_ASYNC_MIN = 256 * 1024;
-/** Spare input and output buffers of the native path, reused block after block (a few at most). */
-const nativeIn: Buffer[] = [];
-const nativeOut: Buffer[] = [];
-const NATIVE_SPARES = 4;
+/**
+ * Buffers kept for reuse, up to `max` of them, each with one user at a time: `take` removes a spare
+ * of at least the size asked (or allocates one, of at least `minBytes`), `give` puts one back.
+ */
+export class SpareBuffers {
+  readonly #list: Buffer[] = [];
 
-function takeSpare(list: Buffer[], bytes: number): Buffer {
-  const i = list.findIndex((b) => b.length >= bytes);
-  // Rounded up so one buffer fits every block of the common sizes (4 MiB and below).
-  return i >= 0 ? list.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(Math.max(bytes, 4 * 1024 * 1024 + 64 * 1024));
+  constructor(
+    readonly max: number,
+    readonly minBytes = 0,
+  ) {}
+
+  take(bytes: number): Buffer {
+    const i = this.#list.findIndex((b) => b.length >= bytes);
+    return i >= 0 ? this.#list.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(Math.max(bytes, this.minBytes));
+  }
+
+  give(b: Buffer | undefined): void {
+    if (b && this.#list.length < this.max) this.#list.push(b);
+  }
 }
 
-function giveSpare(list: Buffer[], b: Buffer): void {
-  if (list.length < NATIVE_SPARES) list.push(b);
-}
+/**
+ * Spare input and output buffers of the native compressor, reused block after block; new ones are
+ * rounded up so one buffer fits every block of the common sizes (4 MiB and below).
+ */
+const nativeIn = new SpareBuffers(4, 4 * 1024 * 1024 + 64 * 1024);
+const nativeOut = new SpareBuffers(4, 4 * 1024 * 1024 + 64 * 1024);
 
 /**
  * Compresses one block with liblz4. Returns the same shape as lz4-napi's path (a u32 LE slot, then
@@ -333,7 +345,7 @@ function giveSpare(list: Buffer[], b: Buffer): void {
 async function nativeCompress(lib: NativeLz4, input: Uint8Array): Promise<CompressedBlock> {
   const length = input.byteLength;
   const bound = lib.compressBound(length) + 4;
-  const out = takeSpare(nativeOut, bound);
+  const out = nativeOut.take(bound);
   let owned: Buffer | undefined;
   try {
     let n: number;
@@ -341,7 +353,7 @@ async function nativeCompress(lib: NativeLz4, input: Uint8Array): Promise<Compre
       n = lib.compress(input, out.subarray(4, bound));
       if (n === 0 || n >= length) return { raw: Buffer.from(input) };
     } else {
-      owned = takeSpare(nativeIn, length);
+      owned = nativeIn.take(length);
       owned.set(input);
       n = await lib.compressAsync(owned.subarray(0, length), out.subarray(4, bound));
       if (n === 0 || n >= length) return { raw: Buffer.from(owned.subarray(0, length)) };
@@ -350,13 +362,10 @@ async function nativeCompress(lib: NativeLz4, input: Uint8Array): Promise<Compre
     out.copy(compressed, 0, 0, n + 4);
     return { compressed };
   } finally {
-    giveSpare(nativeOut, out);
-    if (owned) giveSpare(nativeIn, owned);
+    nativeOut.give(out);
+    nativeIn.give(owned);
   }
 }
-
-/** An output buffer a decompression did not hand to its caller, for the next one. */
-let spareDecoded: Buffer | undefined;
 
 /**
  * Blocks handed to callers, as the very views returned, which they may give back with
@@ -364,19 +373,8 @@ let spareDecoded: Buffer | undefined;
  * block, a stale second release of the old view must not put it back in use.
  */
 const handedOut = new WeakSet<Uint8Array>();
-/** Blocks given back, for the next decompressions. */
-const released: Buffer[] = [];
-const RELEASED_MAX = 4;
-
-function takeDecoded(capacity: number): Buffer {
-  if (spareDecoded && spareDecoded.length >= capacity) {
-    const out = spareDecoded;
-    spareDecoded = undefined;
-    return out;
-  }
-  const i = released.findIndex((b) => b.length >= capacity);
-  return i >= 0 ? released.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(capacity);
-}
+/** Output buffers free for the next decompression: given back by callers, or not handed out at all. */
+const decodedSpares = new SpareBuffers(4);
 
 /**
  * Gives a block that decodeLz4Frame yielded back for reuse, once nothing reads it any more: the next
@@ -389,7 +387,7 @@ function takeDecoded(capacity: number): Buffer {
 export function releaseDecodedBlock(block: Uint8Array): void {
   if (!handedOut.has(block)) return;
   handedOut.delete(block);
-  if (released.length < RELEASED_MAX) released.push(Buffer.from(block.buffer as ArrayBuffer));
+  decodedSpares.give(Buffer.from(block.buffer as ArrayBuffer));
 }
 
 /**
@@ -399,7 +397,7 @@ export function releaseDecodedBlock(block: Uint8Array): void {
  */
 function settleDecoded(out: Buffer, n: number): Buffer {
   if (n < 0) {
-    spareDecoded ??= out;
+    decodedSpares.give(out);
     throw new Error(`liblz4 found the block malformed at byte ${-n - 1}`);
   }
   if (n * 2 >= out.length) {
@@ -407,7 +405,7 @@ function settleDecoded(out: Buffer, n: number): Buffer {
     handedOut.add(block);
     return block;
   }
-  spareDecoded ??= out;
+  decodedSpares.give(out);
   return Buffer.from(out.subarray(0, n));
 }
 
@@ -421,7 +419,7 @@ function prefixedBlock(prefixed: Uint8Array): { block: Buffer; capacity: number 
 function nativeUncompress(lib: NativeLz4, prefixed: Uint8Array, dict?: Uint8Array): Promise<Buffer> {
   try {
     const { block, capacity } = prefixedBlock(prefixed);
-    const out = takeDecoded(capacity);
+    const out = decodedSpares.take(capacity);
     return Promise.resolve(settleDecoded(out, lib.decompress(block, out.subarray(0, capacity), dict)));
   } catch (err) {
     return Promise.reject(err as Error);
@@ -431,6 +429,6 @@ function nativeUncompress(lib: NativeLz4, prefixed: Uint8Array, dict?: Uint8Arra
 /** Decompresses one size-prefixed block with liblz4 on libuv's thread pool. */
 async function nativeUncompressAsync(lib: NativeLz4, prefixed: Uint8Array): Promise<Buffer> {
   const { block, capacity } = prefixedBlock(prefixed);
-  const out = takeDecoded(capacity);
+  const out = decodedSpares.take(capacity);
   return settleDecoded(out, await lib.decompressAsync(block, out.subarray(0, capacity)));
 }
