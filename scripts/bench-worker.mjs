@@ -4,7 +4,7 @@ import { createWriteStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
-import { WalApplier, decodeLz4Frame, encodeLz4Frame, readFileChunks, releaseDecodedBlock } from '@ls/wal';
+import { WalApplier, decodeLz4Frame, encodeLz4Frame, lendFileChunks, readFileChunks, releaseDecodedBlock } from '@ls/wal';
 
 const [op, input, output] = process.argv.slice(2);
 const t0 = process.hrtime.bigint();
@@ -39,9 +39,10 @@ switch (op) {
     break;
   case 'wal-apply': {
     const applier = await WalApplier.open(output, { strict: true });
-    // The WAL is read in 4 MiB chunks through two reused buffers (the applier keeps nothing from a
-    // chunk, as SQLite's checkpoint reads its WAL through one buffer).
-    const r = await applier.apply(readFileChunks(input));
+    // The WAL is read in 4 MiB chunks lent to the applier, which keeps pages in place in them until
+    // it writes them and then gives the chunks back for the next reads (within its 32 MiB buffer).
+    const wal = lendFileChunks(input);
+    const r = await applier.apply(wal.chunks, { release: wal.release });
     await applier.close();
     extra = { frames: r.frames, walBytes: r.walBytes };
     break;

@@ -384,11 +384,11 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
           downloads[i] = undefined;
           let n = 0;
           try {
+            // Decoded blocks are lent to the applier, which keeps pages in place in them and gives
+            // each back (releaseDecodedBlock) once written, for the decoder to reuse.
             for await (const chunk of decodeLz4Frame(raw.chunks)) {
               n += chunk.length;
               yield chunk;
-              // The applier keeps nothing from a chunk once it asks for the next: the decoder may reuse it.
-              releaseDecodedBlock(chunk);
             }
           } catch (err) {
             throw inObject(err, walSegmentKey(s.generation, s.index, s.offset));
@@ -404,7 +404,7 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
       };
       const first = i;
       try {
-        await applier.apply(source());
+        await applier.apply(source(), { release: releaseDecodedBlock });
       } catch (err) {
         // A frame that breaks the WAL chain: the segment holding that offset of the index.
         if (CorruptDataError.isInstance(err) && err.offset !== undefined) {

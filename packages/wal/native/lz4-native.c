@@ -1,5 +1,6 @@
 /*
- * @ls/wal's optional binding to the system's liblz4 (the library the `lz4` CLI is built on).
+ * @ls/wal's optional binding to the system's liblz4 (the library the `lz4` CLI is built on), and its
+ * check of SQLite WAL frames, which needs no library and is there whether liblz4 loads or not.
  *
  * liblz4 is loaded with dlopen when this module is required, so building needs only a C compiler
  * and Node's headers, not liblz4's; a machine without liblz4 gets an exports object whose
@@ -16,11 +17,14 @@
  *   decompressAsync(src, dst, dict?) -> Promise<n>
  *   compressBound(n) -> bytes          worst-case compressed size of n bytes
  *   version                            liblz4's version number (e.g. 10904)
+ *   walVerifyRun(buf, start, max, frameSize, bigEndian, salt1, salt2, chain, pgnos, commits) -> n
+ *                                      checks a run of WAL frames in place (see its definition)
  */
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <dlfcn.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,6 +213,118 @@ static napi_value compress_bound(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ---- SQLite WAL chain check (needs no library) ------------------------------------------------ */
+
+static uint32_t be32(const unsigned char *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+static uint32_t le32(const unsigned char *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap32(v);
+#endif
+  return v;
+}
+
+/* SQLite's WAL checksum of n bytes (a multiple of 8), continuing from (*a, *b). */
+static void wal_sum(const unsigned char *p, size_t n, int big_endian, uint32_t *a, uint32_t *b) {
+  uint32_t x = *a, y = *b;
+  const unsigned char *end = p + n;
+  if (big_endian) {
+    for (; p < end; p += 8) {
+      x += be32(p) + y;
+      y += be32(p + 4) + x;
+    }
+  } else {
+    for (; p < end; p += 8) {
+      x += le32(p) + y;
+      y += le32(p + 4) + x;
+    }
+  }
+  *a = x;
+  *b = y;
+}
+
+static int u32_array_arg(napi_env env, napi_value v, const char *name, uint32_t **data, size_t *len) {
+  bool is_typed = false;
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) == napi_ok && t == napi_object) napi_is_typedarray(env, v, &is_typed);
+  if (is_typed) {
+    napi_typedarray_type type;
+    void *ptr;
+    if (napi_get_typedarray_info(env, v, &type, len, &ptr, NULL, NULL) == napi_ok && type == napi_uint32_array) {
+      *data = (uint32_t *)ptr;
+      return 1;
+    }
+  }
+  char msg[96];
+  snprintf(msg, sizeof msg, "%s must be a Uint32Array", name);
+  napi_throw_type_error(env, NULL, msg);
+  return 0;
+}
+
+/*
+ * walVerifyRun(buf, start, max, frameSize, bigEndian, salt1, salt2, chain, pgnos, commits) -> n
+ * Checks up to max consecutive frames of frameSize bytes in buf from byte start: the salts, a
+ * non-zero page number and the cumulative checksum, continuing from chain[0], chain[1]. Stops before
+ * the first frame that fails; returns how many passed, with each one's page number and commit size
+ * in pgnos[k] and commits[k], and chain advanced past the last. All arrays are the caller's.
+ */
+static napi_value wal_verify_run(napi_env env, napi_callback_info info) {
+  size_t argc = 10;
+  napi_value argv[10];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 10) {
+    napi_throw_type_error(env, NULL, "expected (buf, start, max, frameSize, bigEndian, salt1, salt2, chain, pgnos, commits)");
+    return NULL;
+  }
+  char *buf;
+  int len;
+  if (!bytes_arg(env, argv[0], "buf", &buf, &len)) return NULL;
+  int64_t start, max, frame_size;
+  uint32_t salt1, salt2;
+  bool big_endian;
+  if (napi_get_value_int64(env, argv[1], &start) != napi_ok || napi_get_value_int64(env, argv[2], &max) != napi_ok ||
+      napi_get_value_int64(env, argv[3], &frame_size) != napi_ok || napi_get_value_bool(env, argv[4], &big_endian) != napi_ok ||
+      napi_get_value_uint32(env, argv[5], &salt1) != napi_ok || napi_get_value_uint32(env, argv[6], &salt2) != napi_ok) {
+    napi_throw_type_error(env, NULL, "start, max, frameSize, salt1 and salt2 must be numbers and bigEndian a boolean");
+    return NULL;
+  }
+  uint32_t *chain, *pgnos, *commits;
+  size_t chain_len, pgnos_len, commits_len;
+  if (!u32_array_arg(env, argv[7], "chain", &chain, &chain_len) || !u32_array_arg(env, argv[8], "pgnos", &pgnos, &pgnos_len) ||
+      !u32_array_arg(env, argv[9], "commits", &commits, &commits_len)) {
+    return NULL;
+  }
+  if (frame_size < 32 || frame_size % 8 != 0 || start < 0 || max < 0 || start > len || max > (len - start) / frame_size ||
+      (size_t)max > pgnos_len || (size_t)max > commits_len || chain_len < 2) {
+    napi_throw_range_error(env, NULL, "walVerifyRun: the frames do not fit in buf, or an output array is too short");
+    return NULL;
+  }
+  const unsigned char *p = (const unsigned char *)buf + start;
+  uint32_t a = chain[0], b = chain[1];
+  int64_t n = 0;
+  for (; n < max; n++, p += frame_size) {
+    uint32_t pgno = be32(p);
+    if (pgno == 0 || be32(p + 8) != salt1 || be32(p + 12) != salt2) break;
+    uint32_t x = a, y = b;
+    wal_sum(p, 8, big_endian, &x, &y);
+    wal_sum(p + 24, (size_t)frame_size - 24, big_endian, &x, &y);
+    if (x != be32(p + 16) || y != be32(p + 20)) break;
+    a = x;
+    b = y;
+    pgnos[n] = pgno;
+    commits[n] = be32(p + 4);
+  }
+  chain[0] = a;
+  chain[1] = b;
+  napi_value out;
+  napi_create_int64(env, n, &out);
+  return out;
+}
+
 static void set_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value f;
   napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &f);
@@ -221,6 +337,7 @@ static const char *const LIBRARIES[] = {
     "liblz4.so.1", "liblz4.so", "liblz4.1.dylib", "/opt/homebrew/lib/liblz4.1.dylib", "/usr/local/lib/liblz4.1.dylib", NULL};
 
 NAPI_MODULE_INIT() {
+  set_fn(env, exports, "walVerifyRun", wal_verify_run);
   if (!lz4_compress) {
     const char *failure = "liblz4 not found";
     for (int i = 0; LIBRARIES[i]; i++) {

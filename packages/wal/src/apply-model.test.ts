@@ -71,6 +71,57 @@ function oneBuffer(wal: Buffer, piece: number, throwAt = Infinity): AsyncGenerat
   })();
 }
 
+/**
+ * A source that lends its pieces (WalApplyStreamOptions.release): each piece is a buffer of its own,
+ * poisoned when given back and reused for a later piece, so a page read after its release shows.
+ * Counts what is out, and fails the test on a release of something not lent or lent back already.
+ */
+class LendingSource {
+  readonly #spares: Buffer[] = [];
+  /** Each piece out: the view lent, and the buffer it is in. */
+  readonly #out = new Map<Uint8Array, Buffer>();
+  outBytes = 0;
+  maxOutBytes = 0;
+  lent = 0;
+  readonly errors: string[] = [];
+
+  chunks(wal: Buffer, piece: number, throwAt = Infinity): AsyncGenerator<Buffer> {
+    const out = this.#out;
+    const spares = this.#spares;
+    return (async function* (this: LendingSource) {
+      for (let at = 0; at < wal.length; at += piece) {
+        if (at + piece > throwAt) throw new Error('source failed');
+        const n = Math.min(piece, wal.length - at);
+        const i = spares.findIndex((b) => b.length >= n);
+        const buf = i >= 0 ? spares.splice(i, 1)[0]! : Buffer.alloc(piece);
+        wal.copy(buf, 0, at, at + n);
+        const view = buf.subarray(0, n);
+        out.set(view, buf);
+        this.lent++;
+        this.outBytes += n;
+        this.maxOutBytes = Math.max(this.maxOutBytes, this.outBytes);
+        yield view;
+      }
+    }).call(this);
+  }
+
+  readonly release = (chunk: Uint8Array): void => {
+    const buf = this.#out.get(chunk);
+    if (buf === undefined) {
+      this.errors.push(`released a chunk not lent, or twice (${chunk.byteLength} bytes)`);
+      return;
+    }
+    this.#out.delete(chunk);
+    this.outBytes -= chunk.byteLength;
+    buf.fill(0xee);
+    this.#spares.push(buf);
+  };
+
+  get outstanding(): number {
+    return this.#out.size;
+  }
+}
+
 /** What the file must hold: the page images of every transaction committed before anything stopped the WAL. */
 class Model {
   pages = new Map<number, Buffer>();
@@ -104,31 +155,37 @@ afterAll(() => cleanup());
 
 let run = 0;
 /** Applies `wals` with one applier and returns what the file holds, what the model says, and the slabs allocated. */
-async function applyAll(ps: number, bufferBytes: number, wals: WalSpec[]) {
+async function applyAll(ps: number, bufferBytes: number, wals: WalSpec[], lend = false) {
   const path = join(dir, `db-${++run}`);
   await writeFile(path, Buffer.alloc(0));
   const model = new Model();
   const slab = ps * 256;
   const alloc = vi.spyOn(Buffer, 'allocUnsafeSlow');
+  const lender = new LendingSource();
   let slabs = 0;
+  let outAfterApply = 0;
   try {
     const applier = await WalApplier.open(path, { bufferBytes, fsync: false });
     for (const [w, spec] of wals.entries()) {
       const { wal, images } = buildWal(ps, spec, 1000 + w);
       model.apply(ps, spec, images, wal.length);
-      const err = await applier.apply(oneBuffer(wal, spec.piece, spec.throwAt)).then(
+      const applied = lend
+        ? applier.apply(lender.chunks(wal, spec.piece, spec.throwAt), { release: lender.release })
+        : applier.apply(oneBuffer(wal, spec.piece, spec.throwAt));
+      const err = await applied.then(
         () => undefined,
         (e: unknown) => e,
       );
       if (err !== undefined && !(err instanceof Error && err.message === 'source failed')) throw err;
     }
     slabs = alloc.mock.calls.filter(([n]) => n === slab).length;
+    outAfterApply = lender.outstanding;
     await applier.close();
   } finally {
     alloc.mockRestore();
   }
   const leftovers = (await readdir(dir)).filter((f) => f.includes('lstream-apply'));
-  return { got: await readFile(path), want: model.bytes(ps, 0), slabs, leftovers };
+  return { got: await readFile(path), want: model.bytes(ps, 0), slabs, leftovers, lender, outAfterApply };
 }
 
 const commit = (pgnos: number[], size = Math.max(...pgnos)): Txn => ({ pgnos, commitSize: size });
@@ -206,6 +263,7 @@ describe('WalApplier against a model', () => {
         pages: fc.integer({ min: 0, max: 40 }),
         extra: fc.integer({ min: 0, max: 511 }),
         maxPg: fc.integer({ min: 2, max: 60 }),
+        lend: fc.boolean(),
       })
       .chain((s) => {
         const big = s.ps === 65_536;
@@ -238,14 +296,20 @@ describe('WalApplier against a model', () => {
           };
         });
         const bufferBytes = s.pages * s.ps + s.extra;
-        const r = await applyAll(s.ps, bufferBytes, specs);
+        const r = await applyAll(s.ps, bufferBytes, specs, s.lend);
         expect(r.got.length).toBe(r.want.length);
         expect(r.got.equals(r.want)).toBe(true);
         const maxSlots = Math.max(2, Math.floor(bufferBytes / s.ps));
         expect(r.slabs).toBeLessThanOrEqual(Math.ceil(maxSlots / 256));
         expect(r.leftovers).toEqual([]);
+        // Lent pieces: each given back once, all of them by close, and no more held at once than
+        // the page buffer allows, past one piece being read and one just left.
+        expect(r.lender.errors).toEqual([]);
+        expect(r.lender.outstanding).toBe(0);
+        const piece = Math.max(...specs.map((w) => w.piece));
+        expect(r.lender.maxOutBytes).toBeLessThanOrEqual(Math.max(bufferBytes, 2 * s.ps) + 2 * piece + s.ps);
       }),
-      { numRuns: 150 },
+      { numRuns: 300 },
     );
   }, 120_000);
 });

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { integrityCheck, sqliteCheckpoint, tempDir, writeWithSqlite } from '../test/helpers.js';
 import { WalApplier, applyWal } from './apply.js';
 import { CorruptDataError, PageSizeMismatchError, WalFormatError } from './errors.js';
-import { readFileChunks } from './file-chunks.js';
+import { lendFileChunks, readFileChunks } from './file-chunks.js';
 import { scanWal } from './wal-reader.js';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -103,6 +103,62 @@ describe('applyWal on WALs written by real SQLite', () => {
     expect(integrityCheck(viaChunks)).toBe('ok');
   });
 
+  it('keeps pages in place in lent chunks, gives every chunk back, and gives the bytes SQLite gives', async () => {
+    const s = await scenario('mixed');
+    for (const [chunkBytes, bufferBytes] of [
+      [4 << 20, undefined],
+      [7000, 64 * 1024],
+      [100_000, 256 * 1024],
+      [997, 8 * 1024],
+    ] as const) {
+      const out = join(s.dir, `lent-${chunkBytes}-${bufferBytes}.db`);
+      await copyFile(join(s.dir, 'src.db'), out);
+      const src = lendFileChunks(s.wal, { chunkBytes });
+      // Every chunk given back is poisoned: the applier must not read one after giving it back.
+      const out_ = new Set<Uint8Array>();
+      let wrong = 0;
+      const counted = (async function* () {
+        for await (const c of src.chunks) {
+          out_.add(c);
+          yield c;
+        }
+      })();
+      const release = (c: Uint8Array) => {
+        if (!out_.delete(c)) wrong++;
+        c.fill(0xee);
+        src.release(c);
+      };
+      const applier = await WalApplier.open(out, { strict: true, bufferBytes });
+      await applier.apply(counted, { release });
+      await applier.close();
+      expect(wrong).toBe(0);
+      expect(out_.size).toBe(0);
+      expect((await readFile(out)).equals(await readFile(s.expected))).toBe(true);
+      expect(integrityCheck(out)).toBe('ok');
+    }
+  });
+
+  it('gives back every lent chunk when a WAL is corrupt and the applier is aborted', async () => {
+    const s = await scenario('mixed');
+    const wal = await readFile(s.wal);
+    const corrupt = Buffer.from(wal);
+    corrupt[wal.length - 100]! ^= 0xff;
+    const lent = new Set<Uint8Array>();
+    const pieces = async function* () {
+      for (let at = 0; at < corrupt.length; at += 5000) {
+        const c = Buffer.from(corrupt.subarray(at, at + 5000));
+        lent.add(c);
+        yield c;
+      }
+    };
+    const applier = await WalApplier.open(s.ours, { strict: true });
+    await expect(applier.apply(pieces(), { release: (c) => lent.delete(c) })).rejects.toBeInstanceOf(WalFormatError);
+    // Committed pages before the damage are still held, in place, for a later apply or close.
+    expect(lent.size).toBeGreaterThan(0);
+    await applier.abort();
+    expect(lent.size).toBe(0);
+  });
+
   it('refuses a WAL whose page size differs from the database', async () => {
     const a = await scenario('basic', 1024);
     const b = await scenario('basic', 4096);
@@ -134,6 +190,38 @@ describe('applyWal on WALs written by real SQLite', () => {
     const copy = join(s.dir, 'copy.db');
     await rename(s.expected, copy);
     await expect(applyWal(copy, [corrupt], { strict: true })).rejects.toBeInstanceOf(WalFormatError);
+  });
+});
+
+describe('lendFileChunks', () => {
+  it('yields the bytes of the file, reuses only chunks given back, and ignores anything else', async () => {
+    const t = await tempDir();
+    cleanups.push(t.cleanup);
+    const path = join(t.dir, 'data.bin');
+    const data = Buffer.from(Array.from({ length: 100_003 }, (_, i) => (i * 13 + (i >> 7)) & 0xff));
+    await writeFile(path, data);
+    // Held: every chunk is new memory, and the bytes come out whole.
+    const held = lendFileChunks(path, { chunkBytes: 4096 });
+    const kept: Buffer[] = [];
+    for await (const c of held.chunks) kept.push(c);
+    expect(Buffer.concat(kept).equals(data)).toBe(true);
+    expect(new Set(kept.map((c) => c.buffer)).size).toBe(kept.length);
+    // Given back at once: memory is reused, and what was read stays right.
+    const lent = lendFileChunks(path, { start: 5, end: 90_005, chunkBytes: 8192 });
+    const parts: Buffer[] = [];
+    const memory = new Set<ArrayBufferLike>();
+    for await (const c of lent.chunks) {
+      parts.push(Buffer.from(c));
+      memory.add(c.buffer);
+      lent.release(c);
+      lent.release(c); // twice: ignored
+      lent.release(Buffer.alloc(8192)); // not lent: ignored
+    }
+    expect(Buffer.concat(parts).equals(data.subarray(5, 90_005))).toBe(true);
+    // One chunk read ahead while the caller holds the other.
+    expect(memory.size).toBe(2);
+    await expect(lendFileChunks(path, { chunkBytes: -1 }).chunks.next()).rejects.toBeInstanceOf(RangeError);
+    await expect(lendFileChunks(join(t.dir, 'missing')).chunks.next()).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
 

@@ -3,7 +3,9 @@ import { writeSync, writevSync } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { CorruptDataError, PageSizeMismatchError, WalFormatError } from './errors.js';
 import type { WalHeader, WalStopReason } from './wal-format.js';
+import type { ChunkWatcher } from './byte-reader.js';
 import { WalFrameReader } from './wal-reader.js';
+import { WAL_FRAME_HEADER_SIZE } from './wal-format.js';
 
 /**
  * Bytes of page copies held in memory: committed pages not yet written (one copy per distinct page)
@@ -49,15 +51,43 @@ export interface WalApplyResult {
   stopReason: WalStopReason;
 }
 
+/** Options for one `WalApplier.apply` call. */
+export interface WalApplyStreamOptions {
+  /**
+   * Lends the stream's chunks to the applier: it keeps pages in place in a chunk instead of copying
+   * them, and calls `release(chunk)` (with the value the stream yielded) once it needs nothing in it
+   * any more, after which the source may reuse the chunk's memory. Every chunk is released exactly
+   * once: after the pages in it are written, superseded or dropped, by `close` or `abort` at the
+   * latest. Chunks held count against `bufferBytes`. `release` must not throw.
+   * Without it, pages are copied out and nothing is kept from a chunk once the next is asked for.
+   */
+  release?: (chunk: Uint8Array) => void;
+}
+
+/** A chunk of a lending source that still holds staged pages, or is the one being read. */
+interface LentChunk {
+  /** The value the source yielded: what `release` gets back. */
+  readonly original: Uint8Array;
+  /** The same bytes as a Buffer. */
+  readonly buf: Buffer;
+  readonly release: (chunk: Uint8Array) => void;
+  /** Pages staged in place in it (committed or of the open transaction). */
+  live: number;
+  /** True while the reader is in it. */
+  current: boolean;
+}
+
 /**
  * Applies SQLite WALs to a database file the way a checkpoint does, without SQLite: the latest image
  * of every page of each committed transaction goes to (pgno − 1) × page size, and on close the file
  * is sized from the last commit frame. Frames after the last valid commit are never applied. Several
  * WALs (consecutive indexes of one generation) can be applied in order before `close`.
  *
- * Every page is copied out of its input chunk as it is read, so `apply` holds no reference to a
- * chunk once it has asked its source for the next one: a source may refill the same memory (see
- * `readFileChunks`). Memory stays within `bufferBytes` of page copies plus the chunk being read.
+ * By default every page is copied out of its input chunk as it is read, so `apply` holds no
+ * reference to a chunk once it has asked its source for the next one: a source may refill the same
+ * memory (see `readFileChunks`). A source that lends its chunks (`release`, see `lendFileChunks`)
+ * spares that copy: pages stay in place until written. Memory stays within `bufferBytes` of page
+ * copies and held chunks, plus the chunk being read.
  */
 export class WalApplier {
   readonly #fh: FileHandle;
@@ -66,11 +96,24 @@ export class WalApplier {
   #pageSize: number | undefined;
   /** Most page copies held at once (committed and of the open transaction). */
   #maxSlots = 0;
-  /** Committed pages not yet written: page number → the slot holding its latest image. */
+  /**
+   * Committed pages not yet written: page number → where its latest image is. A location is a slot
+   * (0 or more) or, as ~r (below 0), lent reference r: a page in place in a lent chunk.
+   */
   readonly #committed = new Map<number, number>();
-  /** Pages of the open transaction, in frame order, and the slots holding their copies. */
+  /** Pages of the open transaction, in frame order, and their locations. */
   #txnPgnos: number[] = [];
   #txnSlots: number[] = [];
+  /** Lent reference r: the chunk holding the page and the page's byte offset in it. */
+  readonly #refChunk: (LentChunk | undefined)[] = [];
+  readonly #refAt: number[] = [];
+  #freeRefs: number[] = [];
+  /** The lent chunk being read, if the current `apply` borrows its chunks. */
+  #currentChunk: LentChunk | undefined;
+  /** Bytes of lent chunks held for their pages after the reader left them. */
+  #lentBytes = 0;
+  /** Every lent chunk not yet released, so `abort` can release them all. */
+  readonly #held = new Set<LentChunk>();
   /** Slabs are kept across flushes and refilled, so a long apply allocates them once. */
   readonly #slabs: Buffer[] = [];
   /**
@@ -150,10 +193,17 @@ export class WalApplier {
    * Applies one WAL, read as a stream from its header. Throws PageSizeMismatchError when its page size
    * differs from the database's, and (in strict mode) CorruptDataError when it is not a complete chain.
    */
-  async apply(wal: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<WalApplyResult> {
-    if (this.#closed) throw new Error('WalApplier is closed');
-    this.#throwIfFailed();
-    const reader = new WalFrameReader(wal);
+  async apply(
+    wal: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    options: WalApplyStreamOptions = {},
+  ): Promise<WalApplyResult> {
+    const release = options.release;
+    if (this.#closed || this.#failed !== undefined) {
+      // A lent stream's chunks are still the caller's: nothing was taken from it.
+      if (this.#closed) throw new Error('WalApplier is closed');
+      this.#throwIfFailed();
+    }
+    const reader = new WalFrameReader(wal, release ? { watch: this.#lendWatcher(release) } : undefined);
     try {
       const header = await reader.header();
       if (this.#pageSize === undefined) this.#setPageSize(header.pageSize);
@@ -162,16 +212,34 @@ export class WalApplier {
       }
       let transactions = 0;
       let frames = 0;
+      const ps = header.pageSize;
       for (;;) {
-        // Frames already buffered are taken without an await each; only a chunk boundary waits.
-        let f = reader.nextBuffered();
-        if (f === undefined) f = await reader.next();
+        // The frames buffered in the current chunk are verified in one pass and copied from it in
+        // place; only a frame that spans two chunks comes through `next`, as a copy of its own.
+        const batch = reader.bufferedFrames();
+        if (batch === null) break;
+        if (batch !== undefined) {
+          const { chunk, count, frameSize, pgnos, commits } = batch;
+          const lent = this.#currentChunk;
+          let at = batch.start + WAL_FRAME_HEADER_SIZE;
+          for (let k = 0; k < count; k++, at += frameSize) {
+            if (this.#full()) await this.#makeRoom();
+            if (lent) this.#stageLent(pgnos[k]!, lent, at);
+            else this.#stage(pgnos[k]!, chunk, at, ps);
+            if (commits[k] !== 0) {
+              frames += this.#spilled.length + this.#txnSlots.length;
+              await this.#commit();
+              transactions++;
+              this.#pageCount = commits[k]!;
+            }
+          }
+          continue;
+        }
+        const f = await reader.next();
         if (!f) break;
-        if (this.#committed.size + this.#txnSlots.length >= this.#maxSlots) await this.#makeRoom();
-        const slot = this.#allocSlot(this.#committed.has(f.pgno));
-        f.page.copy(this.#slots[slot]!);
-        this.#txnPgnos.push(f.pgno);
-        this.#txnSlots.push(slot);
+        // A frame across two chunks: a copy (as is, rarely, one at the start of a chunk).
+        if (this.#full()) await this.#makeRoom();
+        this.#stage(f.pgno, f.page, 0, ps);
         if (f.commitSize !== 0) {
           frames += this.#spilled.length + this.#txnSlots.length;
           await this.#commit();
@@ -234,6 +302,8 @@ export class WalApplier {
       await this.#bgSync;
       await this.#fh.close();
       await this.#dropSpill();
+      // Held only when writing failed: the pages are not needed any more either way.
+      this.#releaseAll();
     }
   }
 
@@ -242,6 +312,7 @@ export class WalApplier {
     if (this.#closed) return;
     this.#closed = true;
     // The file is being discarded: a background flush's own failure no longer matters, only its end.
+    this.#releaseAll();
     await this.#bgSync;
     await this.#fh.close();
     await this.#dropSpill();
@@ -253,6 +324,97 @@ export class WalApplier {
         cause: this.#failed,
       });
     }
+  }
+
+  /**
+   * Watches the reader move through a lent stream's chunks: the chunk being read is the one pages
+   * are staged in place in; a chunk left with no page in it goes straight back to the source.
+   */
+  #lendWatcher(release: (chunk: Uint8Array) => void): ChunkWatcher {
+    return {
+      entered: (original, buf) => {
+        const c: LentChunk = { original, buf, release, live: 0, current: true };
+        this.#held.add(c);
+        this.#currentChunk = c;
+      },
+      left: (original) => {
+        const c = this.#currentChunk;
+        if (c === undefined || c.original !== original) {
+          // An empty chunk, never entered.
+          release(original);
+          return;
+        }
+        this.#currentChunk = undefined;
+        c.current = false;
+        if (c.live === 0) this.#releaseChunk(c);
+        else this.#lentBytes += c.buf.length;
+      },
+    };
+  }
+
+  #releaseChunk(c: LentChunk): void {
+    if (this.#held.delete(c)) c.release(c.original);
+  }
+
+  /** Releases every lent chunk still held, whatever is in it (the applier is being discarded). */
+  #releaseAll(): void {
+    const held = [...this.#held];
+    this.#held.clear();
+    this.#lentBytes = 0;
+    this.#refChunk.length = 0;
+    this.#refAt.length = 0;
+    this.#freeRefs = [];
+    for (const c of held) {
+      c.live = 0;
+      c.release(c.original);
+    }
+  }
+
+  /** True when the pages held (copies and lent chunks the reader has left) fill `bufferBytes`. */
+  #full(): boolean {
+    const copies = this.#slotsUsed - (this.#free.length - this.#freeHead);
+    return copies + Math.ceil(this.#lentBytes / this.#pageSize!) >= this.#maxSlots;
+  }
+
+  /** Stages the page at byte `at` of the lent chunk being read, in place, in the open transaction. */
+  #stageLent(pgno: number, c: LentChunk, at: number): void {
+    const r = this.#freeRefs.length > 0 ? this.#freeRefs.pop()! : this.#refAt.length;
+    this.#refChunk[r] = c;
+    this.#refAt[r] = at;
+    c.live++;
+    this.#txnPgnos.push(pgno);
+    this.#txnSlots.push(~r);
+  }
+
+  /** Frees a page's location: a slot goes back to the free list, a lent page leaves its chunk. */
+  #freeLoc(loc: number): void {
+    if (loc >= 0) {
+      this.#freeSlot(loc);
+      return;
+    }
+    const r = ~loc;
+    const c = this.#refChunk[r]!;
+    this.#refChunk[r] = undefined;
+    this.#freeRefs.push(r);
+    if (--c.live === 0 && !c.current) {
+      this.#lentBytes -= c.buf.length;
+      this.#releaseChunk(c);
+    }
+  }
+
+  /** The buffer and byte offset of the page image at `loc`. */
+  #pageAt(loc: number): [Buffer, number] {
+    if (loc >= 0) return [this.#slabs[Math.floor(loc / SLAB_PAGES)]!, (loc % SLAB_PAGES) * this.#pageSize!];
+    const r = ~loc;
+    return [this.#refChunk[r]!.buf, this.#refAt[r]!];
+  }
+
+  /** Copies the page at byte `at` of `src` into a free slot, as part of the open transaction. */
+  #stage(pgno: number, src: Buffer, at: number, ps: number): void {
+    const slot = this.#allocSlot(this.#committed.has(pgno));
+    src.copy(this.#slots[slot]!, 0, at, at + ps);
+    this.#txnPgnos.push(pgno);
+    this.#txnSlots.push(slot);
   }
 
   /**
@@ -290,16 +452,19 @@ export class WalApplier {
    */
   #compactSlots(): boolean {
     const slots = this.#txnSlots;
-    if (slots.length > this.#maxSlots >>> 2) return false;
+    // Only copies sit in slots; pages in place in lent chunks stay where they are.
+    const inSlots: number[] = [];
+    for (let i = 0; i < slots.length; i++) if (slots[i]! >= 0) inSlots.push(i);
+    if (inSlots.length > this.#maxSlots >>> 2) return false;
     // The k-th lowest slot in use moves to slot k: never above itself, and whatever slot k held has
     // already moved, so nothing is overwritten before it is copied.
-    const order = slots.map((_, i) => i).sort((a, b) => slots[a]! - slots[b]!);
+    const order = inSlots.sort((a, b) => slots[a]! - slots[b]!);
     for (let k = 0; k < order.length; k++) {
       const i = order[k]!;
       if (slots[i] !== k) this.#slots[slots[i]!]!.copy(this.#slots[k]!);
       slots[i] = k;
     }
-    this.#slotsUsed = slots.length;
+    this.#slotsUsed = order.length;
     this.#free = [];
     this.#freeHead = 0;
     return true;
@@ -311,7 +476,7 @@ export class WalApplier {
 
   /** Forgets the open transaction (its frames are never applied) and frees its slots. */
   #dropOpenTransaction(): void {
-    for (const slot of this.#txnSlots) this.#freeSlot(slot);
+    for (const loc of this.#txnSlots) this.#freeLoc(loc);
     this.#txnPgnos = [];
     this.#txnSlots = [];
     this.#spilled = [];
@@ -322,6 +487,7 @@ export class WalApplier {
    * alone fills memory, moves its pages so far to a temporary file beside the database.
    */
   async #makeRoom(): Promise<void> {
+    if (this.#lentBytes > 0 && (await this.#writeOldestChunk())) return;
     if (this.#committed.size > 0) {
       await this.#flush();
       return;
@@ -335,14 +501,18 @@ export class WalApplier {
     const slots = this.#txnSlots;
     const pgnos = this.#txnPgnos;
     for (let i = 0; i < slots.length; i += MAX_IOVECS) {
-      const batch = slots.slice(i, i + MAX_IOVECS).map((s) => this.#slots[s]!);
+      const batch = slots.slice(i, i + MAX_IOVECS).map((loc) => {
+        const [buf, at] = this.#pageAt(loc);
+        return buf.subarray(at, at + ps);
+      });
       // The spill file holds the transaction's spilled pages back to back, in frame order.
       await spill.fh.writev(batch, this.#spilled.length * ps);
       this.#spilled.push(...pgnos.slice(i, i + batch.length));
     }
     this.#txnPgnos = [];
     this.#txnSlots = [];
-    // Nothing is held now: every slot is free.
+    // Nothing is held now: every slot is free, and every lent chunk left can go back.
+    for (const loc of slots) if (loc < 0) this.#freeLoc(loc);
     this.#compactSlots();
   }
 
@@ -360,10 +530,10 @@ export class WalApplier {
     const slots = this.#txnSlots;
     for (let i = 0; i < pgnos.length; i++) {
       const pgno = pgnos[i]!;
-      const slot = slots[i]!;
+      const loc = slots[i]!;
       const old = committed.get(pgno);
-      if (old !== undefined) this.#freeSlot(old);
-      committed.set(pgno, slot);
+      if (old !== undefined) this.#freeLoc(old);
+      committed.set(pgno, loc);
     }
     this.#txnPgnos = [];
     this.#txnSlots = [];
@@ -410,36 +580,94 @@ export class WalApplier {
    */
   async #flush(): Promise<void> {
     if (this.#committed.size === 0) return;
+    const committed = this.#committed;
+    await this.#writePages([...committed.keys()].sort((a, b) => a - b));
+    const flushed = [...committed.values()];
+    committed.clear();
+    if (this.#compactSlots()) {
+      for (const loc of flushed) if (loc < 0) this.#freeLoc(loc);
+    } else {
+      for (const loc of flushed) this.#freeLoc(loc);
+    }
+    this.#backgroundSync();
+  }
+
+  /**
+   * Frees the lent chunk held longest by writing its committed pages, and returns true; false when
+   * no chunk can be freed that way (the open transaction has pages in the oldest one). Pages still
+   * live in the oldest chunk are the ones no transaction since has rewritten, the likeliest to be
+   * written only once anyway; writing everything committed instead would write every page held,
+   * however soon it is rewritten.
+   */
+  async #writeOldestChunk(): Promise<boolean> {
+    let oldest: LentChunk | undefined;
+    for (const c of this.#held) {
+      if (!c.current) {
+        oldest = c;
+        break;
+      }
+    }
+    if (oldest === undefined) return false;
+    const committed = this.#committed;
+    const refChunk = this.#refChunk;
+    const pgnos: number[] = [];
+    for (const [pgno, loc] of committed) if (loc < 0 && refChunk[~loc] === oldest) pgnos.push(pgno);
+    if (pgnos.length < oldest.live) return false;
+    pgnos.sort((a, b) => a - b);
+    await this.#writePages(pgnos);
+    for (const pgno of pgnos) {
+      const loc = committed.get(pgno)!;
+      committed.delete(pgno);
+      this.#freeLoc(loc);
+    }
+    this.#backgroundSync();
+    return true;
+  }
+
+  /** Writes the committed pages `pgnos` (in ascending order) to the database file. */
+  async #writePages(pgnos: number[]): Promise<void> {
     const ps = this.#pageSize!;
-    const pgnos = [...this.#committed.keys()].sort((a, b) => a - b);
     let sliceStart = performance.now();
     let i = 0;
+    const committed = this.#committed;
+    const slabs = this.#slabs;
+    const refChunk = this.#refChunk;
+    const refAt = this.#refAt;
     while (i < pgnos.length) {
       // A run of consecutive pages, as few buffers as possible: pages staged in page order sit side
       // by side in a slab and go as one buffer (Node's writev costs ~1 µs per buffer on this thread).
+      // A page in place in a lent chunk is a buffer of its own (frame headers lie between pages).
       const first = pgnos[i]!;
       const run: Buffer[] = [];
-      let segStart = this.#committed.get(first)!;
-      let segLen = 1;
-      const endSegment = () => {
-        const slab = this.#slabs[Math.floor(segStart / SLAB_PAGES)]!;
-        const off = (segStart % SLAB_PAGES) * ps;
-        run.push(slab.subarray(off, off + segLen * ps));
-      };
-      let j = i + 1;
+      let segBuf: Buffer | undefined;
+      let segStart = 0;
+      let segEnd = 0;
+      let j = i;
       while (j < pgnos.length && pgnos[j] === first + (j - i)) {
-        const slot = this.#committed.get(pgnos[j]!)!;
-        if (slot === segStart + segLen && slot % SLAB_PAGES !== 0) {
-          segLen++;
+        const loc = committed.get(pgnos[j]!)!;
+        let buf: Buffer;
+        let at: number;
+        if (loc >= 0) {
+          buf = slabs[Math.floor(loc / SLAB_PAGES)]!;
+          at = (loc % SLAB_PAGES) * ps;
         } else {
-          if (run.length + 1 >= MAX_IOVECS) break;
-          endSegment();
-          segStart = slot;
-          segLen = 1;
+          buf = refChunk[~loc]!.buf;
+          at = refAt[~loc]!;
+        }
+        if (buf === segBuf && at === segEnd) {
+          segEnd += ps;
+        } else {
+          if (segBuf !== undefined) {
+            if (run.length + 1 >= MAX_IOVECS) break;
+            run.push(segBuf.subarray(segStart, segEnd));
+          }
+          segBuf = buf;
+          segStart = at;
+          segEnd = at + ps;
         }
         j++;
       }
-      endSegment();
+      run.push(segBuf!.subarray(segStart, segEnd));
       writeAllSync(this.#fh.fd, run, (first - 1) * ps);
       if (performance.now() - sliceStart > FLUSH_SLICE_MS) {
         await new Promise((r) => setImmediate(r));
@@ -448,10 +676,6 @@ export class WalApplier {
       i = j;
     }
     this.#unsynced += pgnos.length * ps;
-    const flushed = [...this.#committed.values()];
-    this.#committed.clear();
-    if (!this.#compactSlots()) for (const slot of flushed) this.#freeSlot(slot);
-    this.#backgroundSync();
   }
 
   /** Bytes written since the last background flush to disk was started. */

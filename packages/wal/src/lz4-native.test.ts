@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../test/helpers.js';
-import { nativeLz4 } from './lz4-native.js';
+import { nativeLz4, nativeWalVerifyRun } from './lz4-native.js';
+import { encodeWalFrame, encodeWalHeader, parseWalHeader } from './wal-format.js';
 
 const run = promisify(execFile);
 const nativeDir = fileURLToPath(new URL('../native/', import.meta.url));
@@ -38,6 +39,48 @@ describe('the liblz4 binding', () => {
     const small = Buffer.alloc(src.length + 16, 0x5a);
     expect(lib!.decompress(dst.subarray(0, n), small.subarray(0, 1000))).toBeLessThan(0);
     expect(small.subarray(1000).every((b) => b === 0x5a)).toBe(true);
+  });
+});
+
+describe('the WAL frame check', () => {
+  it.skipIf(!required && !nativeWalVerifyRun())('checks a run of frames, and rejects arguments that do not fit without touching memory', () => {
+    const check = nativeWalVerifyRun()!;
+    expect(check).toBeTypeOf('function');
+    const ps = 512;
+    const header = { bigEndianChecksum: true, pageSize: ps, checkpointSeq: 1, salt1: 7, salt2: 9 };
+    const h = parseWalHeader(encodeWalHeader(header));
+    let chain: [number, number] = [h.checksum1, h.checksum2];
+    const frames: Uint8Array[] = [];
+    for (let i = 0; i < 5; i++) {
+      const r = encodeWalFrame(header, i + 1, i === 4 ? 5 : 0, new Uint8Array(ps).fill(i), chain);
+      frames.push(r.frame);
+      chain = r.chain;
+    }
+    const buf = Buffer.concat(frames);
+    const fs = ps + 24;
+    const state = new Uint32Array([h.checksum1, h.checksum2]);
+    const pgnos = new Uint32Array(6).fill(0xdead);
+    const commits = new Uint32Array(6);
+    expect(check(buf, 0, 5, fs, true, 7, 9, state, pgnos, commits)).toBe(5);
+    expect([...pgnos]).toEqual([1, 2, 3, 4, 5, 0xdead]);
+    expect([...commits]).toEqual([0, 0, 0, 0, 5, 0]);
+    expect([...state]).toEqual(chain);
+    // A wrong salt or checksum stops the run before that frame, and the chain stays after the last good one.
+    state.set([h.checksum1, h.checksum2]);
+    expect(check(buf, 0, 5, fs, true, 7, 8, state, pgnos, commits)).toBe(0);
+    const bad = Buffer.from(buf);
+    bad[2 * fs + 100]! ^= 1;
+    expect(check(bad, 0, 5, fs, true, 7, 9, state, pgnos, commits)).toBe(2);
+    const call = check as unknown as (...a: unknown[]) => number;
+    // More frames than fit in buf or in the output arrays, a bad frame size, wrong types: errors, not overruns.
+    expect(() => call(buf, 0, 6, fs, true, 7, 9, state, pgnos, commits)).toThrow(RangeError);
+    expect(() => call(buf, fs, 5, fs, true, 7, 9, state, pgnos, commits)).toThrow(RangeError);
+    expect(() => call(buf, 0, 5, fs, true, 7, 9, state, pgnos.subarray(0, 4), commits)).toThrow(RangeError);
+    expect(() => call(buf, 0, 1, 30, true, 7, 9, state, pgnos, commits)).toThrow(RangeError);
+    expect(() => call(buf, 0, 1, fs, true, 7, 9, new Uint32Array(1), pgnos, commits)).toThrow(RangeError);
+    expect(() => call(buf, 0, 1, fs, true, 7, 9, state, new Int32Array(6), commits)).toThrow(TypeError);
+    expect(() => call('frames', 0, 1, fs, true, 7, 9, state, pgnos, commits)).toThrow(TypeError);
+    expect(() => call(buf, 0, 1)).toThrow(TypeError);
   });
 });
 

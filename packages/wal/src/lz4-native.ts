@@ -1,4 +1,5 @@
-import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 /**
  * The optional binding to the system's liblz4 (native/lz4-native.c, built into build/ by
@@ -31,20 +32,61 @@ export interface Lz4Backend {
   reason?: string;
 }
 
-let loaded: { lib?: NativeLz4; reason?: string } | undefined;
+/**
+ * The binding's check of a run of WAL frames (see `WalChain.verifyRun`), which needs no library:
+ * `chain` holds the running checksum pair and is advanced; returns how many frames passed.
+ */
+export type NativeWalVerifyRun = (
+  buf: Uint8Array,
+  start: number,
+  max: number,
+  frameSize: number,
+  bigEndian: boolean,
+  salt1: number,
+  salt2: number,
+  chain: Uint32Array,
+  pgnos: Uint32Array,
+  commits: Uint32Array,
+) => number;
 
-function load(): { lib?: NativeLz4; reason?: string } {
+interface Loaded {
+  lib?: NativeLz4;
+  walVerifyRun?: NativeWalVerifyRun;
+  reason?: string;
+}
+
+let loaded: Loaded | undefined;
+
+function load(): Loaded {
   if (loaded) return loaded;
-  if (process.env.LSTREAM_LZ4 === 'lz4-napi') return (loaded = { reason: 'LSTREAM_LZ4=lz4-napi' });
-  try {
-    // build/ sits next to src/ and dist/, so one relative path serves tests and the built package.
-    const m = createRequire(import.meta.url)('../build/lz4-native.node') as Partial<NativeLz4> & { loadError?: string };
-    loaded = m.loadError || !m.compress ? { reason: m.loadError ?? 'binding incomplete' } : { lib: m as NativeLz4 };
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    loaded = { reason: code === 'MODULE_NOT_FOUND' ? 'binding not built' : `binding failed to load: ${(err as Error).message}` };
+  let m: (Partial<NativeLz4> & { loadError?: string; walVerifyRun?: NativeWalVerifyRun }) | undefined;
+  let reason: string | undefined;
+  // build/ sits next to src/ and dist/, so one relative path serves tests and the built package.
+  const path = fileURLToPath(new URL('../build/lz4-native.node', import.meta.url));
+  if (!existsSync(path)) {
+    reason = 'binding not built';
+  } else {
+    try {
+      // process.dlopen, not require: in an ES module process the CommonJS loader would first have
+      // to load itself (~10 ms here in a fresh process).
+      const holder = { exports: {} as NonNullable<typeof m> };
+      process.dlopen(holder, path);
+      m = holder.exports;
+    } catch (err) {
+      reason = `binding failed to load: ${(err as Error).message}`;
+    }
   }
+  loaded = { walVerifyRun: process.env.LSTREAM_WAL_CHECK === 'js' ? undefined : m?.walVerifyRun };
+  if (process.env.LSTREAM_LZ4 === 'lz4-napi') loaded.reason = 'LSTREAM_LZ4=lz4-napi';
+  else if (!m) loaded.reason = reason;
+  else if (m.loadError || !m.compress) loaded.reason = m.loadError ?? 'binding incomplete';
+  else loaded.lib = m as NativeLz4;
   return loaded;
+}
+
+/** The binding's WAL frame check, or undefined when it is not built or LSTREAM_WAL_CHECK=js. */
+export function nativeWalVerifyRun(): NativeWalVerifyRun | undefined {
+  return load().walVerifyRun;
 }
 
 /** The liblz4 binding, or undefined when it is not built, liblz4 is missing, or LSTREAM_LZ4=lz4-napi. */
@@ -59,3 +101,7 @@ export function lz4Backend(): Lz4Backend {
   const v = lib.version;
   return { name: 'liblz4', version: `${Math.floor(v / 10000)}.${Math.floor(v / 100) % 100}.${v % 100}` };
 }
+
+// Loaded with the module, as a native addon is at import: a restore or apply timed from its start
+// does not pay for it, and a broken binding shows from the start.
+load();
