@@ -325,7 +325,7 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
           throw err;
         }
         try {
-          await writeDecoded(fh, decodeLz4Frame(counted()));
+          await writeDecoded(fh, decodeLz4Frame(counted(), { blocksGivenBack: true }));
         } catch (err) {
           raw.destroy();
           throw inObject(err, snapshotKey(plan.generation, plan.snapshot.index));
@@ -386,7 +386,7 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
           try {
             // Decoded blocks are lent to the applier, which keeps pages in place in them and gives
             // each back (releaseDecodedBlock) once written, for the decoder to reuse.
-            for await (const chunk of decodeLz4Frame(raw.chunks)) {
+            for await (const chunk of decodeLz4Frame(raw.chunks, { blocksGivenBack: true })) {
               n += chunk.length;
               yield chunk;
             }

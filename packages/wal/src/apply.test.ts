@@ -138,6 +138,31 @@ describe('applyWal on WALs written by real SQLite', () => {
     }
   });
 
+  it('counts the whole memory a lent chunk holds against its buffer, not just the chunk', async () => {
+    const s = await scenario('mixed');
+    const wal = await readFile(s.wal);
+    // Pieces of 5,000 bytes, each alone in 64 KiB of memory (as a small WAL segment decoded into a
+    // large block buffer): a 256 KiB buffer holds four such pieces, not fifty.
+    const out = new Set<Uint8Array>();
+    let most = 0;
+    const pieces = async function* () {
+      for (let at = 0; at < wal.length; at += 5000) {
+        const memory = Buffer.alloc(64 * 1024);
+        const n = wal.copy(memory, 0, at, Math.min(at + 5000, wal.length));
+        const c = memory.subarray(0, n);
+        out.add(c);
+        most = Math.max(most, out.size);
+        yield c;
+      }
+    };
+    const applier = await WalApplier.open(s.ours, { strict: true, bufferBytes: 256 * 1024 });
+    await applier.apply(pieces(), { release: (c) => out.delete(c) });
+    await applier.close();
+    expect(out.size).toBe(0);
+    expect(most).toBeLessThanOrEqual(4 + 2);
+    expect((await readFile(s.ours)).equals(await readFile(s.expected))).toBe(true);
+  });
+
   it('gives back every lent chunk when a WAL is corrupt and the applier is aborted', async () => {
     const s = await scenario('mixed');
     const wal = await readFile(s.wal);

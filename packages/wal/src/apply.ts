@@ -19,6 +19,8 @@ const BACKGROUND_SYNC_BYTES = 64 * 1024 * 1024;
 const SLAB_PAGES = 256;
 /** At most this many buffers go to one writev call (Linux IOV_MAX is 1024). */
 const MAX_IOVECS = 1024;
+/** Bytes of the buffer pages from lent chunks are gathered in before a write. */
+const STAGING_BYTES = 1024 * 1024;
 /** A flush yields to the event loop after writing for this long. */
 const FLUSH_SLICE_MS = 4;
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
@@ -73,6 +75,8 @@ interface LentChunk {
   readonly release: (chunk: Uint8Array) => void;
   /** Pages staged in place in it (committed or of the open transaction). */
   live: number;
+  /** Lent references handed out for it (some may have been freed, and taken again elsewhere). */
+  readonly refs: number[];
   /** True while the reader is in it. */
   current: boolean;
 }
@@ -107,11 +111,17 @@ export class WalApplier {
   /** Lent reference r: the chunk holding the page and the page's byte offset in it. */
   readonly #refChunk: (LentChunk | undefined)[] = [];
   readonly #refAt: number[] = [];
+  readonly #refPgno: number[] = [];
   #freeRefs: number[] = [];
   /** The lent chunk being read, if the current `apply` borrows its chunks. */
   #currentChunk: LentChunk | undefined;
-  /** Bytes of lent chunks held for their pages after the reader left them. */
+  /**
+   * Bytes of memory lent chunks hold for their pages after the reader left them: each chunk's whole
+   * ArrayBuffer (a small block decoded into a 4 MiB buffer holds 4 MiB), each buffer counted once.
+   */
   #lentBytes = 0;
+  /** Chunks held after the reader left them, per ArrayBuffer. */
+  readonly #heldMemory = new Map<ArrayBufferLike, number>();
   /** Every lent chunk not yet released, so `abort` can release them all. */
   readonly #held = new Set<LentChunk>();
   /** Slabs are kept across flushes and refilled, so a long apply allocates them once. */
@@ -333,7 +343,7 @@ export class WalApplier {
   #lendWatcher(release: (chunk: Uint8Array) => void): ChunkWatcher {
     return {
       entered: (original, buf) => {
-        const c: LentChunk = { original, buf, release, live: 0, current: true };
+        const c: LentChunk = { original, buf, release, live: 0, current: true, refs: [] };
         this.#held.add(c);
         this.#currentChunk = c;
       },
@@ -347,9 +357,17 @@ export class WalApplier {
         this.#currentChunk = undefined;
         c.current = false;
         if (c.live === 0) this.#releaseChunk(c);
-        else this.#lentBytes += c.buf.length;
+        else this.#countHeld(c, 1);
       },
     };
+  }
+
+  #countHeld(c: LentChunk, delta: 1 | -1): void {
+    const memory = c.original.buffer;
+    const n = (this.#heldMemory.get(memory) ?? 0) + delta;
+    if (n === 0) this.#heldMemory.delete(memory);
+    else this.#heldMemory.set(memory, n);
+    if (n === (delta > 0 ? 1 : 0)) this.#lentBytes += delta * memory.byteLength;
   }
 
   #releaseChunk(c: LentChunk): void {
@@ -361,8 +379,10 @@ export class WalApplier {
     const held = [...this.#held];
     this.#held.clear();
     this.#lentBytes = 0;
+    this.#heldMemory.clear();
     this.#refChunk.length = 0;
     this.#refAt.length = 0;
+    this.#refPgno.length = 0;
     this.#freeRefs = [];
     for (const c of held) {
       c.live = 0;
@@ -381,6 +401,8 @@ export class WalApplier {
     const r = this.#freeRefs.length > 0 ? this.#freeRefs.pop()! : this.#refAt.length;
     this.#refChunk[r] = c;
     this.#refAt[r] = at;
+    this.#refPgno[r] = pgno;
+    c.refs.push(r);
     c.live++;
     this.#txnPgnos.push(pgno);
     this.#txnSlots.push(~r);
@@ -397,7 +419,7 @@ export class WalApplier {
     this.#refChunk[r] = undefined;
     this.#freeRefs.push(r);
     if (--c.live === 0 && !c.current) {
-      this.#lentBytes -= c.buf.length;
+      this.#countHeld(c, -1);
       this.#releaseChunk(c);
     }
   }
@@ -610,10 +632,18 @@ export class WalApplier {
     if (oldest === undefined) return false;
     const committed = this.#committed;
     const refChunk = this.#refChunk;
-    const pgnos: number[] = [];
-    for (const [pgno, loc] of committed) if (loc < 0 && refChunk[~loc] === oldest) pgnos.push(pgno);
-    if (pgnos.length < oldest.live) return false;
+    const refPgno = this.#refPgno;
+    let pgnos: number[] = [];
+    for (const r of oldest.refs) {
+      // A reference freed since, or freed and taken again by a later chunk, is not this chunk's.
+      if (refChunk[r] !== oldest) continue;
+      const pgno = refPgno[r]!;
+      if (committed.get(pgno) === ~r) pgnos.push(pgno);
+    }
     pgnos.sort((a, b) => a - b);
+    // A reference freed and taken again within this chunk is listed twice.
+    pgnos = pgnos.filter((p, k) => k === 0 || p !== pgnos[k - 1]);
+    if (pgnos.length < oldest.live) return false;
     await this.#writePages(pgnos);
     for (const pgno of pgnos) {
       const loc = committed.get(pgno)!;
@@ -633,15 +663,19 @@ export class WalApplier {
     const slabs = this.#slabs;
     const refChunk = this.#refChunk;
     const refAt = this.#refAt;
+    // Pages in place in lent chunks are copied into one staging buffer per run, side by side (frame
+    // headers lie between them in their chunks): a view per page for writev cost more than the copy,
+    // most of it in garbage collection.
+    const staging = (this.#staging ??= Buffer.allocUnsafeSlow(Math.max(STAGING_BYTES, ps)));
     while (i < pgnos.length) {
       // A run of consecutive pages, as few buffers as possible: pages staged in page order sit side
       // by side in a slab and go as one buffer (Node's writev costs ~1 µs per buffer on this thread).
-      // A page in place in a lent chunk is a buffer of its own (frame headers lie between pages).
       const first = pgnos[i]!;
       const run: Buffer[] = [];
       let segBuf: Buffer | undefined;
       let segStart = 0;
       let segEnd = 0;
+      let staged = 0;
       let j = i;
       while (j < pgnos.length && pgnos[j] === first + (j - i)) {
         const loc = committed.get(pgnos[j]!)!;
@@ -651,8 +685,11 @@ export class WalApplier {
           buf = slabs[Math.floor(loc / SLAB_PAGES)]!;
           at = (loc % SLAB_PAGES) * ps;
         } else {
-          buf = refChunk[~loc]!.buf;
-          at = refAt[~loc]!;
+          if (staged + ps > staging.length) break;
+          refChunk[~loc]!.buf.copy(staging, staged, refAt[~loc]!, refAt[~loc]! + ps);
+          buf = staging;
+          at = staged;
+          staged += ps;
         }
         if (buf === segBuf && at === segEnd) {
           segEnd += ps;
@@ -677,6 +714,8 @@ export class WalApplier {
     }
     this.#unsynced += pgnos.length * ps;
   }
+
+  #staging: Buffer | undefined;
 
   /** Bytes written since the last background flush to disk was started. */
   #unsynced = 0;

@@ -329,6 +329,32 @@ describe('interop with the lz4 CLI', () => {
     else expect(reused).toBe(0); // lz4-napi allocates its own output; giving back is a no-op
   });
 
+  it('reuses the memory of small blocks given back (frames of small WAL segments), and keeps held ones intact', async () => {
+    const kib = 1024;
+    // Frames of one block each, of various sizes under 2 MiB, as restore decodes WAL segments.
+    const datas = [700, 1500, 90, 1900, 300, 1200, 50, 1800].map((k, i) => sample(k * kib, 40 + i));
+    const frames = await Promise.all(datas.map((d) => lz4CompressFrame(d)));
+    // Copied into small buffers by default; with blocksGivenBack, yielded in their 4 MiB buffers.
+    for (const blocksGivenBack of [false, true]) {
+      const memory = new Set<ArrayBufferLike>();
+      const held: { block: Buffer; data: Buffer }[] = [];
+      for (const [i, frame] of frames.entries()) {
+        const blocks: Buffer[] = [];
+        for await (const block of decodeLz4Frame([frame], { blocksGivenBack })) blocks.push(block);
+        expect(Buffer.concat(blocks).equals(datas[i]!)).toBe(true);
+        for (const block of blocks) {
+          memory.add(block.buffer);
+          if (lz4Backend().name === 'liblz4') expect(block.buffer.byteLength >= 4 * 1024 * kib).toBe(blocksGivenBack);
+          // Every other frame's blocks are kept: their memory must not be reused under them.
+          if (i % 2 === 0) releaseDecodedBlock(block);
+          else held.push({ block, data: datas[i]! });
+        }
+      }
+      for (const h of held) expect(h.block.equals(h.data)).toBe(true);
+      if (lz4Backend().name === 'liblz4') expect(memory.size).toBeLessThan(frames.length);
+    }
+  });
+
   it('ignores a stale second release of a block whose memory a later block already uses', async () => {
     const mib = 1024 * 1024;
     const data = sample(24 * mib, 23);

@@ -290,10 +290,10 @@ export function compressDepth(): number {
  * block while the next decompresses (see uncompressDepth); `prefixed` must then stay untouched
  * until the promise settles.
  */
-export function poolUncompress(prefixed: Uint8Array, dict?: Uint8Array, offThread = false): Promise<Buffer> {
+export function poolUncompress(prefixed: Uint8Array, dict?: Uint8Array, offThread = false, keepSmall = false): Promise<Buffer> {
   const lib = nativeLz4();
   if (!lib) return uncompressHereNow(prefixed, dict);
-  return offThread && !dict ? nativeUncompressAsync(lib, prefixed) : nativeUncompress(lib, prefixed, dict);
+  return offThread && !dict ? nativeUncompressAsync(lib, prefixed, keepSmall) : nativeUncompress(lib, prefixed, dict, keepSmall);
 }
 
 /**
@@ -375,6 +375,15 @@ async function nativeCompress(lib: NativeLz4, input: Uint8Array): Promise<Compre
 const handedOut = new WeakSet<Uint8Array>();
 /** Output buffers free for the next decompression: given back by callers, or not handed out at all. */
 const decodedSpares = new SpareBuffers(4);
+/**
+ * Buffers that decoded blocks smaller than half their output buffer are copied into (the tail of a
+ * frame, a small WAL segment), sized in steps of SMALL_BLOCK_STEP and reused once given back as the
+ * large ones are: a restore of ~200 WAL segments of ~1.5 MiB each otherwise copied every one into
+ * fresh memory, paying its page faults and a garbage collector that ran after 300 MiB of them.
+ */
+const smallSpares = new SpareBuffers(16);
+const smallMemory = new WeakSet<ArrayBufferLike>();
+const SMALL_BLOCK_STEP = 256 * 1024;
 
 /**
  * Gives a block that decodeLz4Frame yielded back for reuse, once nothing reads it any more: the next
@@ -387,26 +396,36 @@ const decodedSpares = new SpareBuffers(4);
 export function releaseDecodedBlock(block: Uint8Array): void {
   if (!handedOut.has(block)) return;
   handedOut.delete(block);
-  decodedSpares.give(Buffer.from(block.buffer as ArrayBuffer));
+  (smallMemory.has(block.buffer) ? smallSpares : decodedSpares).give(Buffer.from(block.buffer as ArrayBuffer));
 }
 
 /**
- * What a decompression into `out` returns: a block that fills at least half of `out` is returned in
- * it (the buffer is the caller's from then on); a smaller one (the tail of a frame, a small WAL
- * segment) is copied out, and `out` kept for the next block.
+ * What a decompression into `out` returns: a block that fills at least half of `out` (or any block,
+ * with `keepSmall`: the caller gives every block back) is returned in it, the buffer being the
+ * caller's from then on; a smaller one (the tail of a frame, a small WAL segment) is copied into a
+ * small buffer (see smallSpares), and `out` kept for the next block.
  */
-function settleDecoded(out: Buffer, n: number): Buffer {
+function settleDecoded(out: Buffer, n: number, keepSmall: boolean): Buffer {
   if (n < 0) {
     decodedSpares.give(out);
     throw new Error(`liblz4 found the block malformed at byte ${-n - 1}`);
   }
-  if (n * 2 >= out.length) {
+  if (n * 2 >= out.length || (keepSmall && n > 0)) {
     const block = out.subarray(0, n);
     handedOut.add(block);
     return block;
   }
+  if (n === 0) {
+    decodedSpares.give(out);
+    return Buffer.alloc(0);
+  }
+  const small = smallSpares.take(Math.ceil(n / SMALL_BLOCK_STEP) * SMALL_BLOCK_STEP);
+  smallMemory.add(small.buffer);
+  out.copy(small, 0, 0, n);
   decodedSpares.give(out);
-  return Buffer.from(out.subarray(0, n));
+  const block = small.subarray(0, n);
+  handedOut.add(block);
+  return block;
 }
 
 function prefixedBlock(prefixed: Uint8Array): { block: Buffer; capacity: number } {
@@ -416,19 +435,19 @@ function prefixedBlock(prefixed: Uint8Array): { block: Buffer; capacity: number 
 }
 
 /** Decompresses one size-prefixed block with liblz4 on the calling thread. */
-function nativeUncompress(lib: NativeLz4, prefixed: Uint8Array, dict?: Uint8Array): Promise<Buffer> {
+function nativeUncompress(lib: NativeLz4, prefixed: Uint8Array, dict: Uint8Array | undefined, keepSmall: boolean): Promise<Buffer> {
   try {
     const { block, capacity } = prefixedBlock(prefixed);
     const out = decodedSpares.take(capacity);
-    return Promise.resolve(settleDecoded(out, lib.decompress(block, out.subarray(0, capacity), dict)));
+    return Promise.resolve(settleDecoded(out, lib.decompress(block, out.subarray(0, capacity), dict), keepSmall));
   } catch (err) {
     return Promise.reject(err as Error);
   }
 }
 
 /** Decompresses one size-prefixed block with liblz4 on libuv's thread pool. */
-async function nativeUncompressAsync(lib: NativeLz4, prefixed: Uint8Array): Promise<Buffer> {
+async function nativeUncompressAsync(lib: NativeLz4, prefixed: Uint8Array, keepSmall: boolean): Promise<Buffer> {
   const { block, capacity } = prefixedBlock(prefixed);
   const out = decodedSpares.take(capacity);
-  return settleDecoded(out, await lib.decompressAsync(block, out.subarray(0, capacity)));
+  return settleDecoded(out, await lib.decompressAsync(block, out.subarray(0, capacity)), keepSmall);
 }
