@@ -19,15 +19,19 @@
  *   version                            liblz4's version number (e.g. 10904)
  *   walVerifyRun(buf, start, max, frameSize, bigEndian, salt1, salt2, chain, pgnos, commits) -> n
  *                                      checks a run of WAL frames in place (see its definition)
+ *   pwriteRunsAsync(fd, buf, runs) -> Promise<bytes | -errno>
+ *                                      positional writes of many ranges of buf, on the thread pool
  */
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef int (*compress_fn)(const char *src, char *dst, int src_size, int dst_capacity);
 typedef int (*decompress_dict_fn)(const char *src, char *dst, int src_size, int dst_capacity,
@@ -325,6 +329,136 @@ static napi_value wal_verify_run(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ---- Positional writes of many runs from one buffer, on the thread pool ----------------------- */
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref refs[2];
+  int fd;
+  const char *buf;
+  const double *runs;
+  size_t nruns;
+  double result; /* bytes written, or -errno */
+} write_job;
+
+static void write_execute(napi_env env, void *data) {
+  (void)env;
+  write_job *j = data;
+  double total = 0;
+  for (size_t r = 0; r < j->nruns; r++) {
+    off_t pos = (off_t)j->runs[3 * r];
+    const char *p = j->buf + (size_t)j->runs[3 * r + 1];
+    size_t left = (size_t)j->runs[3 * r + 2];
+    while (left > 0) {
+      ssize_t n = pwrite(j->fd, p, left, pos);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        j->result = -(double)(n < 0 ? errno : ENOSPC);
+        return;
+      }
+      p += n;
+      left -= (size_t)n;
+      pos += n;
+      total += (double)n;
+    }
+  }
+  j->result = total;
+}
+
+static void write_complete(napi_env env, napi_status status, void *data) {
+  write_job *j = data;
+  napi_value v;
+  if (status == napi_ok) {
+    napi_create_double(env, j->result, &v);
+    napi_resolve_deferred(env, j->deferred, v);
+  } else {
+    napi_value msg;
+    napi_create_string_utf8(env, "write was cancelled", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &v);
+    napi_reject_deferred(env, j->deferred, v);
+  }
+  for (int i = 0; i < 2; i++) napi_delete_reference(env, j->refs[i]);
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+/*
+ * pwriteRunsAsync(fd, buf, runs) -> Promise<bytes | -errno>
+ * runs is a Float64Array of (file position, offset in buf, length) triples; each run is written
+ * whole with pwrite (continuing after short writes) on libuv's thread pool, in order, stopping at
+ * the first failure, whose errno is returned negated. buf and runs must stay untouched until it
+ * settles.
+ */
+static napi_value pwrite_runs_async(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 3) {
+    napi_throw_type_error(env, NULL, "expected (fd, buf, runs)");
+    return NULL;
+  }
+  int32_t fd;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, NULL, "fd must be a file descriptor");
+    return NULL;
+  }
+  char *buf;
+  int len;
+  if (!bytes_arg(env, argv[1], "buf", &buf, &len)) return NULL;
+  bool is_typed = false;
+  napi_valuetype t;
+  napi_typedarray_type type;
+  size_t count = 0;
+  void *runs = NULL;
+  if (napi_typeof(env, argv[2], &t) == napi_ok && t == napi_object) napi_is_typedarray(env, argv[2], &is_typed);
+  if (!is_typed || napi_get_typedarray_info(env, argv[2], &type, &count, &runs, NULL, NULL) != napi_ok ||
+      type != napi_float64_array || count % 3 != 0) {
+    napi_throw_type_error(env, NULL, "runs must be a Float64Array of (position, offset, length) triples");
+    return NULL;
+  }
+  const double *r = runs;
+  for (size_t i = 0; i < count; i += 3) {
+    double pos = r[i], off = r[i + 1], n = r[i + 2];
+    if (!(pos >= 0 && pos <= 9007199254740991.0 && pos == (double)(int64_t)pos) || !(off >= 0 && off == (double)(int64_t)off) ||
+        !(n > 0 && n == (double)(int64_t)n) || off + n > (double)len) {
+      napi_throw_range_error(env, NULL, "pwriteRunsAsync: a run is not a whole range of buf at a whole file position");
+      return NULL;
+    }
+  }
+  write_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  j->fd = fd;
+  j->buf = buf;
+  j->runs = r;
+  j->nruns = count / 3;
+  napi_value promise, name;
+  if (napi_create_reference(env, argv[1], 1, &j->refs[0]) != napi_ok) {
+    free(j);
+    napi_throw_error(env, NULL, "could not hold the write's buffer");
+    return NULL;
+  }
+  if (napi_create_reference(env, argv[2], 1, &j->refs[1]) != napi_ok) {
+    napi_delete_reference(env, j->refs[0]);
+    free(j);
+    napi_throw_error(env, NULL, "could not hold the write's runs");
+    return NULL;
+  }
+  napi_create_string_utf8(env, "wal.pwriteRuns", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_promise(env, &j->deferred, &promise) != napi_ok ||
+      napi_create_async_work(env, NULL, name, write_execute, write_complete, j, &j->work) != napi_ok ||
+      napi_queue_async_work(env, j->work) != napi_ok) {
+    for (int i = 0; i < 2; i++) napi_delete_reference(env, j->refs[i]);
+    free(j);
+    napi_throw_error(env, NULL, "could not queue a write");
+    return NULL;
+  }
+  return promise;
+}
+
 static void set_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value f;
   napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &f);
@@ -338,6 +472,7 @@ static const char *const LIBRARIES[] = {
 
 NAPI_MODULE_INIT() {
   set_fn(env, exports, "walVerifyRun", wal_verify_run);
+  set_fn(env, exports, "pwriteRunsAsync", pwrite_runs_async);
   if (!lz4_compress) {
     const char *failure = "liblz4 not found";
     for (int i = 0; LIBRARIES[i]; i++) {

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../test/helpers.js';
+import { nativePwriteRuns } from './lz4-native.js';
 import { encodeWalFrame, encodeWalHeader, parseWalHeader } from './wal-format.js';
 
 // A write that really fails (the file size limit of `ulimit -f`, in a child process) partway through
@@ -16,6 +17,7 @@ import { encodeWalFrame, encodeWalHeader, parseWalHeader } from './wal-format.js
 const run = promisify(execFile);
 const CHILD_SOURCE = fileURLToPath(new URL('../test/spill-failure-child.ts', import.meta.url));
 const PS = 4096;
+const required = process.env.LSTREAM_NATIVE_REQUIRED === '1';
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -67,6 +69,55 @@ describe('WalApplier after a failed write', () => {
       expect([...(r.files as string[])].sort()).toEqual(['app.db', 'big.wal']);
     } finally {
       await rm(child, { force: true });
+    }
+  });
+
+  // Where CI requires the binding, a missing one fails here rather than skipping.
+  it.skipIf(!required && !nativePwriteRuns())('refuses further applies and closes without writing when a write on the thread pool fails', async () => {
+    const sub = join(dir, 'pool');
+    await mkdir(sub, { recursive: true });
+    const db = join(sub, 'app.db');
+    const setup = new Database(db);
+    setup.pragma(`page_size = ${PS}`);
+    setup.pragma('journal_mode = wal');
+    setup.exec('CREATE TABLE t(x)');
+    setup.pragma('wal_checkpoint(TRUNCATE)');
+    setup.close();
+    const before = await readFile(db);
+    // 40 transactions of 10 new pages each (1.6 MiB); with 50 pages of buffer, committed pages are
+    // written every five or so, by the binding on the thread pool, until one passes the 700 KiB limit.
+    const header = { bigEndianChecksum: false, pageSize: PS, checkpointSeq: 1, salt1: 33, salt2: 44 };
+    const head = encodeWalHeader(header);
+    const parsed = parseWalHeader(head);
+    let chain: [number, number] = [parsed.checksum1, parsed.checksum2];
+    const parts = [Buffer.from(head)];
+    for (let pgno = 1; pgno <= 400; pgno++) {
+      const img = pgno === 1 ? Buffer.concat([before.subarray(0, 100), Buffer.alloc(PS - 100, 1)]) : Buffer.alloc(PS, pgno & 0xff);
+      const r = encodeWalFrame(header, pgno, pgno % 10 === 0 ? pgno : 0, img, chain);
+      chain = r.chain;
+      parts.push(Buffer.from(r.frame));
+    }
+    const walPath = join(sub, 'big.wal');
+    await writeFile(walPath, Buffer.concat(parts));
+    // The bundled child finds the binding at ../build/lz4-native.node from its own directory.
+    const pkg = join(dir, `pkg-${process.pid}`);
+    await mkdir(join(pkg, 'build'), { recursive: true });
+    await mkdir(join(pkg, 'child'), { recursive: true });
+    await copyFile(fileURLToPath(new URL('../build/lz4-native.node', import.meta.url)), join(pkg, 'build', 'lz4-native.node'));
+    const child = join(pkg, 'child', 'child.mjs');
+    await build({ entryPoints: [CHILD_SOURCE], bundle: true, platform: 'node', format: 'esm', outfile: child, external: ['lz4-napi', '@node-rs/xxhash'], logLevel: 'silent' });
+    try {
+      const { POSIXLY_CORRECT: _, ...env } = process.env;
+      const { stdout } = await run('bash', ['-c', 'ulimit -f 700 && exec "$0" "$@"', process.execPath, child, db, walPath, String(50 * PS)], { env });
+      const r = JSON.parse(stdout) as Record<string, { code?: string; message: string } | string | string[] | boolean>;
+      expect(r.nativeWrites).toBe(true);
+      expect(r.apply).toMatchObject({ code: 'EFBIG' });
+      expect((r.again as { message: string }).message).toMatch(/earlier write failed partway through a transaction/);
+      expect((r.close as { message: string }).message).toMatch(/earlier write failed partway through a transaction/);
+      expect(r.dbAfterClose).toBe(r.dbBeforeClose);
+      expect([...(r.files as string[])].sort()).toEqual(['app.db', 'big.wal']);
+    } finally {
+      await rm(pkg, { recursive: true, force: true });
     }
   });
 });

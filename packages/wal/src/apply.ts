@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { writeSync, writevSync } from 'node:fs';
+import { getSystemErrorName } from 'node:util';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { CorruptDataError, PageSizeMismatchError, WalFormatError } from './errors.js';
 import type { WalHeader, WalStopReason } from './wal-format.js';
 import type { ChunkWatcher } from './byte-reader.js';
+import { nativePwriteRuns, type NativePwriteRuns } from './lz4-native.js';
 import { WalFrameReader } from './wal-reader.js';
 import { WAL_FRAME_HEADER_SIZE } from './wal-format.js';
 
@@ -21,6 +23,8 @@ const SLAB_PAGES = 256;
 const MAX_IOVECS = 1024;
 /** Bytes of the buffer pages from lent chunks are gathered in before a write. */
 const STAGING_BYTES = 1024 * 1024;
+/** Bytes of pages sent to the thread pool in one job, when the binding writes (two such buffers). */
+const WRITE_BATCH_BYTES = 1024 * 1024;
 /** A flush yields to the event loop after writing for this long. */
 const FLUSH_SLICE_MS = 4;
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
@@ -302,13 +306,15 @@ export class WalApplier {
     this.#closed = true;
     try {
       await this.#flush();
+      await this.#settleWrites();
       if (this.#pageSize !== undefined && this.#pageCount > 0) {
         await this.#fh.truncate(this.#pageCount * this.#pageSize);
       }
       await this.#settleBackgroundSync();
       if (this.#options.fsync) await this.#fh.sync();
     } finally {
-      // A background flush still running must end before its file handle closes.
+      // Writes and a background flush still running must end before their file handle closes.
+      await this.#writing?.catch(() => undefined);
       await this.#bgSync;
       await this.#fh.close();
       await this.#dropSpill();
@@ -321,8 +327,10 @@ export class WalApplier {
   async abort(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    // The file is being discarded: a background flush's own failure no longer matters, only its end.
+    // The file is being discarded: a write's or a background flush's own failure no longer
+    // matters, only its end.
     this.#releaseAll();
+    await this.#writing?.catch(() => undefined);
     await this.#bgSync;
     await this.#fh.close();
     await this.#dropSpill();
@@ -567,6 +575,8 @@ export class WalApplier {
    */
   async #commitSpilled(): Promise<void> {
     await this.#flush();
+    // The spilled images are newer than anything flushed: those writes must land first.
+    await this.#settleWrites();
     const ps = this.#pageSize!;
     const spill = this.#spill!;
     const inMemory = new Set(this.#txnPgnos);
@@ -656,6 +666,8 @@ export class WalApplier {
 
   /** Writes the committed pages `pgnos` (in ascending order) to the database file. */
   async #writePages(pgnos: number[]): Promise<void> {
+    const write = nativePwriteRuns();
+    if (write) return this.#writePagesOffThread(write, pgnos);
     const ps = this.#pageSize!;
     let sliceStart = performance.now();
     let i = 0;
@@ -716,6 +728,103 @@ export class WalApplier {
   }
 
   #staging: Buffer | undefined;
+
+  /**
+   * Writes the committed pages `pgnos` (in ascending order) on libuv's thread pool, through the
+   * binding: each page is copied into a batch buffer, consecutive pages making one run, and a full
+   * batch goes to the pool as one job of positional writes while the next fills. One batch is in
+   * flight at a time, so two writes of one page land in order; the pages' own memory is free again
+   * as soon as this returns. Here the calling thread only copies: a ~200-index restore spent
+   * 130–170 ms of it in write calls.
+   */
+  async #writePagesOffThread(write: NativePwriteRuns, pgnos: number[]): Promise<void> {
+    const ps = this.#pageSize!;
+    const committed = this.#committed;
+    const slabs = this.#slabs;
+    const refChunk = this.#refChunk;
+    const refAt = this.#refAt;
+    let batch = this.#nextBatch(ps);
+    let used = 0;
+    let runs = 0;
+    let prev = -2;
+    for (const pgno of pgnos) {
+      if (used + ps > batch.buf.length) {
+        await this.#issueBatch(write, batch, runs);
+        batch = this.#nextBatch(ps);
+        used = 0;
+        runs = 0;
+        prev = -2;
+      }
+      const loc = committed.get(pgno)!;
+      if (loc >= 0) {
+        const at = (loc % SLAB_PAGES) * ps;
+        slabs[Math.floor(loc / SLAB_PAGES)]!.copy(batch.buf, used, at, at + ps);
+      } else {
+        const at = refAt[~loc]!;
+        refChunk[~loc]!.buf.copy(batch.buf, used, at, at + ps);
+      }
+      if (pgno === prev + 1) {
+        batch.runs[3 * runs - 1]! += ps;
+      } else {
+        batch.runs[3 * runs] = (pgno - 1) * ps;
+        batch.runs[3 * runs + 1] = used;
+        batch.runs[3 * runs + 2] = ps;
+        runs++;
+      }
+      prev = pgno;
+      used += ps;
+    }
+    if (runs > 0) await this.#issueBatch(write, batch, runs);
+    this.#unsynced += pgnos.length * ps;
+  }
+
+  /** The two batch buffers, used in turn; each holds WRITE_BATCH_BYTES (at least one page). */
+  readonly #batches: { buf: Buffer; runs: Float64Array }[] = [];
+  #nextBatchIndex = 0;
+  /** The batch on the thread pool, if any. */
+  #writing: Promise<void> | undefined;
+
+  #nextBatch(ps: number): { buf: Buffer; runs: Float64Array } {
+    const k = this.#nextBatchIndex;
+    this.#nextBatchIndex ^= 1;
+    if (!this.#batches[k]) {
+      const bytes = Math.max(WRITE_BATCH_BYTES, ps);
+      this.#batches[k] = { buf: Buffer.allocUnsafeSlow(bytes), runs: new Float64Array(3 * Math.ceil(bytes / ps)) };
+    }
+    return this.#batches[k]!;
+  }
+
+  /** Sends a filled batch to the thread pool, once the one before it has landed. */
+  async #issueBatch(write: NativePwriteRuns, batch: { buf: Buffer; runs: Float64Array }, runs: number): Promise<void> {
+    await this.#settleWrites();
+    const path = this.#path;
+    const p = write(this.#fh.fd, batch.buf, batch.runs.subarray(0, 3 * runs)).then((n) => {
+      if (n < 0) {
+        const code = getSystemErrorName(n);
+        throw Object.assign(new Error(`${code}: writing pages to ${path}`), { code, errno: n, syscall: 'pwrite', path });
+      }
+    });
+    // Observed by the next settleWrites; marked handled now so a failure waits for it there.
+    p.catch(() => undefined);
+    this.#writing = p;
+  }
+
+  /**
+   * Waits for the batch on the thread pool. Its failure fails the applier: pages of a committed
+   * transaction may be missing from the file.
+   */
+  async #settleWrites(): Promise<void> {
+    const p = this.#writing;
+    if (p === undefined) return;
+    try {
+      await p;
+    } catch (err) {
+      this.#failed ??= err;
+      throw err;
+    } finally {
+      if (this.#writing === p) this.#writing = undefined;
+    }
+  }
 
   /** Bytes written since the last background flush to disk was started. */
   #unsynced = 0;

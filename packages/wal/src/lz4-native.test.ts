@@ -1,12 +1,13 @@
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, utimes } from 'node:fs/promises';
+import { copyFile, mkdir, open, readFile, utimes } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../test/helpers.js';
-import { nativeLz4, nativeWalVerifyRun } from './lz4-native.js';
+import { nativeLz4, nativePwriteRuns, nativeWalVerifyRun } from './lz4-native.js';
 import { encodeWalFrame, encodeWalHeader, parseWalHeader } from './wal-format.js';
 
 const run = promisify(execFile);
@@ -81,6 +82,44 @@ describe('the WAL frame check', () => {
     expect(() => call(buf, 0, 1, fs, true, 7, 9, state, new Int32Array(6), commits)).toThrow(TypeError);
     expect(() => call('frames', 0, 1, fs, true, 7, 9, state, pgnos, commits)).toThrow(TypeError);
     expect(() => call(buf, 0, 1)).toThrow(TypeError);
+  });
+});
+
+describe('the batched writes', () => {
+  it.skipIf(!required && !nativePwriteRuns())('writes each run at its position, reports errors as errno, and rejects runs outside the buffer', async () => {
+    const write = nativePwriteRuns()!;
+    const path = join(dir, 'runs.bin');
+    const fh = await open(path, 'w+');
+    try {
+      const buf = Buffer.from('abcdefghijklmnopqrstuvwxyz');
+      // Out of order, one past the end of the file (a hole before it), one overwriting another.
+      const runs = new Float64Array([100, 0, 3, 0, 10, 5, 102, 20, 2, 1 << 20, 25, 1]);
+      expect(await write(fh.fd, buf, runs)).toBe(11);
+      const got = await readFile(path);
+      expect(got.length).toBe((1 << 20) + 1);
+      expect(got.subarray(0, 5).toString()).toBe('klmno');
+      expect(got.subarray(100, 104).toString()).toBe('abuv');
+      expect(got.subarray(5, 100).every((b) => b === 0)).toBe(true);
+      expect(got[1 << 20]).toBe('z'.charCodeAt(0));
+      const call = write as unknown as (...a: unknown[]) => Promise<number>;
+      expect(() => call(fh.fd, buf, new Float64Array([0, 20, 7]))).toThrow(RangeError);
+      expect(() => call(fh.fd, buf, new Float64Array([0, 0, 0]))).toThrow(RangeError);
+      expect(() => call(fh.fd, buf, new Float64Array([-1, 0, 1]))).toThrow(RangeError);
+      expect(() => call(fh.fd, buf, new Float64Array([0.5, 0, 1]))).toThrow(RangeError);
+      expect(() => call(fh.fd, buf, new Float64Array([0, 0]))).toThrow(TypeError);
+      expect(() => call(fh.fd, buf, [0, 0, 1])).toThrow(TypeError);
+      expect(() => call(-1, buf, new Float64Array([0, 0, 1]))).toThrow(TypeError);
+      expect(() => call(fh.fd, 'text', new Float64Array([0, 0, 1]))).toThrow(TypeError);
+    } finally {
+      await fh.close();
+    }
+    // A descriptor open for reading only: the write fails with EBADF, as a negated errno.
+    const ro = await open(path, 'r');
+    try {
+      expect(await write(ro.fd, Buffer.from('x'), new Float64Array([0, 0, 1]))).toBe(-constants.errno.EBADF);
+    } finally {
+      await ro.close();
+    }
   });
 });
 

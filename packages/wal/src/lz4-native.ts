@@ -49,9 +49,16 @@ export type NativeWalVerifyRun = (
   commits: Uint32Array,
 ) => number;
 
+/**
+ * The binding's positional writes of many runs of `buf` ((file position, offset in buf, length)
+ * triples in `runs`), on libuv's thread pool; resolves to the bytes written, or to a negated errno.
+ */
+export type NativePwriteRuns = (fd: number, buf: Uint8Array, runs: Float64Array) => Promise<number>;
+
 interface Loaded {
   lib?: NativeLz4;
   walVerifyRun?: NativeWalVerifyRun;
+  pwriteRuns?: NativePwriteRuns;
   reason?: string;
 }
 
@@ -59,7 +66,7 @@ let loaded: Loaded | undefined;
 
 function load(): Loaded {
   if (loaded) return loaded;
-  let m: (Partial<NativeLz4> & { loadError?: string; walVerifyRun?: NativeWalVerifyRun }) | undefined;
+  let m: (Partial<NativeLz4> & { loadError?: string; walVerifyRun?: NativeWalVerifyRun; pwriteRunsAsync?: NativePwriteRuns }) | undefined;
   let reason: string | undefined;
   // build/ sits next to src/ and dist/, so one relative path serves tests and the built package.
   const path = fileURLToPath(new URL('../build/lz4-native.node', import.meta.url));
@@ -76,7 +83,9 @@ function load(): Loaded {
       reason = `binding failed to load: ${(err as Error).message}`;
     }
   }
-  loaded = { walVerifyRun: process.env.LSTREAM_WAL_CHECK === 'js' ? undefined : m?.walVerifyRun };
+  // The WAL helpers need no library; LSTREAM_WAL_NATIVE=off leaves them out (JavaScript checks, and
+  // synchronous writes from the calling thread).
+  loaded = process.env.LSTREAM_WAL_NATIVE === 'off' ? {} : { walVerifyRun: m?.walVerifyRun, pwriteRuns: m?.pwriteRunsAsync };
   if (process.env.LSTREAM_LZ4 === 'lz4-napi') loaded.reason = 'LSTREAM_LZ4=lz4-napi';
   else if (!m) loaded.reason = reason;
   else if (m.loadError || !m.compress) loaded.reason = m.loadError ?? 'binding incomplete';
@@ -84,9 +93,14 @@ function load(): Loaded {
   return loaded;
 }
 
-/** The binding's WAL frame check, or undefined when it is not built or LSTREAM_WAL_CHECK=js. */
+/** The binding's WAL frame check, or undefined when it is not built or LSTREAM_WAL_NATIVE=off. */
 export function nativeWalVerifyRun(): NativeWalVerifyRun | undefined {
   return load().walVerifyRun;
+}
+
+/** The binding's batched positional writes, or undefined when it is not built or LSTREAM_WAL_NATIVE=off. */
+export function nativePwriteRuns(): NativePwriteRuns | undefined {
+  return load().pwriteRuns;
 }
 
 /** The liblz4 binding, or undefined when it is not built, liblz4 is missing, or LSTREAM_LZ4=lz4-napi. */

@@ -1,11 +1,12 @@
-// Built from source and run under `ulimit -f` by apply-failure.test.ts: applies a WAL whose one
-// transaction spills, with the file size limit between the spill file's size and the database's, so
-// writing the spilled pages into the database fails partway (EFBIG) in the commit. Prints what each
-// later call did, and the database's bytes before and after close(), as JSON.
+// Built from source and run under `ulimit -f` by apply-failure.test.ts: applies a WAL whose writes
+// into the database pass the file size limit partway (EFBIG): those of a spilled transaction's
+// commit, or flushes on the thread pool. Prints what each later call did, and the database's bytes
+// before and after close(), as JSON.
 import { createHash } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { WalApplier } from '../src/apply.js';
+import { nativePwriteRuns } from '../src/lz4-native.js';
 
 const [dbPath, walPath, bufferBytes] = process.argv.slice(2) as [string, string, string];
 const describe = (err: unknown) => {
@@ -13,7 +14,7 @@ const describe = (err: unknown) => {
   return { code: e.code ?? e.cause?.code, message: String(e.message ?? err) };
 };
 const digest = async () => createHash('sha256').update(await readFile(dbPath)).digest('hex');
-const out: Record<string, unknown> = {};
+const out: Record<string, unknown> = { nativeWrites: nativePwriteRuns() !== undefined };
 const applier = await WalApplier.open(dbPath, { strict: true, bufferBytes: Number(bufferBytes) });
 const wal = await readFile(walPath);
 for (const step of ['apply', 'again'] as const) {
