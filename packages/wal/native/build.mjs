@@ -55,9 +55,9 @@ try {
   }
 
   const cc = process.env.CC || 'cc';
-  const args = ['-O2', '-std=c11', '-D_GNU_SOURCE', '-Wall', '-shared', '-fPIC', '-fvisibility=hidden', `-I${includes[0]}`, source];
+  const args = ['-O2', '-std=c11', '-D_GNU_SOURCE', '-D_FILE_OFFSET_BITS=64', '-Wall', '-shared', '-fPIC', '-fvisibility=hidden', `-I${includes[0]}`, source];
   if (process.platform === 'darwin') args.push('-undefined', 'dynamic_lookup');
-  else args.push('-ldl');
+  else args.push('-ldl', '-lm');
   mkdirSync(dirname(target), { recursive: true });
   const tmp = `${target}.${process.pid}.tmp`;
   try {

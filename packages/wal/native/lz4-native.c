@@ -27,6 +27,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -420,8 +421,9 @@ static napi_value pwrite_runs_async(napi_env env, napi_callback_info info) {
   const double *r = runs;
   for (size_t i = 0; i < count; i += 3) {
     double pos = r[i], off = r[i + 1], n = r[i + 2];
-    if (!(pos >= 0 && pos <= 9007199254740991.0 && pos == (double)(int64_t)pos) || !(off >= 0 && off == (double)(int64_t)off) ||
-        !(n > 0 && n == (double)(int64_t)n) || off + n > (double)len) {
+    /* Ranges first (NaN fails every comparison), so the whole-number checks never see a huge value. */
+    if (!(pos >= 0 && pos <= 9007199254740991.0) || !(off >= 0 && off <= (double)len) || !(n > 0 && n <= (double)len - off) ||
+        pos != floor(pos) || off != floor(off) || n != floor(n) || (sizeof(off_t) < 8 && pos + n > 2147483647.0)) {
       napi_throw_range_error(env, NULL, "pwriteRunsAsync: a run is not a whole range of buf at a whole file position");
       return NULL;
     }

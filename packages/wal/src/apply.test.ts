@@ -1,5 +1,5 @@
 import { createReadStream, readdirSync } from 'node:fs';
-import { copyFile, readFile, rename, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { integrityCheck, sqliteCheckpoint, tempDir, writeWithSqlite } from '../test/helpers.js';
@@ -183,6 +183,60 @@ describe('applyWal on WALs written by real SQLite', () => {
     await applier.abort();
     expect(lent.size).toBe(0);
   });
+
+  it('stops an apply when the applier is aborted meanwhile, giving back every chunk and leaving no spill file', async () => {
+    const s = await scenario('mixed');
+    const wal = await readFile(s.wal);
+    for (const bufferBytes of [undefined, 16 * 1024]) {
+      const out = join(s.dir, `aborted-${bufferBytes}.db`);
+      await copyFile(join(s.dir, 'src.db'), out);
+      const lent = new Set<Uint8Array>();
+      let resume!: () => void;
+      const paused = new Promise<void>((r) => (resume = r));
+      let yielded = 0;
+      const pieces = async function* () {
+        for (let at = 0; at < wal.length; at += 5000) {
+          if (++yielded === 20) await paused;
+          const c = Buffer.from(wal.subarray(at, at + 5000));
+          lent.add(c);
+          yield c;
+        }
+      };
+      const applier = await WalApplier.open(out, { bufferBytes });
+      const applying = applier.apply(pieces(), { release: (c) => lent.delete(c) });
+      while (yielded < 20) await new Promise((r) => setImmediate(r));
+      // A second apply, or close, while one runs: refused, and nothing is taken from their streams.
+      await expect(applier.apply([wal])).rejects.toThrow(/already running/);
+      await expect(applier.close()).rejects.toThrow(/while apply\(\) is running/);
+      const aborting = applier.abort();
+      resume();
+      await expect(applying).rejects.toThrow(/aborted/);
+      await aborting;
+      expect(lent.size).toBe(0);
+      expect((await readdir(s.dir)).filter((f) => f.includes('lstream-apply'))).toEqual([]);
+      await expect(applier.apply([wal])).rejects.toThrow(/closed/);
+    }
+  });
+
+  it('reads frames from chunks of 2 GiB and more, and from views into 4 GiB of memory', async () => {
+    const s = await scenario('basic');
+    const wal = await readFile(s.wal);
+    const expected = await readFile(s.expected);
+    // The WAL, then an invalid frame header, at the start of memory that is mostly never touched.
+    for (const [memory, chunk] of [
+      [2 ** 31 + 100, 2 ** 31 + 100],
+      [2 ** 32, wal.length + 100_000],
+    ] as [number, number][]) {
+      const big = Buffer.allocUnsafeSlow(memory);
+      wal.copy(big, 0);
+      big.fill(0, wal.length, wal.length + 64);
+      const out = join(s.dir, `big-${memory}.db`);
+      await copyFile(join(s.dir, 'src.db'), out);
+      const r = await applyWal(out, [big.subarray(0, chunk)]);
+      expect(r.stopReason).toBe('salt-mismatch');
+      expect((await readFile(out)).equals(expected)).toBe(true);
+    }
+  }, 60_000);
 
   it('refuses a WAL whose page size differs from the database', async () => {
     const a = await scenario('basic', 1024);

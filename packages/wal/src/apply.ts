@@ -211,15 +211,35 @@ export class WalApplier {
     wal: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
     options: WalApplyStreamOptions = {},
   ): Promise<WalApplyResult> {
-    const release = options.release;
-    if (this.#closed || this.#failed !== undefined) {
-      // A lent stream's chunks are still the caller's: nothing was taken from it.
-      if (this.#closed) throw new Error('WalApplier is closed');
-      this.#throwIfFailed();
+    // Nothing is taken from the stream when this throws: a lent stream's chunks are still the caller's.
+    if (this.#applying) throw new Error('WalApplier.apply is already running: wait for it before applying the next WAL');
+    if (this.#closed) throw new Error('WalApplier is closed');
+    this.#throwIfFailed();
+    const run = this.#applyNow(wal, options.release);
+    this.#applying = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      return await run;
+    } finally {
+      this.#applying = undefined;
     }
+  }
+
+  /** The `apply` running, if any (settles, never rejects, when it ends). */
+  #applying: Promise<void> | undefined;
+
+  /** Stops an `apply` whose applier was aborted meanwhile, at its next step. */
+  #checkNotAborted(): void {
+    if (this.#closed) throw new Error('WalApplier was aborted while applying a WAL');
+  }
+
+  async #applyNow(wal: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, release: ((chunk: Uint8Array) => void) | undefined): Promise<WalApplyResult> {
     const reader = new WalFrameReader(wal, release ? { watch: this.#lendWatcher(release) } : undefined);
     try {
       const header = await reader.header();
+      this.#checkNotAborted();
       if (this.#pageSize === undefined) this.#setPageSize(header.pageSize);
       if (header.pageSize !== this.#pageSize) {
         throw new PageSizeMismatchError(header.pageSize, this.#pageSize!, this.#path);
@@ -228,6 +248,7 @@ export class WalApplier {
       let frames = 0;
       const ps = header.pageSize;
       for (;;) {
+        this.#checkNotAborted();
         // The frames buffered in the current chunk are verified in one pass and copied from it in
         // place; only a frame that spans two chunks comes through `next`, as a copy of its own.
         const batch = reader.bufferedFrames();
@@ -237,12 +258,16 @@ export class WalApplier {
           const lent = this.#currentChunk;
           let at = batch.start + WAL_FRAME_HEADER_SIZE;
           for (let k = 0; k < count; k++, at += frameSize) {
-            if (this.#full()) await this.#makeRoom();
+            if (this.#full()) {
+              await this.#makeRoom();
+              this.#checkNotAborted();
+            }
             if (lent) this.#stageLent(pgnos[k]!, lent, at);
             else this.#stage(pgnos[k]!, chunk, at, ps);
             if (commits[k] !== 0) {
               frames += this.#spilled.length + this.#txnSlots.length;
               await this.#commit();
+              this.#checkNotAborted();
               transactions++;
               this.#pageCount = commits[k]!;
             }
@@ -250,9 +275,13 @@ export class WalApplier {
           continue;
         }
         const f = await reader.next();
+        this.#checkNotAborted();
         if (!f) break;
         // A frame across two chunks: a copy (as is, rarely, one at the start of a chunk).
-        if (this.#full()) await this.#makeRoom();
+        if (this.#full()) {
+          await this.#makeRoom();
+          this.#checkNotAborted();
+        }
         this.#stage(f.pgno, f.page, 0, ps);
         if (f.commitSize !== 0) {
           frames += this.#spilled.length + this.#txnSlots.length;
@@ -298,6 +327,7 @@ export class WalApplier {
    * failed write that left part of a transaction in the file, it closes without writing and throws.
    */
   async close(): Promise<void> {
+    if (this.#applying) throw new Error('WalApplier.close() while apply() is running: wait for it, or abort()');
     if (this.#closed) return;
     if (this.#failed !== undefined) {
       await this.abort();
@@ -323,10 +353,17 @@ export class WalApplier {
     }
   }
 
-  /** Closes the file without writing buffered pages (after a failure). */
+  /**
+   * Closes the file without writing buffered pages (after a failure). An `apply` still running stops
+   * at its next step (when its source yields, or a write ends) and rejects; this waits for it.
+   */
   async abort(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#closed) {
+      await this.#applying;
+      return;
+    }
     this.#closed = true;
+    await this.#applying;
     // The file is being discarded: a write's or a background flush's own failure no longer
     // matters, only its end.
     this.#releaseAll();
@@ -653,15 +690,35 @@ export class WalApplier {
     pgnos.sort((a, b) => a - b);
     // A reference freed and taken again within this chunk is listed twice.
     pgnos = pgnos.filter((p, k) => k === 0 || p !== pgnos[k - 1]);
-    if (pgnos.length < oldest.live) return false;
+    // The rest of its pages belong to the open transaction: they can move to copies, if there is
+    // room for them there, rather than the whole transaction going to the spill file.
+    const open = oldest.live - pgnos.length;
+    if (open > 0 && this.#slotsUsed - (this.#free.length - this.#freeHead) + open >= this.#maxSlots) return false;
     await this.#writePages(pgnos);
     for (const pgno of pgnos) {
       const loc = committed.get(pgno)!;
       committed.delete(pgno);
       this.#freeLoc(loc);
     }
+    if (open > 0) this.#copyOut(oldest);
     this.#backgroundSync();
     return true;
+  }
+
+  /** Copies the open transaction's pages that are in place in lent chunk `c` into slots. */
+  #copyOut(c: LentChunk): void {
+    const ps = this.#pageSize!;
+    const slots = this.#txnSlots;
+    const pgnos = this.#txnPgnos;
+    for (let i = 0; i < slots.length; i++) {
+      const loc = slots[i]!;
+      if (loc >= 0 || this.#refChunk[~loc] !== c) continue;
+      const slot = this.#allocSlot(this.#committed.has(pgnos[i]!));
+      const at = this.#refAt[~loc]!;
+      c.buf.copy(this.#slots[slot]!, 0, at, at + ps);
+      slots[i] = slot;
+      this.#freeLoc(loc);
+    }
   }
 
   /** Writes the committed pages `pgnos` (in ascending order) to the database file. */
@@ -738,6 +795,7 @@ export class WalApplier {
    * 130–170 ms of it in write calls.
    */
   async #writePagesOffThread(write: NativePwriteRuns, pgnos: number[]): Promise<void> {
+    if (pgnos.length === 0) return;
     const ps = this.#pageSize!;
     const committed = this.#committed;
     const slabs = this.#slabs;

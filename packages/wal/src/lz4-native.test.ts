@@ -106,6 +106,11 @@ describe('the batched writes', () => {
       expect(() => call(fh.fd, buf, new Float64Array([0, 0, 0]))).toThrow(RangeError);
       expect(() => call(fh.fd, buf, new Float64Array([-1, 0, 1]))).toThrow(RangeError);
       expect(() => call(fh.fd, buf, new Float64Array([0.5, 0, 1]))).toThrow(RangeError);
+      for (const bad of [NaN, Infinity, 2 ** 63, -0.5]) {
+        expect(() => call(fh.fd, buf, new Float64Array([bad, 0, 1]))).toThrow(RangeError);
+        expect(() => call(fh.fd, buf, new Float64Array([0, bad, 1]))).toThrow(RangeError);
+        expect(() => call(fh.fd, buf, new Float64Array([0, 0, bad]))).toThrow(RangeError);
+      }
       expect(() => call(fh.fd, buf, new Float64Array([0, 0]))).toThrow(TypeError);
       expect(() => call(fh.fd, buf, [0, 0, 1])).toThrow(TypeError);
       expect(() => call(-1, buf, new Float64Array([0, 0, 1]))).toThrow(TypeError);

@@ -15,6 +15,8 @@ export const WAL_FORMAT_VERSION = 3007000;
 export const MAX_PAGE_SIZE = 65_536;
 
 const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+/** The most bytes the binding's frame check takes in one call (its lengths are C ints). */
+const NATIVE_MAX_BYTES = 0x7fffffff;
 
 /** The 32-byte header at the start of a SQLite `-wal` file. */
 export interface WalHeader {
@@ -74,7 +76,8 @@ interface ChecksumPair {
  * host's and `data` is 4-byte aligned. V8 optimises that best.
  */
 function readsNativeWords(bigEndian: boolean, data: Uint8Array): boolean {
-  return bigEndian !== HOST_LITTLE_ENDIAN && data.byteOffset % 4 === 0;
+  // Word indexes into the whole ArrayBuffer are computed with >>> 2: below 4 GiB only.
+  return bigEndian !== HOST_LITTLE_ENDIAN && data.byteOffset % 4 === 0 && data.buffer.byteLength < 2 ** 32;
 }
 
 /**
@@ -302,7 +305,10 @@ export class WalChain {
       const chain = this.#chainWords;
       chain[0] = this.#s0;
       chain[1] = this.#s1;
-      const n = native(buf, start, max, frameSize, be, this.header.salt1, this.header.salt2, chain, pgnos, commits);
+      // The binding takes at most 2 GiB of bytes at once; a run that ends sooner is read on from there.
+      const count = Math.min(max, Math.floor(NATIVE_MAX_BYTES / frameSize));
+      const run = buf.subarray(start, start + count * frameSize);
+      const n = native(run, 0, count, frameSize, be, this.header.salt1, this.header.salt2, chain, pgnos, commits);
       this.#s0 = chain[0]!;
       this.#s1 = chain[1]!;
       return n;
