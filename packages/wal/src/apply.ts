@@ -325,6 +325,8 @@ export class WalApplier {
   /**
    * Writes out buffered pages, sizes the file from the last commit, fsyncs, and closes it. After a
    * failed write that left part of a transaction in the file, it closes without writing and throws.
+   * Pages are written in the background while WALs are applied, so a write that fails after the last
+   * `apply` returned is reported here (or by the next `apply`).
    */
   async close(): Promise<void> {
     if (this.#applying) throw new Error('WalApplier.close() while apply() is running: wait for it, or abort()');
