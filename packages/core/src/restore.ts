@@ -496,7 +496,10 @@ async function writeDecoded(fh: FileHandle, blocks: AsyncIterable<Buffer>): Prom
       if (failure) break;
       const at = off;
       const written = previous.then(() => (failure ? undefined : writeAt(fh, block, at)));
-      previous = written.catch(() => undefined);
+      // The failure is recorded here, in the chain, so the next block's write sees it.
+      previous = written.catch((err: unknown) => {
+        failure ??= { err };
+      });
       // Once written, the block's memory goes back to the decoder for a later block.
       track(written.then(() => releaseDecodedBlock(block)));
       off += block.length;

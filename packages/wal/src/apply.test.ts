@@ -218,6 +218,31 @@ describe('applyWal on WALs written by real SQLite', () => {
     }
   });
 
+  it('does not hang when the source itself aborts the applier, and gives back every chunk', async () => {
+    const s = await scenario('mixed');
+    const wal = await readFile(s.wal);
+    const lent = new Set<Uint8Array>();
+    const applier = await WalApplier.open(s.ours, { bufferBytes: 16 * 1024 });
+    const pieces = async function* () {
+      for (let at = 0, n = 0; at < wal.length; at += 5000, n++) {
+        // A source that cleans up the applier before failing (as a download error handler might).
+        if (n === 30) {
+          await applier.abort();
+          throw new Error('download failed');
+        }
+        const c = Buffer.from(wal.subarray(at, at + 5000));
+        lent.add(c);
+        yield c;
+      }
+    };
+    await expect(applier.apply(pieces(), { release: (c) => lent.delete(c) })).rejects.toThrow('download failed');
+    expect(lent.size).toBe(0);
+    // A second abort and a close after it return at once.
+    await applier.abort();
+    await applier.close();
+    expect((await readdir(s.dir)).filter((f) => f.includes('lstream-apply'))).toEqual([]);
+  });
+
   it('reads frames from chunks of 2 GiB and more, and from views into 4 GiB of memory', async () => {
     const s = await scenario('basic');
     const wal = await readFile(s.wal);

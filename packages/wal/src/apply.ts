@@ -238,7 +238,9 @@ export class WalApplier {
   async #applyNow(wal: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, release: ((chunk: Uint8Array) => void) | undefined): Promise<WalApplyResult> {
     const reader = new WalFrameReader(wal, release ? { watch: this.#lendWatcher(release) } : undefined);
     try {
+      this.#inSource = true;
       const header = await reader.header();
+      this.#inSource = false;
       this.#checkNotAborted();
       if (this.#pageSize === undefined) this.#setPageSize(header.pageSize);
       if (header.pageSize !== this.#pageSize) {
@@ -274,7 +276,9 @@ export class WalApplier {
           }
           continue;
         }
+        this.#inSource = true;
         const f = await reader.next();
+        this.#inSource = false;
         this.#checkNotAborted();
         if (!f) break;
         // A frame across two chunks: a copy (as is, rarely, one at the start of a chunk).
@@ -286,6 +290,7 @@ export class WalApplier {
         if (f.commitSize !== 0) {
           frames += this.#spilled.length + this.#txnSlots.length;
           await this.#commit();
+          this.#checkNotAborted();
           transactions++;
           this.#pageCount = f.commitSize;
         }
@@ -315,12 +320,22 @@ export class WalApplier {
         stopReason,
       };
     } catch (err) {
-      this.#dropOpenTransaction();
+      // After an abort that did not wait (the apply was waiting on its source), everything this
+      // applier held is gone already.
+      if (!this.#abandoned) this.#dropOpenTransaction();
       throw err;
     } finally {
+      this.#inSource = false;
       await reader.close();
     }
   }
+
+  /** True while the running `apply` waits for its source to yield. */
+  #inSource = false;
+  /** Set when `abort` cleaned up without waiting for the running `apply`. */
+  #abandoned = false;
+  /** The running or finished `close` or `abort`: a second call waits for it. */
+  #ending: Promise<void> | undefined;
 
   /**
    * Writes out buffered pages, sizes the file from the last commit, fsyncs, and closes it. After a
@@ -329,10 +344,15 @@ export class WalApplier {
    * `apply` returned is reported here (or by the next `apply`).
    */
   async close(): Promise<void> {
+    if (this.#ending) return this.#ending;
     if (this.#applying) throw new Error('WalApplier.close() while apply() is running: wait for it, or abort()');
-    if (this.#closed) return;
+    this.#ending = this.#closeNow();
+    return this.#ending;
+  }
+
+  async #closeNow(): Promise<void> {
     if (this.#failed !== undefined) {
-      await this.abort();
+      await this.#abortNow();
       this.#throwIfFailed();
     }
     this.#closed = true;
@@ -357,15 +377,23 @@ export class WalApplier {
 
   /**
    * Closes the file without writing buffered pages (after a failure). An `apply` still running stops
-   * at its next step (when its source yields, or a write ends) and rejects; this waits for it.
+   * at its next step and rejects: when it is writing, this waits for it; when it waits for its source
+   * to yield (which may be waiting for this very call), this cleans up at once, and the apply gives
+   * back whatever its source yields next.
    */
   async abort(): Promise<void> {
-    if (this.#closed) {
-      await this.#applying;
+    if (this.#ending) {
+      await this.#ending.catch(() => undefined);
       return;
     }
+    this.#ending = this.#abortNow();
+    return this.#ending;
+  }
+
+  async #abortNow(): Promise<void> {
     this.#closed = true;
-    await this.#applying;
+    if (this.#applying && !this.#inSource) await this.#applying;
+    if (this.#applying) this.#abandoned = true;
     // The file is being discarded: a write's or a background flush's own failure no longer
     // matters, only its end.
     this.#releaseAll();
