@@ -164,6 +164,23 @@ static void complete(napi_env env, napi_status status, void *data) {
   free(j);
 }
 
+/*
+ * Undoes an async call that could not be queued: deletes its work if it was made, and rejects its
+ * promise if it was made (returning 1: the caller returns that promise) or else throws (0).
+ */
+static int give_up(napi_env env, napi_deferred deferred, napi_async_work work, const char *message) {
+  if (work) napi_delete_async_work(env, work);
+  napi_value msg, err;
+  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &err);
+  if (deferred) {
+    napi_reject_deferred(env, deferred, err);
+    return 1;
+  }
+  napi_throw(env, err);
+  return 0;
+}
+
 static napi_value async_call(napi_env env, napi_callback_info info, enum op op) {
   napi_value argv[3];
   size_t argc;
@@ -188,13 +205,13 @@ static napi_value async_call(napi_env env, napi_callback_info info, enum op op) 
     j->nrefs++;
   }
   napi_create_string_utf8(env, op == OP_COMPRESS ? "lz4.compress" : "lz4.decompress", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_promise(env, &j->deferred, &promise) != napi_ok ||
-      napi_create_async_work(env, NULL, name, execute, complete, j, &j->work) != napi_ok ||
+  if (napi_create_promise(env, &j->deferred, &promise) != napi_ok) j->deferred = NULL;
+  if (!j->deferred || napi_create_async_work(env, NULL, name, execute, complete, j, &j->work) != napi_ok ||
       napi_queue_async_work(env, j->work) != napi_ok) {
+    int settled = give_up(env, j->deferred, j->work, "could not queue a liblz4 call");
     for (int i = 0; i < j->nrefs; i++) napi_delete_reference(env, j->refs[i]);
     free(j);
-    napi_throw_error(env, NULL, "could not queue a liblz4 call");
-    return NULL;
+    return settled ? promise : NULL;
   }
   return promise;
 }
@@ -450,13 +467,13 @@ static napi_value pwrite_runs_async(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_create_string_utf8(env, "wal.pwriteRuns", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_promise(env, &j->deferred, &promise) != napi_ok ||
-      napi_create_async_work(env, NULL, name, write_execute, write_complete, j, &j->work) != napi_ok ||
+  if (napi_create_promise(env, &j->deferred, &promise) != napi_ok) j->deferred = NULL;
+  if (!j->deferred || napi_create_async_work(env, NULL, name, write_execute, write_complete, j, &j->work) != napi_ok ||
       napi_queue_async_work(env, j->work) != napi_ok) {
+    int settled = give_up(env, j->deferred, j->work, "could not queue a write");
     for (int i = 0; i < 2; i++) napi_delete_reference(env, j->refs[i]);
     free(j);
-    napi_throw_error(env, NULL, "could not queue a write");
-    return NULL;
+    return settled ? promise : NULL;
   }
   return promise;
 }
