@@ -56,11 +56,17 @@ typedef struct {
   int dict_len;
 } span_args;
 
+/* What every async call keeps until it settles: its promise, its work, and references to the arrays
+ * it reads or writes, which hold them (and their memory) in place. First member of each job. */
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
   napi_ref refs[3];
   int nrefs;
+} pending;
+
+typedef struct {
+  pending p;
   enum op op;
   span_args a;
   int result;
@@ -71,33 +77,67 @@ static int run(enum op op, const span_args *a) {
   return lz4_decompress(a->src, a->dst, a->src_len, a->dst_len, a->dict, a->dict_len);
 }
 
-/* Reads a Uint8Array argument (a Buffer is one); false with a pending TypeError otherwise. */
-static int bytes_arg(napi_env env, napi_value v, const char *name, char **data, int *len) {
+/* Reads a typed array argument of type `want` (named `kind` in the error); false with a pending
+ * TypeError otherwise. `len` is in elements. */
+static int typed_arg(napi_env env, napi_value v, napi_typedarray_type want, const char *name, const char *kind, void **data,
+                     size_t *len) {
   napi_valuetype t;
   bool is_typed = false;
+  napi_typedarray_type type;
   if (napi_typeof(env, v, &t) == napi_ok && t == napi_object) napi_is_typedarray(env, v, &is_typed);
-  if (is_typed) {
-    napi_typedarray_type type;
-    size_t length;
-    void *ptr;
-    if (napi_get_typedarray_info(env, v, &type, &length, &ptr, NULL, NULL) == napi_ok && type == napi_uint8_array) {
-      if (length > INT_MAX) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "%s is larger than liblz4 accepts (2 GiB)", name);
-        napi_throw_range_error(env, NULL, msg);
-        return 0;
-      }
-      /* A zero-length array may have no backing store; liblz4 wants a valid pointer. */
-      static char empty[1];
-      *data = ptr ? (char *)ptr : empty;
-      *len = (int)length;
-      return 1;
-    }
-  }
-  char msg[96];
-  snprintf(msg, sizeof msg, "%s must be a Uint8Array", name);
+  if (is_typed && napi_get_typedarray_info(env, v, &type, len, data, NULL, NULL) == napi_ok && type == want) return 1;
+  char msg[128];
+  snprintf(msg, sizeof msg, "%s must be a %s", name, kind);
   napi_throw_type_error(env, NULL, msg);
   return 0;
+}
+
+/* Reads a Uint8Array argument (a Buffer is one) of at most 2 GiB; false with a pending error otherwise. */
+static int bytes_arg(napi_env env, napi_value v, const char *name, char **data, int *len) {
+  void *ptr;
+  size_t length;
+  if (!typed_arg(env, v, napi_uint8_array, name, "Uint8Array", &ptr, &length)) return 0;
+  if (length > INT_MAX) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s is larger than liblz4 accepts (2 GiB)", name);
+    napi_throw_range_error(env, NULL, msg);
+    return 0;
+  }
+  /* A zero-length array may have no backing store; liblz4 wants a valid pointer. */
+  static char empty[1];
+  *data = ptr ? (char *)ptr : empty;
+  *len = (int)length;
+  return 1;
+}
+
+/* Holds argv[0..n) alive until the call settles; false with a pending error when it cannot. */
+static int hold(napi_env env, pending *p, const napi_value *argv, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (napi_create_reference(env, argv[i], 1, &p->refs[p->nrefs]) != napi_ok) {
+      for (int k = 0; k < p->nrefs; k++) napi_delete_reference(env, p->refs[k]);
+      p->nrefs = 0;
+      napi_throw_error(env, NULL, "could not hold an async call's arguments");
+      return 0;
+    }
+    p->nrefs++;
+  }
+  return 1;
+}
+
+/* Settles a call's promise with `v`, or with an error when it was cancelled, lets go of its arrays
+ * and work, and frees the job `j` (whose first member is `p`). */
+static void settle(napi_env env, napi_status status, pending *p, napi_value v, void *j) {
+  if (status == napi_ok) {
+    napi_resolve_deferred(env, p->deferred, v);
+  } else {
+    napi_value msg, err;
+    napi_create_string_utf8(env, "the call was cancelled", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &err);
+    napi_reject_deferred(env, p->deferred, err);
+  }
+  for (int i = 0; i < p->nrefs; i++) napi_delete_reference(env, p->refs[i]);
+  napi_delete_async_work(env, p->work);
+  free(j);
 }
 
 /* Parses (src, dst[, dict]) into a; returns the argument values in argv. */
@@ -150,35 +190,34 @@ static void execute(napi_env env, void *data) {
 static void complete(napi_env env, napi_status status, void *data) {
   job *j = data;
   napi_value v;
-  if (status == napi_ok) {
-    napi_create_int32(env, j->result, &v);
-    napi_resolve_deferred(env, j->deferred, v);
-  } else {
-    napi_value msg;
-    napi_create_string_utf8(env, "liblz4 call was cancelled", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &v);
-    napi_reject_deferred(env, j->deferred, v);
-  }
-  for (int i = 0; i < j->nrefs; i++) napi_delete_reference(env, j->refs[i]);
-  napi_delete_async_work(env, j->work);
-  free(j);
+  napi_create_int32(env, j->result, &v);
+  settle(env, status, &j->p, v, j);
 }
 
 /*
- * Undoes an async call that could not be queued: deletes its work if it was made, and rejects its
- * promise if it was made (returning 1: the caller returns that promise) or else throws (0).
+ * Queues the job `j` (whose first member is `p`, its arguments held): returns its promise. When the
+ * work cannot be made or queued, the promise (if made) is rejected and returned, or else an error is
+ * thrown and NULL returned; either way the job is undone and freed.
  */
-static int give_up(napi_env env, napi_deferred deferred, napi_async_work work, const char *message) {
-  if (work) napi_delete_async_work(env, work);
-  napi_value msg, err;
-  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
-  napi_create_error(env, NULL, msg, &err);
-  if (deferred) {
-    napi_reject_deferred(env, deferred, err);
-    return 1;
+static napi_value queue(napi_env env, pending *p, void *j, const char *name, napi_async_execute_callback execute_cb,
+                        napi_async_complete_callback complete_cb) {
+  napi_value promise, resource;
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource);
+  if (napi_create_promise(env, &p->deferred, &promise) != napi_ok) p->deferred = NULL;
+  if (p->deferred && napi_create_async_work(env, NULL, resource, execute_cb, complete_cb, j, &p->work) == napi_ok &&
+      napi_queue_async_work(env, p->work) == napi_ok) {
+    return promise;
   }
-  napi_throw(env, err);
-  return 0;
+  if (p->work) napi_delete_async_work(env, p->work);
+  for (int i = 0; i < p->nrefs; i++) napi_delete_reference(env, p->refs[i]);
+  napi_value msg, err;
+  napi_create_string_utf8(env, "could not queue an async call", NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &err);
+  int settled = p->deferred != NULL;
+  if (settled) napi_reject_deferred(env, p->deferred, err);
+  else napi_throw(env, err);
+  free(j);
+  return settled ? promise : NULL;
 }
 
 static napi_value async_call(napi_env env, napi_callback_info info, enum op op) {
@@ -193,27 +232,11 @@ static napi_value async_call(napi_env env, napi_callback_info info, enum op op) 
   }
   j->op = op;
   j->a = a;
-  napi_value promise, name;
-  /* The arrays stay alive (and their memory in place) until the job settles. */
-  for (size_t i = 0; i < argc && i < 3; i++) {
-    if (napi_create_reference(env, argv[i], 1, &j->refs[j->nrefs]) != napi_ok) {
-      for (int k = 0; k < j->nrefs; k++) napi_delete_reference(env, j->refs[k]);
-      free(j);
-      napi_throw_error(env, NULL, "could not hold a liblz4 call's arguments");
-      return NULL;
-    }
-    j->nrefs++;
-  }
-  napi_create_string_utf8(env, op == OP_COMPRESS ? "lz4.compress" : "lz4.decompress", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_promise(env, &j->deferred, &promise) != napi_ok) j->deferred = NULL;
-  if (!j->deferred || napi_create_async_work(env, NULL, name, execute, complete, j, &j->work) != napi_ok ||
-      napi_queue_async_work(env, j->work) != napi_ok) {
-    int settled = give_up(env, j->deferred, j->work, "could not queue a liblz4 call");
-    for (int i = 0; i < j->nrefs; i++) napi_delete_reference(env, j->refs[i]);
+  if (!hold(env, &j->p, argv, argc)) {
     free(j);
-    return settled ? promise : NULL;
+    return NULL;
   }
-  return promise;
+  return queue(env, &j->p, j, op == OP_COMPRESS ? "lz4.compress" : "lz4.decompress", execute, complete);
 }
 
 static napi_value compress_sync(napi_env env, napi_callback_info info) { return sync_call(env, info, OP_COMPRESS); }
@@ -270,21 +293,7 @@ static void wal_sum(const unsigned char *p, size_t n, int big_endian, uint32_t *
 }
 
 static int u32_array_arg(napi_env env, napi_value v, const char *name, uint32_t **data, size_t *len) {
-  bool is_typed = false;
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) == napi_ok && t == napi_object) napi_is_typedarray(env, v, &is_typed);
-  if (is_typed) {
-    napi_typedarray_type type;
-    void *ptr;
-    if (napi_get_typedarray_info(env, v, &type, len, &ptr, NULL, NULL) == napi_ok && type == napi_uint32_array) {
-      *data = (uint32_t *)ptr;
-      return 1;
-    }
-  }
-  char msg[96];
-  snprintf(msg, sizeof msg, "%s must be a Uint32Array", name);
-  napi_throw_type_error(env, NULL, msg);
-  return 0;
+  return typed_arg(env, v, napi_uint32_array, name, "Uint32Array", (void **)data, len);
 }
 
 /*
@@ -350,9 +359,7 @@ static napi_value wal_verify_run(napi_env env, napi_callback_info info) {
 /* ---- Positional writes of many runs from one buffer, on the thread pool ----------------------- */
 
 typedef struct {
-  napi_async_work work;
-  napi_deferred deferred;
-  napi_ref refs[2];
+  pending p;
   int fd;
   const char *buf;
   const double *runs;
@@ -387,18 +394,8 @@ static void write_execute(napi_env env, void *data) {
 static void write_complete(napi_env env, napi_status status, void *data) {
   write_job *j = data;
   napi_value v;
-  if (status == napi_ok) {
-    napi_create_double(env, j->result, &v);
-    napi_resolve_deferred(env, j->deferred, v);
-  } else {
-    napi_value msg;
-    napi_create_string_utf8(env, "write was cancelled", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &v);
-    napi_reject_deferred(env, j->deferred, v);
-  }
-  for (int i = 0; i < 2; i++) napi_delete_reference(env, j->refs[i]);
-  napi_delete_async_work(env, j->work);
-  free(j);
+  napi_create_double(env, j->result, &v);
+  settle(env, status, &j->p, v, j);
 }
 
 /*
@@ -424,14 +421,12 @@ static napi_value pwrite_runs_async(napi_env env, napi_callback_info info) {
   char *buf;
   int len;
   if (!bytes_arg(env, argv[1], "buf", &buf, &len)) return NULL;
-  bool is_typed = false;
-  napi_valuetype t;
-  napi_typedarray_type type;
   size_t count = 0;
   void *runs = NULL;
-  if (napi_typeof(env, argv[2], &t) == napi_ok && t == napi_object) napi_is_typedarray(env, argv[2], &is_typed);
-  if (!is_typed || napi_get_typedarray_info(env, argv[2], &type, &count, &runs, NULL, NULL) != napi_ok ||
-      type != napi_float64_array || count % 3 != 0) {
+  if (!typed_arg(env, argv[2], napi_float64_array, "runs", "Float64Array of (position, offset, length) triples", &runs, &count)) {
+    return NULL;
+  }
+  if (count % 3 != 0) {
     napi_throw_type_error(env, NULL, "runs must be a Float64Array of (position, offset, length) triples");
     return NULL;
   }
@@ -454,28 +449,11 @@ static napi_value pwrite_runs_async(napi_env env, napi_callback_info info) {
   j->buf = buf;
   j->runs = r;
   j->nruns = count / 3;
-  napi_value promise, name;
-  if (napi_create_reference(env, argv[1], 1, &j->refs[0]) != napi_ok) {
+  if (!hold(env, &j->p, argv + 1, 2)) {
     free(j);
-    napi_throw_error(env, NULL, "could not hold the write's buffer");
     return NULL;
   }
-  if (napi_create_reference(env, argv[2], 1, &j->refs[1]) != napi_ok) {
-    napi_delete_reference(env, j->refs[0]);
-    free(j);
-    napi_throw_error(env, NULL, "could not hold the write's runs");
-    return NULL;
-  }
-  napi_create_string_utf8(env, "wal.pwriteRuns", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_promise(env, &j->deferred, &promise) != napi_ok) j->deferred = NULL;
-  if (!j->deferred || napi_create_async_work(env, NULL, name, write_execute, write_complete, j, &j->work) != napi_ok ||
-      napi_queue_async_work(env, j->work) != napi_ok) {
-    int settled = give_up(env, j->deferred, j->work, "could not queue a write");
-    for (int i = 0; i < 2; i++) napi_delete_reference(env, j->refs[i]);
-    free(j);
-    return settled ? promise : NULL;
-  }
-  return promise;
+  return queue(env, &j->p, j, "wal.pwriteRuns", write_execute, write_complete);
 }
 
 static void set_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {

@@ -297,13 +297,19 @@ describe('applyWal on WALs written by real SQLite', () => {
   });
 });
 
+/** A file of 100,003 bytes of a pattern set by `k`, in a directory removed after the test. */
+async function patternFile(k: number): Promise<{ dir: string; path: string; data: Buffer }> {
+  const t = await tempDir();
+  cleanups.push(t.cleanup);
+  const path = join(t.dir, 'data.bin');
+  const data = Buffer.from(Array.from({ length: 100_003 }, (_, i) => (i * k + (i >> 8)) & 0xff));
+  await writeFile(path, data);
+  return { dir: t.dir, path, data };
+}
+
 describe('lendFileChunks', () => {
   it('yields the bytes of the file, reuses only chunks given back, and ignores anything else', async () => {
-    const t = await tempDir();
-    cleanups.push(t.cleanup);
-    const path = join(t.dir, 'data.bin');
-    const data = Buffer.from(Array.from({ length: 100_003 }, (_, i) => (i * 13 + (i >> 7)) & 0xff));
-    await writeFile(path, data);
+    const { dir, path, data } = await patternFile(13);
     // Held: every chunk is new memory, and the bytes come out whole.
     const held = lendFileChunks(path, { chunkBytes: 4096 });
     const kept: Buffer[] = [];
@@ -325,17 +331,13 @@ describe('lendFileChunks', () => {
     // One chunk read ahead while the caller holds the other.
     expect(memory.size).toBe(2);
     await expect(lendFileChunks(path, { chunkBytes: -1 }).chunks.next()).rejects.toBeInstanceOf(RangeError);
-    await expect(lendFileChunks(join(t.dir, 'missing')).chunks.next()).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(lendFileChunks(join(dir, 'missing')).chunks.next()).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
 
 describe('readFileChunks', () => {
   it('yields exactly the bytes of the file or of a range, at any chunk size', async () => {
-    const t = await tempDir();
-    cleanups.push(t.cleanup);
-    const path = join(t.dir, 'data.bin');
-    const data = Buffer.from(Array.from({ length: 100_003 }, (_, i) => (i * 7 + (i >> 8)) & 0xff));
-    await writeFile(path, data);
+    const { dir, path, data } = await patternFile(7);
     const collect = async (it: AsyncIterable<Buffer>) => {
       const parts: Buffer[] = [];
       for await (const c of it) parts.push(Buffer.from(c));
@@ -351,7 +353,7 @@ describe('readFileChunks', () => {
       expect(c.length).toBe(4096);
       break;
     }
-    await expect(collect(readFileChunks(join(t.dir, 'missing')))).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(collect(readFileChunks(join(dir, 'missing')))).rejects.toMatchObject({ code: 'ENOENT' });
     // No file stays open after the consumer stops early, or fails while a read-ahead is in flight.
     const openFiles = () => readdirSync('/proc/self/fd').length;
     const before = openFiles();

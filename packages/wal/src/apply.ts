@@ -3,11 +3,10 @@ import { writeSync, writevSync } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { CorruptDataError, PageSizeMismatchError, WalFormatError } from './errors.js';
-import type { WalHeader, WalStopReason } from './wal-format.js';
+import { WAL_FRAME_HEADER_SIZE, type WalHeader, type WalStopReason } from './wal-format.js';
 import type { ChunkWatcher } from './byte-reader.js';
 import { nativePwriteRuns, type NativePwriteRuns } from './lz4-native.js';
 import { WalFrameReader } from './wal-reader.js';
-import { WAL_FRAME_HEADER_SIZE } from './wal-format.js';
 
 /**
  * Bytes of page copies held in memory: committed pages not yet written (one copy per distinct page)
@@ -465,10 +464,14 @@ export class WalApplier {
     }
   }
 
+  /** Page copies held in slots (committed or of the open transaction). */
+  #copiesHeld(): number {
+    return this.#slotsUsed - (this.#free.length - this.#freeHead);
+  }
+
   /** True when the pages held (copies and lent chunks the reader has left) fill `bufferBytes`. */
   #full(): boolean {
-    const copies = this.#slotsUsed - (this.#free.length - this.#freeHead);
-    return copies + Math.ceil(this.#lentBytes / this.#pageSize!) >= this.#maxSlots;
+    return this.#copiesHeld() + Math.ceil(this.#lentBytes / this.#pageSize!) >= this.#maxSlots;
   }
 
   /** Stages the page at byte `at` of the lent chunk being read, in place, in the open transaction. */
@@ -504,6 +507,18 @@ export class WalApplier {
     if (loc >= 0) return [this.#slabs[Math.floor(loc / SLAB_PAGES)]!, (loc % SLAB_PAGES) * this.#pageSize!];
     const r = ~loc;
     return [this.#refChunk[r]!.buf, this.#refAt[r]!];
+  }
+
+  /** Copies the page image at `loc` into `target` at byte `at` (no tuple: this runs per page). */
+  #copyPage(loc: number, target: Buffer, at: number): void {
+    const ps = this.#pageSize!;
+    if (loc >= 0) {
+      const from = (loc % SLAB_PAGES) * ps;
+      this.#slabs[Math.floor(loc / SLAB_PAGES)]!.copy(target, at, from, from + ps);
+    } else {
+      const from = this.#refAt[~loc]!;
+      this.#refChunk[~loc]!.buf.copy(target, at, from, from + ps);
+    }
   }
 
   /** Copies the page at byte `at` of `src` into a free slot, as part of the open transaction. */
@@ -723,7 +738,7 @@ export class WalApplier {
     // The rest of its pages belong to the open transaction: they can move to copies, if there is
     // room for them there, rather than the whole transaction going to the spill file.
     const open = oldest.live - pgnos.length;
-    if (open > 0 && this.#slotsUsed - (this.#free.length - this.#freeHead) + open >= this.#maxSlots) return false;
+    if (open > 0 && this.#copiesHeld() + open >= this.#maxSlots) return false;
     await this.#writePages(pgnos);
     for (const pgno of pgnos) {
       const loc = committed.get(pgno)!;
@@ -737,15 +752,13 @@ export class WalApplier {
 
   /** Copies the open transaction's pages that are in place in lent chunk `c` into slots. */
   #copyOut(c: LentChunk): void {
-    const ps = this.#pageSize!;
     const slots = this.#txnSlots;
     const pgnos = this.#txnPgnos;
     for (let i = 0; i < slots.length; i++) {
       const loc = slots[i]!;
       if (loc >= 0 || this.#refChunk[~loc] !== c) continue;
       const slot = this.#allocSlot(this.#committed.has(pgnos[i]!));
-      const at = this.#refAt[~loc]!;
-      c.buf.copy(this.#slots[slot]!, 0, at, at + ps);
+      this.#copyPage(loc, this.#slots[slot]!, 0);
       slots[i] = slot;
       this.#freeLoc(loc);
     }
@@ -760,8 +773,6 @@ export class WalApplier {
     let i = 0;
     const committed = this.#committed;
     const slabs = this.#slabs;
-    const refChunk = this.#refChunk;
-    const refAt = this.#refAt;
     // Pages in place in lent chunks are copied into one staging buffer per run, side by side (frame
     // headers lie between them in their chunks): a view per page for writev cost more than the copy,
     // most of it in garbage collection.
@@ -785,7 +796,7 @@ export class WalApplier {
           at = (loc % SLAB_PAGES) * ps;
         } else {
           if (staged + ps > staging.length) break;
-          refChunk[~loc]!.buf.copy(staging, staged, refAt[~loc]!, refAt[~loc]! + ps);
+          this.#copyPage(loc, staging, staged);
           buf = staging;
           at = staged;
           staged += ps;
@@ -828,9 +839,6 @@ export class WalApplier {
     if (pgnos.length === 0) return;
     const ps = this.#pageSize!;
     const committed = this.#committed;
-    const slabs = this.#slabs;
-    const refChunk = this.#refChunk;
-    const refAt = this.#refAt;
     let batch = this.#nextBatch(ps);
     let used = 0;
     let runs = 0;
@@ -843,14 +851,7 @@ export class WalApplier {
         runs = 0;
         prev = -2;
       }
-      const loc = committed.get(pgno)!;
-      if (loc >= 0) {
-        const at = (loc % SLAB_PAGES) * ps;
-        slabs[Math.floor(loc / SLAB_PAGES)]!.copy(batch.buf, used, at, at + ps);
-      } else {
-        const at = refAt[~loc]!;
-        refChunk[~loc]!.buf.copy(batch.buf, used, at, at + ps);
-      }
+      this.#copyPage(committed.get(pgno)!, batch.buf, used);
       if (pgno === prev + 1) {
         batch.runs[3 * runs - 1]! += ps;
       } else {

@@ -1,4 +1,5 @@
 import { open, type FileHandle } from 'node:fs/promises';
+import { SpareBuffers } from './spare-buffers.js';
 
 /**
  * Reads up to `length` bytes at `position` (fewer only at the end of the file: a read that returns
@@ -76,23 +77,20 @@ export interface LentFileChunks {
  * while the caller works on the current one; its memory is a chunk given back, or new.
  */
 export function lendFileChunks(path: string, options: ReadFileChunksOptions = {}): LentFileChunks {
-  const spares: Buffer[] = [];
+  // Kept however many: no more than the caller held at once, and gone with this reader.
+  const spares = new SpareBuffers(Infinity);
   const lent = new Map<Uint8Array, Buffer>();
   const chunks = fileChunks(
     path,
     options,
-    (want, chunkBytes) => {
-      const i = spares.findIndex((b) => b.length >= want);
-      return i >= 0 ? spares.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(Math.max(want, chunkBytes));
-    },
+    (want, chunkBytes) => spares.take(Math.max(want, chunkBytes)),
     (view, buffer) => lent.set(view, buffer),
   );
   const release = (chunk: Uint8Array): void => {
     const buffer = lent.get(chunk);
     if (buffer === undefined) return;
     lent.delete(chunk);
-    // Kept however many: no more than the caller held at once, and gone with this reader.
-    spares.push(buffer);
+    spares.give(buffer);
   };
   return { chunks, release };
 }
@@ -110,39 +108,35 @@ async function* fileChunks(
   const chunkBytes = options.chunkBytes ?? 4 * 1024 * 1024;
   if (!Number.isInteger(chunkBytes) || chunkBytes <= 0) throw new RangeError(`chunkBytes must be a positive integer, got ${chunkBytes}`);
   const fh = await open(path, 'r');
-  const pending: Promise<{ bytesRead: number; buffer: Buffer; want: number }>[] = [];
+  let pending: Promise<{ bytesRead: number; buffer: Buffer; want: number }> | undefined;
   try {
     let pos = options.start ?? 0;
     const end = options.end ?? (await fh.stat()).size;
     const readNext = () => {
       const want = Math.min(chunkBytes, end - pos);
-      if (want <= 0) return;
+      if (want <= 0) return undefined;
       const buffer = take(want, chunkBytes);
-      pending.push(readAt(fh, pos, want, buffer).then((got) => ({ bytesRead: got.length, buffer, want })));
+      const p = readAt(fh, pos, want, buffer).then((got) => ({ bytesRead: got.length, buffer, want }));
       pos += want;
+      return p;
     };
-    // One read runs ahead of the caller, into the other buffer while it works on this one.
-    // (Two ahead for lent chunks, faulting fresh memory on two threads, measured no faster.)
-    readNext();
-    while (pending.length > 0) {
-      const { bytesRead, buffer, want } = await pending.shift()!;
+    pending = readNext();
+    while (pending) {
+      const { bytesRead, buffer, want } = await pending;
+      pending = undefined;
       if (bytesRead === 0) return;
-      // A short read: the file shrank while being read, and what it holds is all there is.
-      if (bytesRead < want) {
-        const view = buffer.subarray(0, bytesRead);
-        yielded?.(view, buffer);
-        yield view;
-        return;
-      }
-      readNext();
+      // Read ahead while the caller works on this chunk (unless the file ended early: it shrank
+      // while being read, and what it holds is all there is). Two reads ahead for lent chunks,
+      // faulting fresh memory on two threads, measured no faster.
+      if (bytesRead === want) pending = readNext();
       const view = buffer.subarray(0, bytesRead);
       yielded?.(view, buffer);
       yield view;
     }
   } finally {
-    // Reads still in flight when the caller stops must end before the file handle closes; their
-    // results, or failures, are for chunks nobody asked for.
-    await Promise.all(pending.map((p) => p.catch(() => undefined)));
+    // A read-ahead still in flight when the caller stops must end before its file handle closes;
+    // its result, or its failure, is for a chunk nobody asked for.
+    await pending?.catch(() => undefined);
     await fh.close();
   }
 }

@@ -1,7 +1,6 @@
 import { Xxh32, xxh32 } from '@node-rs/xxhash';
 import {
   LARGE_STREAM_BYTES,
-  SpareBuffers,
   compressDepth,
   lz4Threads,
   poolCompress,
@@ -10,6 +9,7 @@ import {
   warmCompressPool,
 } from './lz4-pool.js';
 import { nativeLz4 } from './lz4-native.js';
+import { SpareBuffers } from './spare-buffers.js';
 
 export { releaseDecodedBlock } from './lz4-pool.js';
 import { ByteReader } from './byte-reader.js';
@@ -41,7 +41,6 @@ export interface Lz4EncodeOptions {
   expectedBytes?: number;
 }
 
-/** Options for reading an LZ4 frame (none yet). */
 /** Options for reading LZ4 frames. */
 export interface Lz4DecodeOptions {
   /**

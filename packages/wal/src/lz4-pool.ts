@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { compressSync, uncompressSync } from 'lz4-napi';
 import { nativeLz4, type NativeLz4 } from './lz4-native.js';
+import { SpareBuffers } from './spare-buffers.js';
 
 /*
  * With the liblz4 binding (lz4-native.ts), every block of 256 KiB or more is compressed on libuv's
@@ -306,28 +307,6 @@ export function uncompressDepth(): number {
 
 /** Blocks smaller than this are compressed on the calling thread (liblz4 takes ~0.4 ms for 256 KiB). */
 const NATIVE_ASYNC_MIN = 256 * 1024;
-/**
- * Buffers kept for reuse, up to `max` of them, each with one user at a time: `take` removes a spare
- * of at least the size asked (or allocates one, of at least `minBytes`), `give` puts one back.
- */
-export class SpareBuffers {
-  readonly #list: Buffer[] = [];
-
-  constructor(
-    readonly max: number,
-    readonly minBytes = 0,
-  ) {}
-
-  take(bytes: number): Buffer {
-    const i = this.#list.findIndex((b) => b.length >= bytes);
-    return i >= 0 ? this.#list.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(Math.max(bytes, this.minBytes));
-  }
-
-  give(b: Buffer | undefined): void {
-    if (b && this.#list.length < this.max) this.#list.push(b);
-  }
-}
-
 /**
  * Spare input and output buffers of the native compressor, reused block after block; new ones are
  * rounded up so one buffer fits every block of the common sizes (4 MiB and below).

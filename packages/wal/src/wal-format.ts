@@ -263,21 +263,9 @@ export class WalChain {
     if (h.pgno === 0) return 'invalid-frame';
     const be = this.header.bigEndianChecksum;
     if (readsNativeWords(be, frame) && frame.byteLength % 8 === 0) {
-      // Sum the words in place through one view per input buffer (frames are usually views into
-      // the same large chunk), allocating nothing per frame: the 8 header bytes, then the page.
-      if (frame.buffer !== this.#wordsOf) {
-        this.#wordsOf = frame.buffer;
-        this.#words = new Int32Array(frame.buffer, 0, frame.buffer.byteLength >>> 2);
-      }
-      const w = this.#words!;
-      const start = frame.byteOffset >>> 2;
-      const sum = this.#sum;
-      sum.a = this.#s0;
-      sum.b = this.#s1;
-      addNativeWords(w, start, start + 2, sum);
-      addNativeWords(w, start + (WAL_FRAME_HEADER_SIZE >>> 2), start + (frame.byteLength >>> 2), sum);
-      const a = sum.a >>> 0;
-      const b = sum.b >>> 0;
+      this.#sumFrame(this.#wordsFor(frame.buffer), frame.byteOffset >>> 2, frame.byteLength >>> 2);
+      const a = this.#sum.a >>> 0;
+      const b = this.#sum.b >>> 0;
       if (a !== h.checksum1 || b !== h.checksum2) return 'checksum-mismatch';
       this.#s0 = a;
       this.#s1 = b;
@@ -325,11 +313,7 @@ export class WalChain {
       }
       return n;
     }
-    if (buf.buffer !== this.#wordsOf) {
-      this.#wordsOf = buf.buffer;
-      this.#words = new Int32Array(buf.buffer, 0, buf.buffer.byteLength >>> 2);
-    }
-    const w = this.#words!;
+    const w = this.#wordsFor(buf.buffer);
     const salt1 = this.header.salt1;
     const salt2 = this.header.salt2;
     const frameWords = frameSize >>> 2;
@@ -338,13 +322,7 @@ export class WalChain {
     for (let at = start; n < max; n++, at += frameSize) {
       const pgno = be32(buf, at);
       if (pgno === 0 || be32(buf, at + 8) !== salt1 || be32(buf, at + 12) !== salt2) break;
-      const base = (buf.byteOffset + at) >>> 2;
-      // The sums stay in addNativeWords, a small function V8 optimises on its own: inlined here,
-      // the loop ran unoptimised for a while in a fresh process whenever this function deoptimised.
-      sum.a = this.#s0;
-      sum.b = this.#s1;
-      addNativeWords(w, base, base + 2, sum);
-      addNativeWords(w, base + (WAL_FRAME_HEADER_SIZE >>> 2), base + frameWords, sum);
+      this.#sumFrame(w, (buf.byteOffset + at) >>> 2, frameWords);
       const x = sum.a >>> 0;
       const y = sum.b >>> 0;
       if (x !== be32(buf, at + 16) || y !== be32(buf, at + 20)) break;
@@ -354,6 +332,32 @@ export class WalChain {
       commits[n] = be32(buf, at + 4);
     }
     return n;
+  }
+
+  /**
+   * A word view of all of `memory`, kept while frames come from the same memory (frames are usually
+   * views into one large chunk): nothing is allocated per frame.
+   */
+  #wordsFor(memory: ArrayBufferLike): Int32Array {
+    if (memory !== this.#wordsOf) {
+      this.#wordsOf = memory;
+      this.#words = new Int32Array(memory, 0, memory.byteLength >>> 2);
+    }
+    return this.#words!;
+  }
+
+  /**
+   * Sums the frame whose first word is `base` in `w` (its 8 header bytes, then its page, up to word
+   * `base + frameWords`), continuing the chain, into #sum. The sums stay in addNativeWords, a small
+   * function V8 optimises on its own: inlined into a caller, the loop ran unoptimised for a while in
+   * a fresh process whenever that caller deoptimised.
+   */
+  #sumFrame(w: Int32Array, base: number, frameWords: number): void {
+    const sum = this.#sum;
+    sum.a = this.#s0;
+    sum.b = this.#s1;
+    addNativeWords(w, base, base + 2, sum);
+    addNativeWords(w, base + (WAL_FRAME_HEADER_SIZE >>> 2), base + frameWords, sum);
   }
 
   /** The buffer #words views, kept so consecutive frames of one chunk share it. */

@@ -115,18 +115,6 @@ export class WalFrameReader implements AsyncIterable<WalFrame> {
     return this.#header;
   }
 
-  /**
-   * Returns the next verified frame when its bytes are already buffered (or null once reading has
-   * stopped), without waiting; returns undefined when the next frame needs more input (call `next`).
-   * Lets a consumer handle a chunk's frames without an await per frame.
-   */
-  nextBuffered(): WalFrame | null | undefined {
-    if (!this.#chain) return undefined;
-    if (this.#stopped) return null;
-    const frame = this.#reader.takeBuffered(this.#frameSize);
-    return frame ? this.#accept(frame) : undefined;
-  }
-
   #pgnos = new Uint32Array(0);
   #commits = new Uint32Array(0);
 
