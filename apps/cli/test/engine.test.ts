@@ -1,7 +1,8 @@
 // The engine as a library: an app opens replication in a few lines, awaits durability, and the
 // engine keeps going through storage outages, retention and validation. The writer is a separate
 // process; storage is a real directory.
-import { existsSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileReplicaClient } from '@ls/client-file';
 import { Db, collect, listGenerations, listSnapshots, listWalSegments, restore, type Logger } from '@ls/core';
@@ -208,6 +209,44 @@ describe('Db lifecycle', () => {
     expect((await restoreRows(root, 'later')).rows).toEqual(dump(path).rows);
   });
 
+  it("keeps SQLite's locks while it reads the database (snapshot, validation): an app closing its connection leaves the WAL and every commit in place", async () => {
+    // Regression: a snapshot read the file through a descriptor of its own and closed it, which
+    // released every POSIX lock the process held on the database, SQLite's SHARED lock included.
+    // The next app process to close its connection then took itself for the last one, checkpointed
+    // what it could and deleted the WAL under lstream's read transaction: commits lost, and the
+    // database corrupt once the WAL was large.
+    const path = join(dir, 'locks.db');
+    const root = join(dir, 'locks-replica');
+    write(path, ['--rows', '300', '--size', '2000']);
+    const { lines, logger } = collectingLogger();
+    const db = new Db(path, { logger });
+    const replica = db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0 });
+    await db.open();
+    await db.flush();
+    const generation = db.pos!.generation;
+    // The POSIX locks this process holds on the database file (Linux lists them in /proc/locks).
+    const ino = statSync(path).ino;
+    const ourLocks = () => readFileSync('/proc/locks', 'utf8').split('\n').filter((l) => l.includes(` ${process.pid} `) && l.includes(`:${ino} `));
+    expect(ourLocks().length).toBeGreaterThan(0);
+    for (const read of [() => replica.snapshot(), () => replica.validate()]) {
+      await read();
+      expect(ourLocks().length).toBeGreaterThan(0);
+      // The sqlite3 CLI opens the database, commits and closes its connection: were it the last
+      // connection, it would checkpoint and delete the WAL.
+      const r = spawnSync('sqlite3', [path, "INSERT INTO t (body, n) SELECT 'cli-' || id, id FROM t ORDER BY id LIMIT 40;"], { encoding: 'utf8' });
+      expect(r.stderr).toBe('');
+      expect(existsSync(`${path}-wal`)).toBe(true);
+      await db.flush();
+    }
+    expect(db.pos!.generation).toBe(generation);
+    expect(lines.filter((l) => l.level === 'warn' || l.level === 'error')).toEqual([]);
+    await db.close();
+    const source = dump(path);
+    expect(source.integrity).toBe('ok');
+    expect(source.rows.length).toBe(380);
+    expect((await restoreRows(root, 'locks')).rows).toEqual(source.rows);
+  });
+
   it('follows a database file that is removed, then replaced by another, without spinning', async () => {
     const path = join(dir, 'replaced.db');
     const root = join(dir, 'replaced-replica');
@@ -348,7 +387,6 @@ describe('validation', () => {
     // Storage is tampered with: the latest snapshot now holds another database (valid LZ4, valid SQLite).
     const snap = await replica.snapshot();
     const key = join(root, 'generations', snap.generation, 'snapshots', `${snap.index.toString(16).padStart(8, '0')}.snapshot.lz4`);
-    const { spawnSync } = await import('node:child_process');
     expect(spawnSync('lz4', ['-q', '-f', '-1', other, key]).status).toBe(0);
     expect(await replica.validate()).toBe(false);
     expect(results).toEqual([true, false]);

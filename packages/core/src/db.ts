@@ -17,6 +17,7 @@ import { InvalidArgumentError, LstreamError } from './errors.js';
 import { LstreamEmitter } from './events.js';
 import { fsyncDir, readFileRange, statOrUndefined, writeFileAtomic } from './fs-util.js';
 import { instrumentClient } from './instrument.js';
+import { DatabaseFile } from './database-file.js';
 import { LockFile } from './lock-file.js';
 import { noopLogger, type Logger } from './logger.js';
 import {
@@ -137,8 +138,11 @@ export class Db {
   #waitingForDb = false;
   /** Set when the database file was removed or replaced under the connection: the next sync starts a generation. */
   #replaced: string | undefined;
-  /** The database file the connection has open (device and inode), to notice it being replaced. */
-  #dbFile: { dev: bigint; ino: bigint } | undefined;
+  /**
+   * lstream's descriptor of the database file the connection has open (see database-file.ts), also
+   * how a replaced file is noticed (device and inode).
+   */
+  #dbFile: DatabaseFile | undefined;
   /** When the current run of failed syncs began (undefined while syncs succeed). */
   #failingSince: number | undefined;
   #copyBuf: Buffer | undefined;
@@ -448,18 +452,26 @@ export class Db {
   }
 
   async #init(): Promise<void> {
+    // Taken before SQLite opens the path: should the file be replaced in between, the next sync
+    // sees the path name another file than this one and starts over.
+    let file: DatabaseFile;
+    try {
+      file = await DatabaseFile.acquire(this.path);
+    } catch (err) {
+      throw new DbError(`cannot open the database for replication: ${(err as Error).message}`, { cause: err });
+    }
     let opened: Awaited<ReturnType<typeof SqliteConnection.open>>;
     try {
       opened = await SqliteConnection.open(this.path, this.#options.busyTimeoutMs);
     } catch (err) {
+      await file.release();
       // Lock contention at startup (the app holds the write lock) is retried by the monitor.
       if (err instanceof SqliteError && err.busy) throw err;
       throw new DbError(`cannot open the database for replication: ${(err as Error).message}`, { cause: err });
     }
     this.#conn = opened.conn;
     this.#pageSize = opened.pageSize;
-    const st = await statOrUndefined(this.path);
-    this.#dbFile = st ? { dev: st.dev, ino: st.ino } : undefined;
+    this.#dbFile = file;
     await this.#loadShadow();
   }
 
@@ -777,25 +789,30 @@ export class Db {
   /**
    * Runs `fn` with checkpoints paused after making the WAL as short as possible (a checkpoint and
    * restart), so the database file is stable and the snapshot is at the start of a WAL index.
-   * `fn` receives the position the database file plus that index's WAL reproduce.
+   * `fn` receives the position the database file plus that index's WAL reproduce, and the one
+   * descriptor through which lstream reads the database file: read it at explicit positions and
+   * never close it (closing any descriptor of the file would drop the locks SQLite's connections in
+   * this process hold on it; see database-file.ts).
    */
-  async withSnapshotLock<T>(fn: (pos: Pos) => Promise<T>): Promise<T> {
+  async withSnapshotLock<T>(fn: (pos: Pos, file: FileHandle) => Promise<T>): Promise<T> {
     if (this.#connectionClosed) {
       throw new DbError(`${this.path}: a snapshot was needed (a replica lost its chain or never got its first snapshot) after the database was closed; it is taken at the next start`);
     }
-    const pos = await this.#serial(async () => {
+    const locked = await this.#serial(async () => {
       let p = await this.#syncLocked(false);
       if (!p) throw new DbError(`${this.path}: cannot snapshot a database that does not exist yet`);
       if (this.#snapshotting === 0 && p.offset > WAL_HEADER_SIZE && (await this.#checkpoint('PASSIVE'))) {
         p = this.pos!;
       }
       this.#snapshotting++;
-      return p;
+      // Held by fn: a connection dropped meanwhile (the file replaced) leaves it open until fn ends.
+      return { pos: p, file: this.#dbFile!.retain() };
     });
     try {
-      return await fn(pos);
+      return await fn(locked.pos, locked.file.fh);
     } finally {
       this.#snapshotting--;
+      await locked.file.release();
     }
   }
 
@@ -957,18 +974,26 @@ export class Db {
    */
   async #dropConnection(replaced?: string): Promise<void> {
     const old = this.#conn;
+    const file = this.#dbFile;
     this.#conn = undefined;
     this.#dbFile = undefined;
     this.#expectRestart = false;
     if (replaced !== undefined) this.#replaced = replaced;
     await old?.close().catch(() => undefined);
+    await file?.release();
   }
 
   async #closeConnection(): Promise<void> {
     this.#connectionClosed = true;
     const conn = this.#conn;
+    const file = this.#dbFile;
     this.#conn = undefined;
-    if (conn) await conn.close();
+    this.#dbFile = undefined;
+    try {
+      if (conn) await conn.close();
+    } finally {
+      await file?.release();
+    }
   }
 
   async #shutdownMarker(): Promise<ShutdownMarker | undefined> {

@@ -1,5 +1,4 @@
 import { setMaxListeners } from 'node:events';
-import { stat } from 'node:fs/promises';
 import { LZ4_DEFAULT_BLOCK_SIZE, readFileChunks } from '@ls/wal';
 import type { ReplicaClient } from './client.js';
 import type { Db } from './db.js';
@@ -555,12 +554,12 @@ export class Replica {
   async #snapshotLocked(): Promise<SnapshotInfo> {
     const signal = this.#abort.signal;
     const started = performance.now();
-    return this.db.withSnapshotLock(async (pos) => {
+    return this.db.withSnapshotLock(async (pos, file) => {
       // Chunks of one LZ4 block each are compressed without a copy, read into two buffers that are
       // refilled (the encoder keeps nothing from a chunk): no fresh memory for each of a large
-      // database's blocks.
-      const stream = readFileChunks(this.db.path, { chunkBytes: LZ4_DEFAULT_BLOCK_SIZE });
-      const expectedBytes = (await stat(this.db.path)).size;
+      // database's blocks. Read through the Db's descriptor, which stays open (see database-file.ts).
+      const expectedBytes = (await file.stat()).size;
+      const stream = readFileChunks(file, { chunkBytes: LZ4_DEFAULT_BLOCK_SIZE, end: expectedBytes });
       const info = await writeSnapshot(this.client, pos.generation, pos.index, stream, { signal, lz4: { expectedBytes } });
       this.#needSnapshot = false;
       this.db.events.emit('snapshot', {

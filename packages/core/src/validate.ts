@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { copyFile, mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { WalApplier } from '@ls/wal';
+import { WalApplier, readFileChunks, writeAt } from '@ls/wal';
 import { LstreamError } from './errors.js';
 import { readRange } from './fs-util.js';
 import type { Replica } from './replica.js';
@@ -22,6 +22,20 @@ async function sha256File(path: string): Promise<string> {
   return h.digest('hex');
 }
 
+/** Copies all of the open file `src` (left open) to a new file at `dest`. */
+async function copyOpenFile(src: FileHandle, dest: string): Promise<void> {
+  const out = await open(dest, 'wx', 0o600);
+  try {
+    let at = 0;
+    for await (const chunk of readFileChunks(src)) {
+      await writeAt(out, chunk, at);
+      at += chunk.length;
+    }
+  } finally {
+    await out.close();
+  }
+}
+
 /**
  * Restores `replica` into a temp file and compares it, byte for byte (SHA-256), with the database at
  * the same position, built from the database file plus the shadow WAL while checkpoints are paused.
@@ -32,7 +46,7 @@ export async function validateReplica(replica: Replica, signal?: AbortSignal): P
   const db = replica.db;
   const dir = await mkdtemp(join(tmpdir(), 'lstream-validate-'));
   try {
-    return await db.withSnapshotLock(async (pos) => {
+    return await db.withSnapshotLock(async (pos, file) => {
       const wait = AbortSignal.timeout(VALIDATION_WAIT_MS);
       await replica.waitFor(pos, signal ? AbortSignal.any([signal, wait]) : wait);
       const restored = join(dir, 'restored.db');
@@ -42,7 +56,9 @@ export async function validateReplica(replica: Replica, signal?: AbortSignal): P
         throw new LstreamError('EVALIDATE', `validation restored ${reached} but the database is at ${pos}`);
       }
       const expected = join(dir, 'expected.db');
-      await copyFile(db.path, expected);
+      // Copied through the Db's descriptor: one of its own, closed after the copy, would drop the
+      // locks SQLite's connections hold on the database (see database-file.ts).
+      await copyOpenFile(file, expected);
       if (reached.offset > 32) {
         const applier = await WalApplier.open(expected, { strict: true, fsync: false });
         try {

@@ -1,5 +1,5 @@
 import { createReadStream, readdirSync } from 'node:fs';
-import { copyFile, readFile, readdir, rename, writeFile } from 'node:fs/promises';
+import { copyFile, open, readFile, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { integrityCheck, sqliteCheckpoint, tempDir, writeWithSqlite } from '../test/helpers.js';
@@ -370,5 +370,29 @@ describe('readFileChunks', () => {
     }
     expect(openFiles()).toBe(before);
     await expect(collect(readFileChunks(path, { chunkBytes: 0 }))).rejects.toBeInstanceOf(RangeError);
+  });
+
+  it('reads an open file handle at explicit positions and leaves it open, whether read to the end or stopped early', async () => {
+    const { path, data } = await patternFile(7);
+    const fh = await open(path, 'r');
+    try {
+      const parts: Buffer[] = [];
+      for await (const c of readFileChunks(fh, { chunkBytes: 4096 })) parts.push(Buffer.from(c));
+      expect(Buffer.concat(parts).equals(data)).toBe(true);
+      for await (const c of readFileChunks(fh, { chunkBytes: 4096, start: 5 })) {
+        expect(c.equals(data.subarray(5, 4101))).toBe(true);
+        break;
+      }
+      const lent = lendFileChunks(fh, { start: 100, end: 300 });
+      for await (const c of lent.chunks) {
+        expect(c.equals(data.subarray(100, 300))).toBe(true);
+        lent.release(c);
+      }
+      // Still open: it reads again, from the start.
+      const { bytesRead } = await fh.read(Buffer.alloc(8), 0, 8, 0);
+      expect(bytesRead).toBe(8);
+    } finally {
+      await fh.close();
+    }
   });
 });

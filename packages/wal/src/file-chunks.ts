@@ -40,7 +40,8 @@ export interface ReadFileChunksOptions {
 }
 
 /**
- * Reads a file, or the byte range [start, end), as a stream of chunks held in two buffers that are
+ * Reads a file (a path, or an open handle, read at explicit positions and left open), or its byte
+ * range [start, end), as a stream of chunks held in two buffers that are
  * reused: the next chunk is read while the caller works on the current one. A chunk stays valid only
  * until the caller asks for the next one; its memory is then refilled. For consumers that keep
  * nothing past that point, such as `WalApplier.apply`; anything else must copy what it keeps.
@@ -48,10 +49,10 @@ export interface ReadFileChunksOptions {
  * Compared with `fs.createReadStream`, nothing is allocated per chunk: on a 70 MiB WAL that is the
  * difference between 20 ms and 60–75 ms spent reading, most of it page faults on fresh memory.
  */
-export function readFileChunks(path: string, options: ReadFileChunksOptions = {}): AsyncGenerator<Buffer, void, undefined> {
+export function readFileChunks(file: string | FileHandle, options: ReadFileChunksOptions = {}): AsyncGenerator<Buffer, void, undefined> {
   const buffers = [Buffer.alloc(0), Buffer.alloc(0)];
   let next = 0;
-  return fileChunks(path, options, (want) => {
+  return fileChunks(file, options, (want) => {
     if (buffers[next]!.length < want) buffers[next] = Buffer.allocUnsafeSlow(want);
     const buffer = buffers[next]!;
     next ^= 1;
@@ -71,17 +72,18 @@ export interface LentFileChunks {
 }
 
 /**
- * Reads a file, or the byte range [start, end), as chunks that stay valid until the caller gives
+ * Reads a file (a path, or an open handle, left open), or its byte range [start, end), as chunks
+ * that stay valid until the caller gives
  * them back, for a consumer that keeps parts of chunks in place instead of copying them:
  * `WalApplier.apply(chunks, { release })` keeps pages where they were read. The next chunk is read
  * while the caller works on the current one; its memory is a chunk given back, or new.
  */
-export function lendFileChunks(path: string, options: ReadFileChunksOptions = {}): LentFileChunks {
+export function lendFileChunks(file: string | FileHandle, options: ReadFileChunksOptions = {}): LentFileChunks {
   // Kept however many: no more than the caller held at once, and gone with this reader.
   const spares = new SpareBuffers(Infinity);
   const lent = new Map<Uint8Array, Buffer>();
   const chunks = fileChunks(
-    path,
+    file,
     options,
     (want, chunkBytes) => spares.take(Math.max(want, chunkBytes)),
     (view, buffer) => lent.set(view, buffer),
@@ -96,18 +98,19 @@ export function lendFileChunks(path: string, options: ReadFileChunksOptions = {}
 }
 
 /**
- * Reads [start, end) of the file at `path` in chunks, one read ahead, each into the buffer
- * `take(bytes, chunkBytes)` returns; `yielded` hears of each chunk yielded and the buffer it is in.
+ * Reads [start, end) of `file` (a path, or an open handle, which is left open) in chunks, one read
+ * ahead, each into the buffer `take(bytes, chunkBytes)` returns; `yielded` hears of each chunk
+ * yielded and the buffer it is in.
  */
 async function* fileChunks(
-  path: string,
+  file: string | FileHandle,
   options: ReadFileChunksOptions,
   take: (bytes: number, chunkBytes: number) => Buffer,
   yielded?: (view: Buffer, buffer: Buffer) => void,
 ): AsyncGenerator<Buffer, void, undefined> {
   const chunkBytes = options.chunkBytes ?? 4 * 1024 * 1024;
   if (!Number.isInteger(chunkBytes) || chunkBytes <= 0) throw new RangeError(`chunkBytes must be a positive integer, got ${chunkBytes}`);
-  const fh = await open(path, 'r');
+  const fh = typeof file === 'string' ? await open(file, 'r') : file;
   let pending: Promise<{ bytesRead: number; buffer: Buffer; want: number }> | undefined;
   try {
     let pos = options.start ?? 0;
@@ -137,6 +140,6 @@ async function* fileChunks(
     // A read-ahead still in flight when the caller stops must end before its file handle closes;
     // its result, or its failure, is for a chunk nobody asked for.
     await pending?.catch(() => undefined);
-    await fh.close();
+    if (typeof file === 'string') await fh.close();
   }
 }
