@@ -1,7 +1,8 @@
 // End to end: the real `lstream` binary replicates a database written by a separate process, and
 // restores it; Litestream's own restore procedure (lz4 CLI + sqlite3 CLI) reads what it wrote.
-import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dump, litestreamRestore, lstream, sleep, startLstream, startWriter, tempDir, write } from './helpers.js';
 
@@ -169,7 +170,6 @@ describe('lstream replicate and restore', () => {
 
     // An external TRUNCATE checkpoint while lstream is down breaks continuity: a new generation.
     write(db, ['--rows', '30', '--autocheckpoint', '0']);
-    const { spawnSync } = await import('node:child_process');
     expect(spawnSync('sqlite3', [db, 'PRAGMA wal_checkpoint(TRUNCATE);']).status).toBe(0);
     write(db, ['--rows', '30']);
     rep = startLstream(['replicate', '-config', configPath]);
@@ -245,6 +245,106 @@ describe('lstream restore', () => {
     expect(existsSync(`${out}.tmp`)).toBe(false);
   });
 
+  it('refuses to restore an older generation in place of the newest one when that has no snapshot yet', async () => {
+    const { db, replica, configPath } = config('nosnap');
+    write(db, ['--rows', '40']);
+    const rep = startLstream(['replicate', '-config', configPath]);
+    await rep.waitFor(/msg="replica synced"/);
+    expect(await rep.stop()).toBe(0);
+    const [old] = generationsOf(replica);
+    // A newer generation whose first snapshot has not arrived: its segments only, written now.
+    const newer = 'ffffffffffffffff';
+    mkdirSync(join(replica, 'generations', newer, 'wal'), { recursive: true });
+    for (const s of readdirSync(join(replica, 'generations', old!, 'wal'))) {
+      copyFileSync(join(replica, 'generations', old!, 'wal', s), join(replica, 'generations', newer, 'wal', s));
+    }
+    const out = join(dir, 'nosnap-restored.db');
+    const r = lstream(['restore', '-o', out, `file://${replica}`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('ENOBACKUP');
+    expect(r.stderr).toContain(`generation ${newer} (the generation updated last`);
+    expect(r.stderr).toContain('-generation');
+    expect(existsSync(out)).toBe(false);
+    // The older generation is still there for whoever asks for it.
+    expect(lstream(['restore', '-generation', old!, '-o', out, `file://${replica}`]).code).toBe(0);
+    expect(dump(out).rows).toEqual(dump(db).rows);
+  });
+
+  it('in config mode, fails on a replica it cannot restore from instead of quietly using another', async () => {
+    const second = join(dir, 'two-second-replica');
+    const { db, replica, configPath } = config('two', '', `        name: first\n      - url: file://${second}\n        name: second\n        sync-interval: 0s\n`);
+    write(db, ['--rows', '10']);
+    const rep = startLstream(['replicate', '-config', configPath]);
+    await rep.waitFor(/msg="replica synced"/);
+    write(db, ['--rows', '300', '--batch', '3', '--interval-ms', '5']);
+    await sleep(300);
+    expect(await rep.stop()).toBe(0);
+    const [gen] = generationsOf(replica);
+    const walDir = join(replica, 'generations', gen!, 'wal');
+    const segs = readdirSync(walDir).sort();
+    const out = join(dir, 'two-restored.db');
+    // A hole in the first replica's chain: found while planning (a whole WAL index is missing),
+    // or while restoring (a segment inside an index is).
+    const indexes = [...new Set(segs.map((s) => s.slice(0, 8)))];
+    expect(indexes.length).toBeGreaterThan(2);
+    const middle = indexes[1]!;
+    const inside = segs.findIndex((s, k) => k > 0 && segs[k + 1]?.slice(0, 8) === s.slice(0, 8) && !s.endsWith('_00000000.wal.lz4'));
+    expect(inside).toBeGreaterThan(0);
+    const insideName = segs[inside]!;
+    const kept = new Map(segs.map((s) => [s, readFileSync(join(walDir, s))]));
+    rmSync(join(walDir, insideName));
+    for (const s of segs.filter((x) => x.startsWith(middle) && x !== insideName)) rmSync(join(walDir, s));
+    for (let i = 0; i < 2; i++) {
+      const r = lstream(['restore', '-config', configPath, '-o', out, db]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('replica first:');
+      expect(r.stderr).toContain('EMISSING');
+      expect(r.stderr).toContain('-replica NAME');
+      expect(existsSync(out)).toBe(false);
+      // Planning finds the missing index first; with it back, restoring finds the missing segment.
+      if (i === 0) for (const s of segs.filter((x) => x.startsWith(middle) && x !== insideName)) writeFileSync(join(walDir, s), kept.get(s)!);
+    }
+    // The operator chooses the intact one.
+    expect(lstream(['restore', '-config', configPath, '-replica', 'second', '-o', out, db]).code).toBe(0);
+    expect(dump(out).rows).toEqual(dump(db).rows);
+  });
+
+  it('refuses a snapshot cut short inside a valid LZ4 frame, naming it and leaving nothing behind', async () => {
+    const { db, replica, configPath } = config('short');
+    write(db, ['--rows', '300', '--size', '1000']);
+    const rep = startLstream(['replicate', '-config', configPath]);
+    await rep.waitFor(/msg="snapshot written"/);
+    expect(await rep.stop()).toBe(0);
+    const [gen] = generationsOf(replica);
+    const snapDir = join(replica, 'generations', gen!, 'snapshots');
+    const snap = join(snapDir, readdirSync(snapDir).sort().at(-1)!);
+    // Snapshot only: no segment from the snapshot's index on.
+    const walDir = join(replica, 'generations', gen!, 'wal');
+    for (const s of readdirSync(walDir)) if (s.slice(0, 8) >= basename(snap).slice(0, 8)) rmSync(join(walDir, s));
+    const out = join(dir, 'short-restored.db');
+    const whole = lstream(['restore', '-integrity-check', '-o', out, `file://${replica}`]);
+    expect(whole.code).toBe(0);
+    rmSync(out);
+
+    const raw = spawnSync('lz4', ['-d', '-c', snap], { maxBuffer: 1 << 30 }).stdout;
+    expect(raw.length).toBeGreaterThan(200_000);
+    // Cut inside a page, and at a page boundary.
+    for (const [cut, why] of [
+      [200_000, 'but it holds 196608 bytes'],
+      [40_960, 'but it holds 40960 bytes'],
+    ] as const) {
+      writeFileSync(join(dir, 'short.raw'), raw.subarray(0, cut));
+      expect(spawnSync('lz4', ['-q', '-f', '-1', join(dir, 'short.raw'), snap]).status).toBe(0);
+      const r = lstream(['restore', '-o', out, `file://${replica}`]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('the restored database is not whole: its header counts');
+      expect(r.stderr).toContain(why);
+      expect(r.stderr).toContain('ECORRUPT');
+      expect(existsSync(out)).toBe(false);
+      expect(existsSync(`${out}.tmp`)).toBe(false);
+    }
+  });
+
   it('honours -if-db-not-exists, -if-replica-exists and -dry-run', () => {
     const empty = join(dir, 'empty-replica');
     const out = join(dir, 'never.db');
@@ -265,6 +365,14 @@ describe('lstream restore', () => {
     expect(stale.stderr).toContain(`${out}-wal exists`);
     expect(existsSync(out)).toBe(false);
     rmSync(`${out}-wal`);
+    // What a killed restore leaves is named, all of it, with the command that removes it.
+    writeFileSync(`${out}.tmp`, 'partial');
+    writeFileSync(`${out}.tmp-wal`, 'partial');
+    const left = lstream(['restore', '-o', out, `file://${replica}`]);
+    expect(left.code).toBe(1);
+    expect(left.stderr).toContain(`rm '${out}.tmp' '${out}.tmp-wal'`);
+    rmSync(`${out}.tmp`);
+    rmSync(`${out}.tmp-wal`);
 
     const dry = lstream(['restore', '-dry-run', '-json', '-o', out, `file://${replica}`]);
     expect(dry.code).toBe(0);

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { link, mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { CorruptDataError, WalApplier, decodeLz4Frame, releaseDecodedBlock, writeAt } from '@ls/wal';
+import { CorruptDataError, WalApplier, decodeLz4Frame, readAt, releaseDecodedBlock, writeAt } from '@ls/wal';
 import type { ReplicaClient } from './client.js';
 import { InvalidArgumentError, LstreamError, throwIfAborted } from './errors.js';
 import { snapshotKey, walSegmentKey, type SnapshotInfo, type WalSegmentInfo } from './layout.js';
@@ -51,8 +51,9 @@ export class IntegrityCheckError extends LstreamError {
   constructor(
     message: string,
     readonly problems: string[],
+    options?: { cause?: unknown },
   ) {
-    super('EINTEGRITY', message);
+    super('EINTEGRITY', message, options);
   }
 }
 
@@ -165,13 +166,24 @@ export async function planRestore(client: ReplicaClient, target: RestoreTarget, 
   // replica knows (Litestream refuses such a timestamp).
   let best: Candidate | undefined;
   const ts = target.timestamp?.getTime();
+  // A generation with segments but no snapshot competes too: when it is the one the target needs
+  // (its first snapshot is still uploading, or was lost), an older generation is not a stand-in.
   for (const gen of candidates) {
     const snaps = await collect(listSnapshots(client, gen, { signal }));
-    if (snaps.length === 0) continue;
     const segs = await collect(listWalSegments(client, gen, { signal }));
-    const c: Candidate = { gen, snaps, segs, ...timeBounds(snaps, segs)! };
+    const bounds = timeBounds(snaps, segs);
+    if (!bounds) continue;
+    const c: Candidate = { gen, snaps, segs, ...bounds };
     if (ts !== undefined && c.start > ts) continue;
     if (!best || c.end > best.end) best = c;
+  }
+  if (best && best.snaps.length === 0) {
+    const which = ts !== undefined ? 'the generation current at the timestamp' : 'the generation updated last';
+    const older = target.generation === undefined ? ', or pass -generation to restore an older one (`lstream generations` lists them)' : '';
+    throw new NoBackupError(
+      `generation ${best.gen} (${which}, at ${new Date(best.end).toISOString()}) has WAL segments but no snapshot, so it cannot be restored; ` +
+        `its first snapshot may still be uploading: retry once it is there${older}`,
+    );
   }
   if (!best) {
     if (target.timestamp) {
@@ -278,9 +290,12 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
       );
     }
   }
-  if (await exists(tmp)) {
+  const leftovers: string[] = [];
+  for (const p of [tmp, `${tmp}-wal`, `${tmp}-shm`]) if (await exists(p)) leftovers.push(p);
+  if (leftovers.length > 0) {
     throw new InvalidArgumentError(
-      `${tmp} exists: another restore to ${out} is running, or one crashed; remove ${tmp} if no restore is running`,
+      `${leftovers.join(', ')} ${leftovers.length > 1 ? 'exist' : 'exists'}: another restore to ${out} is running, or one was killed; ` +
+        `if none is running, remove ${leftovers.length > 1 ? 'them' : 'it'} (rm ${leftovers.map((p) => `'${p}'`).join(' ')}) and restore again`,
     );
   }
   const plan = await planRestore(client, options, signal);
@@ -418,6 +433,7 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
     await applier.close();
     applier = undefined;
 
+    await checkWholeDatabase(tmp, snapshotKey(plan.generation, plan.snapshot.index));
     if (options.integrityCheck) await checkIntegrity(tmp);
     const fh2 = await open(tmp, 'r+');
     try {
@@ -444,16 +460,55 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
   }
 }
 
+/**
+ * Checks that the restored file at `path` is a whole SQLite database: its header, a page size SQLite
+ * uses, whole pages, and at least the pages its header counts (when that count is valid). A snapshot
+ * cut short by its writer still makes a valid LZ4 frame; without this, it would restore into a
+ * corrupt database that only `integrity_check` would catch. (Checked after the WAL is applied: a
+ * snapshot read while another process checkpointed may hold page 1 ahead of the rest, which its
+ * WAL then completes.)
+ */
+async function checkWholeDatabase(path: string, snapshot: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    if (size === 0) return;
+    const fail = (why: string): never => {
+      throw new CorruptDataError(`the restored database is not whole: ${why}; the snapshot ${snapshot} is likely truncated or damaged`);
+    };
+    const head = await readAt(fh, 0, 100);
+    if (head.length < 100 || head.toString('latin1', 0, 16) !== 'SQLite format 3\0') fail('it does not start with a SQLite header');
+    const raw = head.readUInt16BE(16);
+    const ps = raw === 1 ? 65536 : raw;
+    if (ps < 512 || (ps & (ps - 1)) !== 0) fail(`its header gives a page size of ${raw}`);
+    if (size % ps !== 0) fail(`it holds ${size} bytes, not a whole number of ${ps}-byte pages`);
+    // The header's page count is valid when its version-valid-for number matches the change counter.
+    const pages = head.readUInt32BE(28);
+    if (head.readUInt32BE(92) === head.readUInt32BE(24) && size < pages * ps) {
+      fail(`its header counts ${pages} pages of ${ps} bytes (${pages * ps} bytes), but it holds ${size} bytes`);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Runs `PRAGMA integrity_check` on the database at `path`; rejects with IntegrityCheckError unless it says ok. */
 export async function checkIntegrity(path: string): Promise<void> {
   const require = createRequire(import.meta.url);
   const Database = require('better-sqlite3') as typeof import('better-sqlite3');
-  const db = new Database(path, { fileMustExist: true });
   let rows: string[];
   try {
-    rows = (db.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check);
-  } finally {
-    db.close();
+    const db = new Database(path, { fileMustExist: true });
+    try {
+      rows = (db.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check);
+    } finally {
+      db.close();
+    }
+  } catch (err) {
+    // SQLite may refuse the file outright ("database disk image is malformed", "file is not a
+    // database"): that is the check failing too.
+    const reason = (err as Error).message;
+    throw new IntegrityCheckError(`${path}: integrity check failed: ${reason}`, [reason], { cause: err });
   }
   if (!(rows.length === 1 && rows[0] === 'ok')) {
     throw new IntegrityCheckError(`${path}: integrity check failed: ${rows.slice(0, 5).join('; ')}`, rows);

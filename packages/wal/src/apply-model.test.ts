@@ -206,6 +206,26 @@ describe('WalApplier against a model', () => {
     expect(r.got.equals(r.want)).toBe(true);
   });
 
+  it('spills to a file that has no name while it is used, so a process killed meanwhile leaves nothing', async () => {
+    const path = join(dir, `db-${++run}`);
+    await writeFile(path, Buffer.alloc(0));
+    const applier = await WalApplier.open(path, { bufferBytes: 2 * 512, fsync: false });
+    const { wal } = buildWal(512, { txns: [commit([1, 2, 3, 4, 5, 6, 7, 8])], piece: 512 }, 7);
+    // What the directory holds while the applier waits for the transaction's last frame, its first
+    // seven pages having gone to the spill file (two fit in memory).
+    let during: string[] = [];
+    const source = (async function* () {
+      const cut = wal.length - 600;
+      yield wal.subarray(0, cut);
+      during = await readdir(dir);
+      yield wal.subarray(cut);
+    })();
+    await applier.apply(source);
+    await applier.close();
+    expect(during.filter((f) => f.startsWith(`db-${run}`))).toEqual([`db-${run}`]);
+    expect((await readFile(path)).length).toBe(8 * 512);
+  });
+
   it('forgets a spilled transaction its source failed in, and applies the next WAL', async () => {
     const txns = [commit([1]), open([2, 3, 4])];
     const first = buildWal(512, { txns, piece: 1 }, 1).wal;

@@ -605,8 +605,11 @@ export class WalApplier {
       return;
     }
     if (!this.#spill) {
+      // Named only until it is open: a process killed meanwhile leaves nothing behind.
       const path = `${this.#path}.lstream-apply-${randomBytes(4).toString('hex')}.tmp`;
-      this.#spill = { fh: await open(path, 'w+'), path };
+      const fh = await open(path, 'wx+', 0o600);
+      this.#spill = { fh, path };
+      await rm(path, { force: true });
     }
     const spill = this.#spill;
     const ps = this.#pageSize!;

@@ -1,8 +1,10 @@
 import { existsSync } from 'node:fs';
 import cliProgress from 'cli-progress';
 import {
+  LstreamError,
   NoBackupError,
   OutputExistsError,
+  TargetNotFoundError,
   planRestore,
   restore,
   type ReplicaClient,
@@ -27,7 +29,8 @@ Flags:
   -o PATH               output path (default: the database path, config mode only)
   -replica NAME         restore from this replica (default: the one with the latest data)
   -generation NAME      restore from this generation (default: the latest)
-  -index HEX            restore through the end of this WAL index (needs -generation)
+  -index HEX            restore through the end of this WAL index, in hex (needs -generation);
+                        \`lstream wal\` prints indexes in decimal: its 31 is -index 1f
   -timestamp TIME       restore to the last segment created at or before this RFC 3339 time
   -parallelism N        objects downloaded at once (default 8)
   -if-db-not-exists     succeed without restoring when the output already exists
@@ -57,18 +60,36 @@ function parseTarget(values: { generation?: string; index?: string; timestamp?: 
   if (values.generation !== undefined) target.generation = values.generation;
   if (values.index !== undefined) {
     if (!/^[0-9a-fA-F]{1,8}$/.test(values.index) || parseInt(values.index, 16) > 0x7fffffff) {
-      throw new UsageError(`restore: -index takes a WAL index in hex (as \`lstream wal\` shows it, e.g. 1f), got '${values.index}'`, 'restore');
+      throw new UsageError(
+        `restore: -index takes a WAL index in hex, as Litestream's does (\`lstream wal\` and \`lstream snapshots\` print indexes in decimal: index 31 there is -index 1f), got '${values.index}'`,
+        'restore',
+      );
     }
     target.index = parseInt(values.index, 16);
   }
   if (values.timestamp !== undefined) {
-    const ts = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(values.timestamp) ? new Date(values.timestamp) : undefined;
-    if (!ts || Number.isNaN(ts.getTime())) {
+    const ts = parseRfc3339(values.timestamp);
+    if (!ts) {
       throw new UsageError(`restore: -timestamp takes an RFC 3339 time such as 2026-11-26T19:38:29Z, got '${values.timestamp}'`, 'restore');
     }
     target.timestamp = ts;
   }
   return target;
+}
+
+/**
+ * An RFC 3339 time (`2026-11-26T19:38:29Z`, `…29.5+02:00`), or undefined when it is not one. Every field
+ * is checked, as Go's parser does: `Date` would turn February 30 into March 2, and 24:00 into the next day.
+ */
+export function parseRfc3339(text: string): Date | undefined {
+  const m = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))$/.exec(text);
+  if (!m) return undefined;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59) return undefined;
+  if (m[9] !== undefined && (Number(m[9]) > 23 || Number(m[10]) > 59)) return undefined;
+  const date = new Date(text.toUpperCase());
+  return Number.isNaN(date.getTime()) ? undefined : date;
 }
 
 function planSummary(name: string, plan: RestorePlan) {
@@ -85,7 +106,12 @@ function planSummary(name: string, plan: RestorePlan) {
   };
 }
 
-/** Picks the replica to restore from: the named one, the only one, or the one whose chosen generation was updated last. */
+/**
+ * Picks the replica to restore from: the named one, the only one, or the one whose chosen generation
+ * was updated last. A replica that holds no backup, or not the target, leaves the choice to the
+ * others; one that cannot be read or holds a broken chain fails the restore, naming it: the others
+ * may hold older data, and a restore that quietly goes back in time is worse than one that stops.
+ */
 async function choose(replicas: ResolvedReplica[], target: RestoreTarget): Promise<{ r: ResolvedReplica; plan: RestorePlan } | undefined> {
   let best: { r: ResolvedReplica; plan: RestorePlan; updated: number } | undefined;
   const errors: unknown[] = [];
@@ -96,6 +122,16 @@ async function choose(replicas: ResolvedReplica[], target: RestoreTarget): Promi
       for (const s of plan.segments) updated = Math.max(updated, s.createdAt.getTime());
       if (!best || updated > best.updated) best = { r, plan, updated };
     } catch (err) {
+      if (replicas.length > 1 && !NoBackupError.isInstance(err) && !TargetNotFoundError.isInstance(err)) {
+        const names = replicas.map((x) => x.config.name).join(', ');
+        const code = LstreamError.isInstance(err) ? err.code : 'EREPLICA';
+        throw new LstreamError(
+          code,
+          `replica ${r.config.name}: ${(err as Error).message}. Not restoring from another replica (${names}), which may hold older data: ` +
+            `fix this one, or choose one with -replica NAME`,
+          { cause: err },
+        );
+      }
       errors.push(err);
     }
   }
@@ -194,6 +230,10 @@ export async function run(argv: string[]): Promise<number> {
     // Stopped by a signal: the conventional 128 + signal number, once the restore has cleaned up.
     // It exits now: a storage SDK may still be retrying an aborted download in the background.
     if (stoppedBy) process.exit(stoppedBy === 'SIGINT' ? 130 : 143);
+    // With several replicas, say which one failed (another may be intact: -replica chooses it).
+    if (replicas.length > 1 && LstreamError.isInstance(err)) {
+      throw new LstreamError(err.code, `replica ${chosen.r.config.name}: ${err.message}; another replica may be intact: choose it with -replica NAME`, { cause: err });
+    }
     throw err;
   } finally {
     bar?.stop();
