@@ -19,6 +19,7 @@ import { fsyncDir, readFileRange, statOrUndefined, writeFileAtomic } from './fs-
 import { instrumentClient } from './instrument.js';
 import { DatabaseFile } from './database-file.js';
 import { LockFile } from './lock-file.js';
+import { LongTimer } from './timers.js';
 import { noopLogger, type Logger } from './logger.js';
 import {
   BUSY_TIMEOUT_MS,
@@ -125,7 +126,7 @@ export class Db {
   #snapshotting = 0;
   #queue: Promise<unknown> = Promise.resolve();
   #watcher: FSWatcher | undefined;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: LongTimer | undefined;
   #kick: NodeJS.Timeout | undefined;
   #syncing = false;
   #dirty = false;
@@ -290,8 +291,7 @@ export class Db {
   }
 
   #startMonitor(): void {
-    this.#timer = setInterval(() => this.#requestSync(), this.#options.monitorIntervalMs);
-    this.#timer.unref();
+    this.#timer = LongTimer.interval(() => this.#requestSync(), this.#options.monitorIntervalMs);
     try {
       const walName = basename(this.walPath);
       const dbName = basename(this.path);
@@ -963,7 +963,7 @@ export class Db {
     this.#closed = true;
     this.#watcher?.close();
     this.#watcher = undefined;
-    if (this.#timer) clearInterval(this.#timer);
+    this.#timer?.clear();
     if (this.#kick) clearTimeout(this.#kick);
   }
 

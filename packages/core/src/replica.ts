@@ -26,6 +26,7 @@ import {
   writeWalSegment,
 } from './replica-store.js';
 import { backoffDelay, sleep } from './retry.js';
+import { LongTimer } from './timers.js';
 import { validateReplica } from './validate.js';
 
 /** Longest wait between two attempts of a failing replica. */
@@ -79,9 +80,9 @@ export class Replica {
   #running: Promise<void> | undefined;
   #again = false;
   #timer: NodeJS.Timeout | undefined;
-  #snapshotTimer: NodeJS.Timeout | undefined;
-  #retentionTimer: NodeJS.Timeout | undefined;
-  #validationTimer: NodeJS.Timeout | undefined;
+  #snapshotTimer: LongTimer | undefined;
+  #retentionTimer: LongTimer | undefined;
+  #validationTimer: LongTimer | undefined;
   #started = false;
   /** No new background work starts (set by stopTimers). */
   #stopping = false;
@@ -162,18 +163,16 @@ export class Replica {
     if (o.snapshotIntervalMs > 0) this.#scheduleFirstSnapshot();
     if (o.retentionMs > 0) {
       const every = Math.max(1_000, Math.min(o.retentionCheckIntervalMs, o.retentionMs));
-      this.#retentionTimer = setInterval(() => this.#background('retention', () => this.enforceRetention()), every);
-      this.#retentionTimer.unref();
+      this.#retentionTimer = LongTimer.interval(() => void this.#background('retention', () => this.enforceRetention()), every);
     }
     if (o.validationIntervalMs > 0) {
       // Not exclusive: validation waits for syncs to ship the position it checks.
-      this.#validationTimer = setInterval(() => {
+      this.#validationTimer = LongTimer.interval(() => {
         if (this.#stopping) return;
         this.validate().catch((err: unknown) => {
           if (!this.#stopped) this.#logger.error('validation failed', { db: this.db.path, replica: this.name, error: String(err) });
         });
       }, o.validationIntervalMs);
-      this.#validationTimer.unref();
     }
   }
 
@@ -214,14 +213,13 @@ export class Replica {
   }
 
   #scheduleSnapshot(delayMs: number): void {
-    this.#snapshotTimer = setTimeout(() => {
+    this.#snapshotTimer = LongTimer.timeout(() => {
       void this.#background('snapshot', async () => {
         if (this.db.pos) await this.#snapshotLocked();
       }).finally(() => {
         if (!this.#stopping) this.#scheduleSnapshot(this.#options.snapshotIntervalMs);
       });
     }, delayMs);
-    this.#snapshotTimer.unref();
   }
 
   /**
@@ -230,8 +228,8 @@ export class Replica {
    */
   stopTimers(): void {
     this.#stopping = true;
-    for (const t of [this.#timer, this.#snapshotTimer]) if (t) clearTimeout(t);
-    for (const t of [this.#retentionTimer, this.#validationTimer]) if (t) clearInterval(t);
+    if (this.#timer) clearTimeout(this.#timer);
+    for (const t of [this.#snapshotTimer, this.#retentionTimer, this.#validationTimer]) t?.clear();
     this.#timer = undefined;
   }
 
@@ -284,10 +282,14 @@ export class Replica {
         : this.#lastUploadStartedAt + this.#options.syncIntervalMs - this.#lastUploadMs - Date.now();
     if (wait <= 0) this.#kick();
     else {
-      this.#timer = setTimeout(() => {
-        this.#timer = undefined;
-        this.#kick();
-      }, wait);
+      // At most setTimeout's longest delay: an absurd sync interval must not overflow into 1 ms.
+      this.#timer = setTimeout(
+        () => {
+          this.#timer = undefined;
+          this.#kick();
+        },
+        Math.min(wait, 2 ** 31 - 1),
+      );
       this.#timer.unref();
     }
   }
