@@ -247,6 +247,31 @@ describe('Db lifecycle', () => {
     expect((await restoreRows(root, 'locks')).rows).toEqual(source.rows);
   });
 
+  it('starts a new generation when its shadow directory is removed while it runs, and goes on replicating', async () => {
+    // Regression: starting the generation first fsynced the lost shadow file, failed on it, and
+    // failed again at every retry: replication stopped for good.
+    const path = join(dir, 'noshadow.db');
+    const root = join(dir, 'noshadow-replica');
+    write(path, ['--rows', '20']);
+    const { lines, logger } = collectingLogger();
+    const db = new Db(path, { logger });
+    db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0 });
+    await db.open();
+    write(path, ['--rows', '50']);
+    await db.flush();
+    const first = db.pos!.generation;
+    rmSync(db.metaPath, { recursive: true, force: true });
+    write(path, ['--rows', '50']);
+    await db.flush();
+    expect(db.pos!.generation).not.toBe(first);
+    expect(lines.some((l) => l.msg === 'new generation' && l.fields?.reason === 'shadow wal missing')).toBe(true);
+    write(path, ['--rows', '30']);
+    await db.close();
+    const restored = await restoreRows(root, 'noshadow');
+    expect(restored.integrity).toBe('ok');
+    expect(restored.rows).toEqual(dump(path).rows);
+  });
+
   it('follows a database file that is removed, then replaced by another, without spinning', async () => {
     const path = join(dir, 'replaced.db');
     const root = join(dir, 'replaced-replica');

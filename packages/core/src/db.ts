@@ -602,11 +602,22 @@ export class Db {
     await this.#removeOtherGenerations(generation);
   }
 
-  /** fsyncs the current shadow file when it has unsynced writes. */
-  async #fsyncShadow(): Promise<void> {
+  /**
+   * fsyncs the current shadow file when it has unsynced writes. With `missingOk`, a shadow file
+   * that is gone (its directory removed behind lstream's back) is nothing to sync: a generation
+   * replacing it is starting.
+   */
+  async #fsyncShadow(missingOk = false): Promise<void> {
     const s = this.#shadow;
     if (!s || !this.#shadowDirty) return;
-    const fh = await open(this.shadowWalPath(s.generation, s.index), 'r+');
+    let fh: FileHandle;
+    try {
+      fh = await open(this.shadowWalPath(s.generation, s.index), 'r+');
+    } catch (err) {
+      if (!missingOk || (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      this.#shadowDirty = false;
+      return;
+    }
     try {
       await fh.sync();
     } finally {
@@ -617,8 +628,9 @@ export class Db {
 
   /** Starts shadow file `index` with the WAL's header; its frames are copied next. */
   async #startIndex(generation: string, index: number, headerBytes: Buffer): Promise<void> {
-    // The previous file is complete: make it durable before moving on.
-    await this.#fsyncShadow();
+    // The previous file is complete: make it durable before moving on (unless it belongs to a
+    // generation being left, whose files may be gone: that is why one starts).
+    await this.#fsyncShadow(generation !== this.#shadow?.generation);
     const header = parseWalHeader(headerBytes);
     if (header.pageSize !== this.#pageSize) {
       throw new DbError(`${this.walPath}: WAL page size ${header.pageSize} differs from the database's ${this.#pageSize}`);
