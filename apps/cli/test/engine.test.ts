@@ -2,7 +2,7 @@
 // engine keeps going through storage outages, retention and validation. The writer is a separate
 // process; storage is a real directory.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileReplicaClient } from '@ls/client-file';
 import { Db, collect, listGenerations, listSnapshots, listWalSegments, restore, type Logger } from '@ls/core';
@@ -270,6 +270,30 @@ describe('Db lifecycle', () => {
     const restored = await restoreRows(root, 'noshadow');
     expect(restored.integrity).toBe('ok');
     expect(restored.rows).toEqual(dump(path).rows);
+  });
+
+  it('replicates a database opened through a symbolic link, whose WAL SQLite keeps next to the real file', async () => {
+    const realDir = join(dir, 'real-dir');
+    mkdirSync(realDir);
+    const real = join(realDir, 'target.db');
+    const link = join(dir, 'link.db');
+    write(real, ['--rows', '20']);
+    symlinkSync(real, link);
+    const db = new Db(link);
+    db.addReplica(new FileReplicaClient({ root: join(dir, 'link-replica') }), { syncIntervalMs: 0 });
+    await db.open();
+    // The lock sits next to the real file: a second lstream through the other name is refused.
+    const other = new Db(real);
+    other.addReplica(new FileReplicaClient({ root: join(dir, 'link-replica-2') }), { syncIntervalMs: 0 });
+    await expect(other.open()).rejects.toMatchObject({ code: 'ELOCKED' });
+    write(link, ['--rows', '200', '--batch', '4']);
+    expect(existsSync(`${real}-wal`)).toBe(true);
+    await db.flush();
+    await db.close();
+    const restored = await restoreRows(join(dir, 'link-replica'), 'link');
+    expect(restored.integrity).toBe('ok');
+    expect(restored.rows).toEqual(dump(real).rows);
+    expect(restored.rows).toHaveLength(220);
   });
 
   it('follows a database file that is removed, then replaced by another, without spinning', async () => {

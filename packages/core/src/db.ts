@@ -1,4 +1,4 @@
-import { watch, type FSWatcher } from 'node:fs';
+import { realpathSync, watch, type FSWatcher } from 'node:fs';
 import { mkdir, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import {
@@ -102,12 +102,32 @@ interface Shadow {
 }
 
 /**
+ * The absolute path of the database file with symbolic links resolved, as SQLite resolves them: it
+ * keeps the -wal and -shm files next to the file a link points to, so that is where lstream must
+ * watch (and where its shadow directory and lock go, so a second lstream started through the link
+ * is refused). A database that does not exist yet resolves through its directory.
+ */
+function realDbPath(path: string): string {
+  const abs = resolve(path);
+  try {
+    return realpathSync(abs);
+  } catch {
+    try {
+      return join(realpathSync(dirname(abs)), basename(abs));
+    } catch {
+      return abs;
+    }
+  }
+}
+
+/**
  * One replicated SQLite database: it watches the WAL, copies every committed transaction into the
  * shadow WAL in the meta directory, checkpoints on lstream's schedule, and feeds its replicas.
  *
  * The database need not exist yet; replication starts once it does.
  */
 export class Db {
+  /** The database file, as given (made absolute); logs and metrics name it so. */
   readonly path: string;
   readonly walPath: string;
   readonly metaPath: string;
@@ -151,11 +171,14 @@ export class Db {
   #copiedBytes = 0;
   /** The current shadow file has writes not yet fsynced. */
   #shadowDirty = false;
+  /** `path` with symbolic links resolved: SQLite's WAL and lstream's shadow directory are next to it. */
+  readonly #realPath: string;
 
   constructor(path: string, options: DbOptions & { events?: LstreamEmitter } = {}) {
     this.path = resolve(path);
-    this.walPath = `${this.path}-wal`;
-    this.metaPath = options.metaPath ? resolve(options.metaPath) : defaultMetaPath(this.path);
+    this.#realPath = realDbPath(path);
+    this.walPath = `${this.#realPath}-wal`;
+    this.metaPath = options.metaPath ? resolve(options.metaPath) : defaultMetaPath(this.#realPath);
     this.logger = options.logger ?? noopLogger;
     this.events = options.events ?? new LstreamEmitter();
     this.#options = {
@@ -294,8 +317,8 @@ export class Db {
     this.#timer = LongTimer.interval(() => this.#requestSync(), this.#options.monitorIntervalMs);
     try {
       const walName = basename(this.walPath);
-      const dbName = basename(this.path);
-      this.#watcher = watch(dirname(this.path), { persistent: false }, (_event, name) => {
+      const dbName = basename(this.#realPath);
+      this.#watcher = watch(dirname(this.#realPath), { persistent: false }, (_event, name) => {
         if (name === walName || name === dbName) this.#requestSync();
       });
       this.#watcher.on('error', (err) => {
