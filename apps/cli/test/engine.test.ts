@@ -103,6 +103,40 @@ describe('Db as a library', () => {
     expect((await restoreRows(root, 'outage')).rows).toEqual(dump(path).rows);
   });
 
+  it('continues the generation after a close whose final sync failed on one replica, which then catches up', async () => {
+    const path = join(dir, 'failclose.db');
+    const good = join(dir, 'failclose-good');
+    const bad = join(dir, 'failclose-bad');
+    write(path, ['--rows', '10']);
+    const open = () => {
+      const db = new Db(path);
+      db.addReplica(new FileReplicaClient({ root: good }), { name: 'good', syncIntervalMs: 0 });
+      db.addReplica(new FileReplicaClient({ root: bad }), { name: 'bad', syncIntervalMs: 0 });
+      return db;
+    };
+    let db = open();
+    await db.open();
+    await db.flush();
+    const generation = db.pos!.generation;
+    // The second replica's storage goes away, then the database closes with commits it never got.
+    renameSync(bad, `${bad}.away`);
+    writeFileSync(bad, 'not a directory');
+    write(path, ['--rows', '100']);
+    await expect(db.close({ signal: AbortSignal.timeout(1500) })).rejects.toBeDefined();
+    rmSync(bad, { force: true });
+    renameSync(`${bad}.away`, bad);
+    // Nothing touched the database meanwhile: the next start goes on in the same generation.
+    db = open();
+    const generations: string[] = [];
+    db.events.on('generation', (e) => generations.push(e.generation));
+    await db.open();
+    await db.flush();
+    expect(generations).toEqual([]);
+    expect(db.pos!.generation).toBe(generation);
+    await db.close();
+    for (const root of [good, bad]) expect((await restoreRows(root, `failclose-${root === good ? 'good' : 'bad'}`)).rows).toEqual(dump(path).rows);
+  });
+
   it('re-snapshots a replica whose unshipped shadow WAL went past the cap', async () => {
     const path = join(dir, 'cap.db');
     const root = join(dir, 'cap-replica');

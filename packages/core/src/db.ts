@@ -986,7 +986,10 @@ export class Db {
     const stops = await Promise.allSettled(this.replicas.map((r) => r.stop({ finalSync: copied, signal: options.signal })));
     for (const s of stops) if (s.status === 'rejected') finalError ??= s.reason;
     try {
-      if (finalError === undefined && marker) await writeFileAtomic(join(this.metaPath, 'shutdown'), JSON.stringify(marker) + '\n');
+      // Written once the database side is complete, whatever the replicas did: a replica that failed
+      // its final sync resumes from what its storage holds, out of the shadow WAL kept for it, in the
+      // same generation (without the marker, every start after it began a new one).
+      if (copied && marker) await writeFileAtomic(join(this.metaPath, 'shutdown'), JSON.stringify(marker) + '\n');
     } finally {
       await this.#lock?.release();
       this.#lock = undefined;
