@@ -203,6 +203,9 @@ describe('lstream replicate and restore', () => {
     const out = join(dir, 'exec-restored.db');
     expect(lstream(['restore', '-o', out, `file://${replica}`]).code).toBe(0);
     expect(dump(out).rows).toHaveLength(501);
+    // The app's exit code is lstream's, after the final sync.
+    const failing = startLstream(['replicate', '-config', configPath, '-exec', `sh -c "exit 7"`]);
+    expect(await failing.exited).toBe(7);
   });
 });
 

@@ -160,8 +160,8 @@ export async function waitUntilStopped(stop: StopSignals, exec?: ExecChild, opti
  * The rest of a replicating process's life, shared by `lstream replicate` and `lstream-server`:
  * starts the `exec` child (not when a stop signal arrived while the databases opened), waits for a
  * stop signal or the child's exit, runs `beforeClose`, then makes the final sync of `running` within
- * the shutdown deadline. Resolves with the exit code: 1 when the child failed or the final sync did
- * not complete, else 0.
+ * the shutdown deadline. Resolves with the exit code: 1 when the final sync did not complete, else
+ * the exit code of a child that exited by itself (128 + signal number when a signal ended it), else 0.
  */
 export async function superviseUntilStopped(
   running: { close(options: { signal?: AbortSignal }): Promise<void> },
@@ -174,7 +174,8 @@ export async function superviseUntilStopped(
   let code = 0;
   if (why.signal === undefined) {
     logger.info('subprocess exited, stopping', { code: why.childCode });
-    code = why.childCode === 0 ? 0 : 1;
+    // The app's own exit code, so a supervisor sees why it stopped (a failed final sync makes it 1).
+    code = why.childCode;
   }
   options.beforeClose?.();
   try {
