@@ -14,17 +14,18 @@ afterAll(async () => {
 });
 
 describe('loadConfigFile', () => {
-  it('reads a file, resolving relative paths against its directory and expanding env', async () => {
+  it('reads a file, resolving relative paths against the working directory (as Litestream) and expanding env', async () => {
     const file = join(dir, 'lstream.yml');
     await writeFile(file, 'dbs:\n  - path: app.db\n    replicas:\n      - path: $REPLICA_DIR\n');
-    const config = await loadConfigFile(file, { env: { REPLICA_DIR: 'replica' } });
+    const config = await loadConfigFile(file, { env: { REPLICA_DIR: 'replica' }, cwd: dir });
     expect(config).toEqual({
       file,
       logging: { level: 'info', type: 'text', stderr: false },
       dbs: [{ path: join(dir, 'app.db'), line: 2, options: {}, replicas: [{ type: 'file', name: 'file', path: join(dir, 'replica'), line: 4, options: {} }] }],
     });
     const raw = await loadConfigFile(file, { expandEnv: false });
-    expect(raw.dbs[0]?.replicas[0]?.path).toBe(join(dir, '$REPLICA_DIR'));
+    expect(raw.dbs[0]?.path).toBe(join(process.cwd(), 'app.db'));
+    expect(raw.dbs[0]?.replicas[0]?.path).toBe(join(process.cwd(), '$REPLICA_DIR'));
   });
 
   it('puts the file path in parse errors', async () => {

@@ -9,8 +9,8 @@ export type LoadConfigOptions = Omit<ParseConfigOptions, 'file'>;
 
 /**
  * Reads and parses the config file at `path` (`~` expanded, relative to the working directory).
- * Relative database and replica paths in it resolve against the file's directory unless `cwd` is
- * given. Throws ConfigError when the file does not exist or cannot be read, and for every problem
+ * Relative database and replica paths in it resolve against the working directory too (or `cwd`),
+ * as Litestream resolves them. Throws ConfigError when the file does not exist or cannot be read, and for every problem
  * `parseConfig` reports.
  */
 export async function loadConfigFile(path: string, opts: LoadConfigOptions = {}): Promise<LstreamConfig> {

@@ -182,14 +182,16 @@ describe('parseConfig', () => {
     expect(parseConfig('# nothing\nlogging:\n  level: WARNING\n', { env: {} }).logging.level).toBe('warn');
   });
 
-  it('resolves relative db, meta and file replica paths against cwd, else the file directory', () => {
+  it('resolves relative db, meta and file replica paths against cwd, by default the working directory (as Litestream)', () => {
     const text = 'dbs:\n  - path: data/app.db\n    meta-path: ./meta\n    replicas:\n      - url: file:///abs/replica\n      - name: rel\n        path: ../replica\n';
     const a = parseConfig(text, { cwd: '/srv/app', env: {} });
     expect(a.dbs[0]?.path).toBe('/srv/app/data/app.db');
     expect(a.dbs[0]?.options.metaPath).toBe('/srv/app/meta');
     expect(a.dbs[0]?.replicas.map((r) => r.path)).toEqual(['/abs/replica', '/srv/replica']);
+    // Not the config file's directory: a litestream.yml in /etc with `path: data/app.db`, run from the
+    // app's directory, names the app's database.
     const b = parseConfig(text, { file: '/etc/lstream/lstream.yml', env: {} });
-    expect(b.dbs[0]?.path).toBe('/etc/lstream/data/app.db');
+    expect(b.dbs[0]?.path).toBe(join(process.cwd(), 'data/app.db'));
     expect(parseConfig('dbs:\n  - path: "~"\n    replicas: [{path: ~/bk}]\n', { env: {} }).dbs[0]).toMatchObject({
       path: homedir(),
       replicas: [{ path: join(homedir(), 'bk') }],

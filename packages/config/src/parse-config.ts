@@ -1,4 +1,3 @@
-import { dirname, resolve } from 'node:path';
 import type { DbOptions, ReplicaOptions } from '@ls/core';
 import { buildReplica, type RawReplica } from './build-replica.js';
 import type { DbConfig, LoggingConfig, LstreamConfig, ReplicaConfig, ServerConfig } from './config-types.js';
@@ -14,7 +13,10 @@ export interface ParseConfigOptions {
   expandEnv?: boolean;
   /** Variables for expansion (default `process.env`). */
   env?: Record<string, string | undefined>;
-  /** Directory relative paths are resolved against (default the file's directory, else the working directory). */
+  /**
+   * Directory relative paths are resolved against (default the working directory, as Litestream
+   * resolves them: a litestream.yml with `path: app.db` run from the app's directory keeps working).
+   */
   cwd?: string;
 }
 
@@ -85,7 +87,7 @@ const LEVELS: Record<string, LoggingConfig['level']> = { debug: 'debug', info: '
 export function parseConfig(text: string, opts: ParseConfigOptions = {}): LstreamConfig {
   const expanded = opts.expandEnv === false ? { text } : expandEnv(text, opts.env ?? process.env);
   const src = new YamlSource(expanded.text, { file: opts.file, lineMap: expanded.lineMap });
-  const cwd = opts.cwd ?? (opts.file !== undefined ? dirname(resolve(opts.file)) : process.cwd());
+  const cwd = opts.cwd ?? process.cwd();
 
   const top = src.section(src.root, '', 1);
   top.checkKeys(TOP_KEYS);
