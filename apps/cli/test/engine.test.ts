@@ -55,6 +55,31 @@ describe('Db as a library', () => {
     expect(synced.length).toBeGreaterThan(0);
   });
 
+  it('uploads at most once per sync interval under a steady writer (commits during an upload wait for the next)', async () => {
+    const path = join(dir, 'throttle.db');
+    const root = join(dir, 'throttle-replica');
+    write(path, ['--rows', '10']);
+    // No checkpoint while it runs: each upload is one segment.
+    const db = new Db(path, { minCheckpointPageCount: 1_000_000, checkpointIntervalMs: 3_600_000 });
+    db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 1000 });
+    await db.open();
+    await db.flush();
+    const uploads: number[] = [];
+    db.events.on('replica-sync', () => uploads.push(performance.now()));
+    const writer = startWriter(path, ['--rows', '1200', '--interval-ms', '5']);
+    await writer.exited;
+    const seconds = (uploads.at(-1)! - uploads[0]!) / 1000;
+    await db.close();
+    expect(seconds).toBeGreaterThan(2);
+    // One upload per interval, each started up to a little early (by recent upload times); before,
+    // every throttled upload was followed within milliseconds by one to three more.
+    expect(uploads.length).toBeLessThanOrEqual(Math.ceil(seconds) + 2);
+    const gaps = uploads.slice(1).map((t, i) => t - uploads[i]!);
+    // (Early by at most half an interval; the chased uploads came within milliseconds.)
+    expect(Math.min(...gaps)).toBeGreaterThan(250);
+    expect((await restoreRows(root, 'throttle')).rows).toEqual(dump(path).rows);
+  });
+
   it('removes shadow WAL files once shipped, so local disk does not grow', async () => {
     const path = join(dir, 'shadow.db');
     const root = join(dir, 'shadow-replica');

@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { LZ4_DEFAULT_BLOCK_SIZE, readFileChunks } from '@ls/wal';
 import type { ReplicaClient } from './client.js';
 import type { Db } from './db.js';
-import { isAbortError, isRetryable, ReplicaError } from './errors.js';
+import { CorruptDataError, isAbortError, isRetryable, ReplicaError } from './errors.js';
 import { readRange } from './fs-util.js';
 import type { SnapshotInfo, WalSegmentInfo } from './layout.js';
 import type { Logger } from './logger.js';
@@ -374,8 +374,12 @@ export class Replica {
    */
   async sync(): Promise<void> {
     const signal = this.#abort.signal;
+    // The position to reach is the database's now: commits arriving while this uploads wait for the
+    // next sync, which the sync interval schedules (chasing them here shipped one tiny segment after
+    // another right after each throttled upload).
+    let target = this.db.pos;
     for (;;) {
-      const dpos = this.db.pos;
+      const dpos = target;
       if (!dpos) {
         // Nothing to replicate yet (the database does not exist), so nothing is pending.
         this.#pendingSince = undefined;
@@ -385,7 +389,11 @@ export class Replica {
         await this.#resolvePos(dpos);
       }
       const pos = this.#pos!;
-      if (pos.generation !== dpos.generation) continue;
+      if (pos.generation !== dpos.generation) {
+        // The database moved to another generation meanwhile: aim at where it is now.
+        target = this.db.pos;
+        continue;
+      }
       if (comparePos(pos, dpos) >= 0) break;
       let end: number;
       if (pos.index < dpos.index) {
@@ -638,6 +646,11 @@ export class Replica {
       return ok;
     } catch (err) {
       this.db.events.emit('validation', { db: this.db.path, replica: this.name, ok: false, error: err });
+      // What the replica holds does not restore into a whole database: it does not match either.
+      if (CorruptDataError.isInstance(err)) {
+        this.#logger.error('validation failed: the replica does not restore', { db: this.db.path, replica: this.name, error: String(err) });
+        return false;
+      }
       throw err;
     }
   }

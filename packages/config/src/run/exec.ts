@@ -181,8 +181,9 @@ export async function superviseUntilStopped(
   try {
     await running.close({ signal: stop.finalSyncSignal() });
     logger.info('stopped after a final sync');
-  } catch (err) {
-    logger.error('final sync failed', { error: String(err) });
+  } catch {
+    // Each database's failure is logged where it happens (runDatabases), with its path.
+    logger.error('stopped without a complete final sync');
     code = 1;
   }
   return code;
