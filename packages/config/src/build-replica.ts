@@ -136,6 +136,14 @@ export function buildReplica(raw: RawReplica, fail: ReplicaFail, cwd: string): R
   }
   if (raw.accessKeyId !== undefined) out.accessKeyId = raw.accessKeyId;
   if (raw.secretAccessKey !== undefined) out.secretAccessKey = raw.secretAccessKey;
+  if (type === 's3' && (out.accessKeyId === undefined) !== (out.secretAccessKey === undefined)) {
+    const missing = out.accessKeyId === undefined ? 'access-key-id' : 'secret-access-key';
+    fail(
+      missing,
+      `S3 replicas need both access-key-id and secret-access-key, or neither (then LITESTREAM_ACCESS_KEY_ID and LITESTREAM_SECRET_ACCESS_KEY, or the AWS credential chain, are used)`,
+      `Set '${missing}' too, or remove the other.`,
+    );
+  }
   if (raw.line !== undefined) out.line = raw.line;
   return out;
 }

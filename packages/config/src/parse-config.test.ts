@@ -274,12 +274,12 @@ describe('parseConfig', () => {
 });
 
 describe('parseConfig environment expansion', () => {
-  const text = 'dbs:\n  - path: ${DB_DIR}/app.db\n    replicas:\n      - url: s3://$BUCKET/app\n        secret-access-key: $SECRET\n';
+  const text = 'dbs:\n  - path: ${DB_DIR}/app.db\n    replicas:\n      - url: s3://$BUCKET/app\n        access-key-id: $KEY\n        secret-access-key: $SECRET\n';
 
   it('expands $VAR and ${VAR} from the given env; unset variables become empty', () => {
-    const config = parseConfig(text, { env: { DB_DIR: '/data', BUCKET: 'bkt', SECRET: 's3cr3t' } });
+    const config = parseConfig(text, { env: { DB_DIR: '/data', BUCKET: 'bkt', KEY: 'k3y', SECRET: 's3cr3t' } });
     expect(config.dbs[0]?.path).toBe('/data/app.db');
-    expect(config.dbs[0]?.replicas[0]).toMatchObject({ bucket: 'bkt', path: 'app', secretAccessKey: 's3cr3t' });
+    expect(config.dbs[0]?.replicas[0]).toMatchObject({ bucket: 'bkt', path: 'app', accessKeyId: 'k3y', secretAccessKey: 's3cr3t' });
     const unset = parseConfig(text, { env: { BUCKET: 'bkt' } });
     expect(unset.dbs[0]?.path).toBe('/app.db');
     expect(unset.dbs[0]?.replicas[0]?.secretAccessKey).toBeUndefined();
@@ -429,6 +429,13 @@ describe('parseConfig errors', () => {
     expect(rep('{bucket: b, path: p}')).toMatchObject({ key: 'dbs[0].replicas[0].bucket', line: 4 });
     expect(rep('{url: gcs://b/p, region: us-east-1}')).toMatchObject({ key: 'dbs[0].replicas[0].region', line: 4 });
     expect(rep('s3://bkt/db')).toMatchObject({ key: 'dbs[0].replicas[0]', line: 4 });
+    // Half a pair of S3 credentials (the S3 client would refuse it at start, without file or line).
+    expect(rep('{url: s3://b/p, secret-access-key: s}')).toMatchObject({ key: 'dbs[0].replicas[0].access-key-id', line: 4 });
+    expect(rep('{url: s3://b/p, access-key-id: k}')).toMatchObject({ key: 'dbs[0].replicas[0].secret-access-key', line: 4 });
+    expect(configError('access-key-id: k\ndbs:\n  - path: /d\n    replicas:\n      - url: s3://b/p\n')).toMatchObject({
+      key: 'dbs[0].replicas[0].secret-access-key',
+      line: 5,
+    });
   });
 
   it('says age encryption is not supported yet', () => {
