@@ -162,6 +162,46 @@ describe('Db as a library', () => {
     for (const root of [good, bad]) expect((await restoreRows(root, `failclose-${root === good ? 'good' : 'bad'}`)).rows).toEqual(dump(path).rows);
   });
 
+  it('reports a sync that hangs (storage not answering) while it hangs, not only once the SDK gives up', async () => {
+    const path = join(dir, 'hang.db');
+    const root = join(dir, 'hang-replica');
+    write(path, ['--rows', '10']);
+    const inner = new FileReplicaClient({ root });
+    let gate: Promise<void> | undefined;
+    let open!: () => void;
+    // Storage whose writes stop answering until the gate opens.
+    const client = new Proxy(inner, {
+      get(target, key) {
+        const v = Reflect.get(target, key, target) as unknown;
+        if (key === 'put') {
+          return async (...args: unknown[]) => {
+            if (gate) await gate;
+            return (v as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        }
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const { lines, logger } = collectingLogger();
+    const db = new Db(path, { logger });
+    db.addReplica(client, { syncIntervalMs: 0, slowSyncMs: 300 });
+    await db.open();
+    await db.flush();
+    gate = new Promise<void>((r) => (open = r));
+    write(path, ['--rows', '20']);
+    await sleep(1000);
+    const during = (await db.status()).replicas[0]!;
+    expect(String(during.lastError)).toContain('a sync has been running for more than');
+    expect(lines.filter((l) => l.msg.startsWith('replica sync still running'))).toHaveLength(1);
+    open();
+    gate = undefined;
+    await db.flush();
+    expect((await db.status()).replicas[0]!.lastError).toBeUndefined();
+    expect(lines.some((l) => l.msg === 'replica sync ended')).toBe(true);
+    await db.close();
+    expect((await restoreRows(root, 'hang')).rows).toEqual(dump(path).rows);
+  });
+
   it('re-snapshots a replica whose unshipped shadow WAL went past the cap', async () => {
     const path = join(dir, 'cap.db');
     const root = join(dir, 'cap-replica');

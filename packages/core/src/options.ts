@@ -51,4 +51,9 @@ export interface ReplicaOptions {
   retentionCheckIntervalMs?: number;
   /** Interval between validations (restore into a temp file and compare); 0 disables it. */
   validationIntervalMs?: number;
+  /**
+   * A sync running longer than this (default 15 s, at least three sync intervals) is reported: a
+   * warning, and `lastError` in the replica's status until it ends.
+   */
+  slowSyncMs?: number;
 }

@@ -31,6 +31,8 @@ import { validateReplica } from './validate.js';
 
 /** Longest wait between two attempts of a failing replica. */
 const MAX_RETRY_DELAY_MS = 30_000;
+/** Default `slowSyncMs`: a sync running longer (and longer than three sync intervals) is reported. */
+const SLOW_SYNC_MS = 15_000;
 
 interface Waiter {
   pos: Pos;
@@ -106,6 +108,7 @@ export class Replica {
       retentionMs: options.retentionMs ?? RETENTION_MS,
       retentionCheckIntervalMs: options.retentionCheckIntervalMs ?? RETENTION_CHECK_INTERVAL_MS,
       validationIntervalMs: options.validationIntervalMs ?? 0,
+      slowSyncMs: options.slowSyncMs ?? SLOW_SYNC_MS,
     };
   }
 
@@ -305,6 +308,7 @@ export class Replica {
     this.#lastUploadStartedAt = started;
     const before = this.#pos;
     void this.#exclusive(async () => {
+      const watchdog = this.#watchSlowSync();
       try {
         await this.sync();
       } catch (err) {
@@ -312,6 +316,8 @@ export class Replica {
         // the retry timer and waits for it, instead of starting a second attempt at once.
         this.#retryLater(err);
         throw err;
+      } finally {
+        watchdog();
       }
     })
       .then(
@@ -320,6 +326,37 @@ export class Replica {
         () => undefined,
       )
       .catch((err: unknown) => this.#retryLater(err));
+  }
+
+  /**
+   * Reports a sync that runs past max(slowSyncMs, 3 sync intervals): an SDK waiting out a hung
+   * store (several attempts with long timeouts) said nothing for minutes, while the replica looked
+   * merely behind. The replica's `lastError` says so until the sync ends, and a warning is logged
+   * once. Returns the function that ends the watch.
+   */
+  #watchSlowSync(): () => void {
+    const afterMs = Math.max(this.#options.slowSyncMs, 3 * this.#options.syncIntervalMs);
+    const started = performance.now();
+    let slow = false;
+    const timer = setTimeout(
+      () => {
+        if (this.#stopped) return;
+        slow = true;
+        const seconds = Math.round(afterMs / 1000);
+        if (this.#lastError === undefined) {
+          this.#lastError = new ReplicaError(`a sync has been running for more than ${seconds} s: a large upload, or the storage is slow or not answering`);
+        }
+        this.#logger.warn('replica sync still running; the storage may be slow or not answering', { db: this.db.path, replica: this.name, seconds });
+      },
+      Math.min(afterMs, 2 ** 31 - 1),
+    );
+    timer.unref();
+    return () => {
+      clearTimeout(timer);
+      if (slow) {
+        this.#logger.info('replica sync ended', { db: this.db.path, replica: this.name, seconds: Math.round((performance.now() - started) / 1000) });
+      }
+    };
   }
 
   /** Bookkeeping after a successful sync started at `started` from position `before`. */
