@@ -1,7 +1,7 @@
 // End to end: the real `lstream` binary replicates a database written by a separate process, and
 // restores it; Litestream's own restore procedure (lz4 CLI + sqlite3 CLI) reads what it wrote.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dump, litestreamRestore, lstream, sleep, startLstream, startWriter, tempDir, write } from './helpers.js';
@@ -368,6 +368,25 @@ describe('lstream restore', () => {
     expect(stale.stderr).toContain(`${out}-wal exists`);
     expect(existsSync(out)).toBe(false);
     rmSync(`${out}-wal`);
+    // An output that is a directory, or empty, is named as such.
+    const asDir = lstream(['restore', '-o', dir, `file://${replica}`]);
+    expect(asDir.code).toBe(1);
+    expect(asDir.stderr).toContain(`${dir} is a directory`);
+    expect(lstream(['restore', '-o', '', `file://${replica}`]).stderr).toContain('-o needs a path');
+    // A failed restore removes the directories it made for its output.
+    const broken = join(dir, 'basic-broken-replica');
+    cpSync(replica, broken, { recursive: true });
+    const [gen] = generationsOf(broken);
+    const snapDir = join(broken, 'generations', gen!, 'snapshots');
+    const snap = join(snapDir, readdirSync(snapDir).sort().at(-1)!);
+    const bytes = readFileSync(snap);
+    bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
+    writeFileSync(snap, bytes);
+    const nested = join(dir, 'made', 'for', 'it', 'x.db');
+    const failed = lstream(['restore', '-o', nested, `file://${broken}`]);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/ECHECKSUM|ECORRUPT|ELZ4/);
+    expect(existsSync(join(dir, 'made'))).toBe(false);
     // What a killed restore leaves is named, all of it, with the command that removes it.
     writeFileSync(`${out}.tmp`, 'partial');
     writeFileSync(`${out}.tmp-wal`, 'partial');

@@ -31,7 +31,9 @@ export type ReplicaKey =
   | 'region'
   | 'endpoint'
   | 'force-path-style'
-  | 'skip-verify';
+  | 'skip-verify'
+  | 'access-key-id'
+  | 'secret-access-key';
 
 /** Throws a ConfigError placed at `key` of the replica being built (or at the replica itself). */
 export type ReplicaFail = (key: ReplicaKey | undefined, problem: string, hint?: string) => never;

@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { createRequire } from 'node:module';
-import { link, mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { link, mkdir, open, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { CorruptDataError, WalApplier, decodeLz4Frame, readAt, releaseDecodedBlock, writeAt } from '@ls/wal';
 import type { ReplicaClient } from './client.js';
@@ -10,7 +10,7 @@ import { snapshotKey, walSegmentKey, type SnapshotInfo, type WalSegmentInfo } fr
 import { noopLogger, type Logger } from './logger.js';
 import { Pos, isGenerationName } from './pos.js';
 import { collect, listGenerations, listSnapshots, listWalSegments } from './replica-store.js';
-import { exists, fsyncDir } from './fs-util.js';
+import { exists, fsyncDir, statOrUndefined } from './fs-util.js';
 import { withRetry } from './retry.js';
 
 /** Segments downloaded at once by default (Litestream's default parallelism). */
@@ -280,7 +280,11 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
   const tmp = `${out}.tmp`;
   const logger = options.logger ?? noopLogger;
   const signal = options.signal;
-  if (await exists(out)) throw new OutputExistsError(out);
+  const existing = await statOrUndefined(out);
+  if (existing?.isDirectory()) {
+    throw new OutputExistsError(out, `${out} is a directory; the output path names the database file to create (for example ${join(out, 'app.db')})`);
+  }
+  if (existing) throw new OutputExistsError(out);
   for (const suffix of ['-wal', '-shm', '-journal']) {
     // SQLite would replay a stale WAL or journal onto the restored file the first time it opens it.
     if (await exists(`${out}${suffix}`)) {
@@ -317,10 +321,11 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
     });
 
   let applier: WalApplier | undefined;
+  let madeDir: string | undefined;
   try {
     // As Litestream does, the output's directory is created when missing (a container restoring to
     // /data/app.db before anything made /data).
-    await mkdir(dirname(out), { recursive: true });
+    madeDir = await mkdir(dirname(out), { recursive: true });
     // Snapshot: streamed and decompressed straight into the file; a failed try starts over.
     await withRetry(
       async () => {
@@ -456,6 +461,12 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
     internal.abort();
     if (applier) await applier.abort().catch(() => undefined);
     await Promise.all([tmp, `${tmp}-wal`, `${tmp}-shm`].map((p) => rm(p, { force: true })));
+    // The directories this restore made for the output go too, as long as they are empty.
+    if (madeDir !== undefined) {
+      for (let d = dirname(out); d.startsWith(madeDir); d = dirname(d)) {
+        if (!(await rmdir(d).then(() => true, () => false)) || d === madeDir) break;
+      }
+    }
     throw err;
   }
 }

@@ -1,4 +1,5 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import {
   LstreamError,
@@ -153,12 +154,16 @@ export async function run(argv: string[]): Promise<number> {
   }
   const url = isReplicaUrl(arg);
   if (url && values.o === undefined) throw new UsageError('restore: a replica URL needs an output path (-o PATH)', 'restore');
+  if (values.o !== undefined && values.o.trim() === '') throw new UsageError('restore: -o needs a path, got an empty one', 'restore');
   const replicas = await resolveReplicas(arg, values);
   const output = values.o ?? replicas[0]?.db?.path ?? arg;
   const logger = createLogger({ stderr: true, level: 'warn', secrets: knownSecrets() });
 
   // A dry run answers as the real run would: it skips, or refuses, an existing output too.
   if (existsSync(output)) {
+    if (statSync(output).isDirectory()) {
+      throw new OutputExistsError(output, `${output} is a directory; the output path names the database file to create (for example ${join(output, 'app.db')})`);
+    }
     if (values['if-db-not-exists']) {
       process.stderr.write(`database already exists at ${output}, skipping restore\n`);
       return 0;
