@@ -32,6 +32,22 @@ function generationsOf(replica: string): string[] {
   return existsSync(join(replica, 'generations')) ? readdirSync(join(replica, 'generations')).sort() : [];
 }
 
+/**
+ * Replicates `db` with `configPath` while a writer makes 300 commits over several WAL indexes, stops,
+ * and returns the first generation of `replica` with its WAL directory and sorted segment names.
+ */
+async function replicateSomeCommits(db: string, replica: string, configPath: string) {
+  write(db, ['--rows', '10']);
+  const rep = startLstream(['replicate', '-config', configPath]);
+  await rep.waitFor(/msg="replica synced"/);
+  write(db, ['--rows', '300', '--batch', '3', '--interval-ms', '5']);
+  await sleep(300);
+  expect(await rep.stop()).toBe(0);
+  const [gen] = generationsOf(replica);
+  const walDir = join(replica, 'generations', gen!, 'wal');
+  return { gen: gen!, walDir, segs: readdirSync(walDir).sort() };
+}
+
 describe('lstream replicate and restore', () => {
   it('replicates a database written by another process, stops with a final sync, and restores it row for row', async () => {
     const { db, replica, configPath } = config('basic');
@@ -212,15 +228,7 @@ describe('lstream replicate and restore', () => {
 describe('lstream restore', () => {
   it('fails cleanly on a damaged replica, naming the missing object and leaving nothing at the output path', async () => {
     const { db, replica, configPath } = config('damaged');
-    write(db, ['--rows', '10']);
-    const rep = startLstream(['replicate', '-config', configPath]);
-    await rep.waitFor(/msg="replica synced"/);
-    write(db, ['--rows', '300', '--batch', '3', '--interval-ms', '5']);
-    await sleep(300);
-    expect(await rep.stop()).toBe(0);
-    const [gen] = generationsOf(replica);
-    const walDir = join(replica, 'generations', gen!, 'wal');
-    const segs = readdirSync(walDir).sort();
+    const { walDir, segs } = await replicateSomeCommits(db, replica, configPath);
     // A segment in the middle of an index (its successor continues the same index).
     const i = segs.findIndex((s, k) => k > 0 && segs[k + 1]?.slice(0, 8) === s.slice(0, 8) && !s.endsWith('_00000000.wal.lz4'));
     expect(i).toBeGreaterThan(0);
@@ -276,15 +284,7 @@ describe('lstream restore', () => {
   it('in config mode, fails on a replica it cannot restore from instead of quietly using another', async () => {
     const second = join(dir, 'two-second-replica');
     const { db, replica, configPath } = config('two', '', `        name: first\n      - url: file://${second}\n        name: second\n        sync-interval: 0s\n`);
-    write(db, ['--rows', '10']);
-    const rep = startLstream(['replicate', '-config', configPath]);
-    await rep.waitFor(/msg="replica synced"/);
-    write(db, ['--rows', '300', '--batch', '3', '--interval-ms', '5']);
-    await sleep(300);
-    expect(await rep.stop()).toBe(0);
-    const [gen] = generationsOf(replica);
-    const walDir = join(replica, 'generations', gen!, 'wal');
-    const segs = readdirSync(walDir).sort();
+    const { walDir, segs } = await replicateSomeCommits(db, replica, configPath);
     const out = join(dir, 'two-restored.db');
     // A hole in the first replica's chain: found while planning (a whole WAL index is missing),
     // or while restoring (a segment inside an index is).
