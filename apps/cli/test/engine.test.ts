@@ -80,6 +80,42 @@ describe('Db as a library', () => {
     expect((await restoreRows(root, 'throttle')).rows).toEqual(dump(path).rows);
   });
 
+  it('flush() does not wait a sync interval when an upload is already running', async () => {
+    // Regression of the strict throttle: a running sync stopped where the database was when it
+    // began, and the commits a flush waited for went to the next sync, 20 s later.
+    const path = join(dir, 'flushrun.db');
+    write(path, ['--rows', '5']);
+    const inner = new FileReplicaClient({ root: join(dir, 'flushrun-replica') });
+    let slow = false;
+    const client = new Proxy(inner, {
+      get(target, key) {
+        const v = Reflect.get(target, key, target) as unknown;
+        if (key === 'put') {
+          return async (...args: unknown[]) => {
+            if (slow) await sleep(500);
+            return (v as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        }
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const db = new Db(path, { minCheckpointPageCount: 1_000_000 });
+    db.addReplica(client, { syncIntervalMs: 20_000 });
+    await db.open();
+    await db.flush();
+    slow = true;
+    write(path, ['--rows', '5']);
+    const first = db.flush(); // starts a slow upload
+    await sleep(100);
+    write(path, ['--rows', '5']); // commits after that upload began
+    const t0 = performance.now();
+    await db.flush();
+    const took = performance.now() - t0;
+    await first;
+    await db.close();
+    expect(took).toBeLessThan(5_000);
+  });
+
   it('removes shadow WAL files once shipped, so local disk does not grow', async () => {
     const path = join(dir, 'shadow.db');
     const root = join(dir, 'shadow-replica');

@@ -433,7 +433,15 @@ export class Replica {
         target = this.db.pos;
         continue;
       }
-      if (comparePos(pos, dpos) >= 0) break;
+      if (comparePos(pos, dpos) >= 0) {
+        // Someone waits for more (Db.flush): reach where the database is now, not an interval later.
+        const now = this.db.pos;
+        if (now && now.generation === pos.generation && comparePos(now, pos) > 0 && this.#waiters.some((w) => !this.#reached(w.pos))) {
+          target = now;
+          continue;
+        }
+        break;
+      }
       let end: number;
       if (pos.index < dpos.index) {
         const size = await this.db.shadowSize(pos.generation, pos.index);
