@@ -429,6 +429,22 @@ describe('Db lifecycle', () => {
     expect(restored.integrity).toBe('ok');
     expect(restored.rows).toEqual(dump(real).rows);
     expect(restored.rows).toHaveLength(220);
+
+    // A link to a database that does not exist yet: the real file is found once it appears.
+    const later = join(realDir, 'later.db');
+    const laterLink = join(dir, 'later-link.db');
+    symlinkSync(later, laterLink);
+    const db2 = new Db(laterLink, { monitorIntervalMs: 100 });
+    db2.addReplica(new FileReplicaClient({ root: join(dir, 'later-link-replica') }), { syncIntervalMs: 0 });
+    await db2.open();
+    write(laterLink, ['--rows', '30']);
+    await sleep(300);
+    // Replication has picked it up: the WAL of the next commits stays next to the real file.
+    write(laterLink, ['--rows', '30']);
+    expect(existsSync(`${later}-wal`)).toBe(true);
+    await db2.flush(AbortSignal.timeout(10_000));
+    await db2.close();
+    expect((await restoreRows(join(dir, 'later-link-replica'), 'later-link')).rows).toEqual(dump(later).rows);
   });
 
   it('follows a database file that is removed, then replaced by another, without spinning', async () => {

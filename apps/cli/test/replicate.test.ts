@@ -272,8 +272,10 @@ describe('lstream restore', () => {
     const out = join(dir, 'nosnap-restored.db');
     const r = lstream(['restore', '-o', out, `file://${replica}`]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('ENOBACKUP');
+    expect(r.stderr).toContain('ENOSNAPSHOT');
     expect(r.stderr).toContain(`generation ${newer} (the generation updated last`);
+    // The replica does hold backups: -if-replica-exists does not turn this into a quiet success.
+    expect(lstream(['restore', '-if-replica-exists', '-o', out, `file://${replica}`]).code).toBe(1);
     expect(r.stderr).toContain('-generation');
     expect(existsSync(out)).toBe(false);
     // The older generation is still there for whoever asks for it.

@@ -129,7 +129,6 @@ function realDbPath(path: string): string {
 export class Db {
   /** The database file, as given (made absolute); logs and metrics name it so. */
   readonly path: string;
-  readonly walPath: string;
   readonly metaPath: string;
   readonly events: LstreamEmitter;
   readonly replicas: Replica[] = [];
@@ -171,13 +170,20 @@ export class Db {
   #copiedBytes = 0;
   /** The current shadow file has writes not yet fsynced. */
   #shadowDirty = false;
-  /** `path` with symbolic links resolved: SQLite's WAL and lstream's shadow directory are next to it. */
-  readonly #realPath: string;
+  /**
+   * `path` with symbolic links resolved: SQLite's WAL is next to it (resolved again whenever the
+   * connection opens: a link may point to a file that did not exist yet).
+   */
+  #realPath: string;
+
+  /** The database's WAL file, next to the file `path` leads to. */
+  get walPath(): string {
+    return `${this.#realPath}-wal`;
+  }
 
   constructor(path: string, options: DbOptions & { events?: LstreamEmitter } = {}) {
     this.path = resolve(path);
     this.#realPath = realDbPath(path);
-    this.walPath = `${this.#realPath}-wal`;
     this.metaPath = options.metaPath ? resolve(options.metaPath) : defaultMetaPath(this.#realPath);
     this.logger = options.logger ?? noopLogger;
     this.events = options.events ?? new LstreamEmitter();
@@ -477,9 +483,10 @@ export class Db {
   async #init(): Promise<void> {
     // Taken before SQLite opens the path: should the file be replaced in between, the next sync
     // sees the path name another file than this one and starts over.
+    this.#realPath = realDbPath(this.path);
     let file: DatabaseFile;
     try {
-      file = await DatabaseFile.acquire(this.path);
+      file = await DatabaseFile.acquire(this.#realPath);
     } catch (err) {
       throw new DbError(`cannot open the database for replication: ${(err as Error).message}`, { cause: err });
     }

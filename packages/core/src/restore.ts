@@ -39,6 +39,16 @@ export class MissingSegmentError extends LstreamError {
   }
 }
 
+/**
+ * Raised when the generation a restore needs has WAL segments but no snapshot (its snapshot was
+ * removed, or never arrived): the replica holds backups, just none that restores to that state.
+ */
+export class MissingSnapshotError extends LstreamError {
+  constructor(message: string) {
+    super('ENOSNAPSHOT', message);
+  }
+}
+
 /** Raised when a restore target (index, generation, timestamp) is not in the replica. */
 export class TargetNotFoundError extends LstreamError {
   constructor(message: string) {
@@ -179,10 +189,10 @@ export async function planRestore(client: ReplicaClient, target: RestoreTarget, 
   }
   if (best && best.snaps.length === 0) {
     const which = ts !== undefined ? 'the generation current at the timestamp' : 'the generation updated last';
-    const older = target.generation === undefined ? ', or pass -generation to restore an older one (`lstream generations` lists them)' : '';
-    throw new NoBackupError(
-      `generation ${best.gen} (${which}, at ${new Date(best.end).toISOString()}) has WAL segments but no snapshot, so it cannot be restored; ` +
-        `its first snapshot may still be uploading: retry once it is there${older}`,
+    const older = target.generation === undefined ? '; pass -generation to restore an older one (`lstream generations` lists them)' : '';
+    throw new MissingSnapshotError(
+      `generation ${best.gen} (${which}, at ${new Date(best.end).toISOString()}) has WAL segments but no snapshot, so it cannot be restored ` +
+        `(its snapshot was removed, or never arrived)${older}`,
     );
   }
   if (!best) {
