@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { LZ4_DEFAULT_BLOCK_SIZE, readFileChunks } from '@ls/wal';
 import type { ReplicaClient } from './client.js';
 import type { Db } from './db.js';
-import { CorruptDataError, isAbortError, isRetryable, ReplicaError } from './errors.js';
+import { isAbortError, isRetryable, ReplicaError } from './errors.js';
 import { readRange } from './fs-util.js';
 import type { SnapshotInfo, WalSegmentInfo } from './layout.js';
 import type { Logger } from './logger.js';
@@ -693,11 +693,6 @@ export class Replica {
       return ok;
     } catch (err) {
       this.db.events.emit('validation', { db: this.db.path, replica: this.name, ok: false, error: err });
-      // What the replica holds does not restore into a whole database: it does not match either.
-      if (CorruptDataError.isInstance(err)) {
-        this.#logger.error('validation failed: the replica does not restore', { db: this.db.path, replica: this.name, error: String(err) });
-        return false;
-      }
       throw err;
     }
   }

@@ -3,7 +3,7 @@ import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WalApplier, readFileChunks, writeAt } from '@ls/wal';
-import { LstreamError } from './errors.js';
+import { CorruptDataError, LstreamError } from './errors.js';
 import { readRange } from './fs-util.js';
 import type { Replica } from './replica.js';
 import { restore } from './restore.js';
@@ -50,7 +50,16 @@ export async function validateReplica(replica: Replica, signal?: AbortSignal): P
       const wait = AbortSignal.timeout(VALIDATION_WAIT_MS);
       await replica.waitFor(pos, signal ? AbortSignal.any([signal, wait]) : wait);
       const restored = join(dir, 'restored.db');
-      const result = await restore(replica.client, { outputPath: restored, generation: pos.generation, pos, signal });
+      let result;
+      try {
+        result = await restore(replica.client, { outputPath: restored, generation: pos.generation, pos, signal });
+      } catch (err) {
+        // What the replica holds does not restore into a whole database: it does not match either.
+        // (Only the replica's side: a corrupt local shadow WAL, below, is an error of its own.)
+        if (!CorruptDataError.isInstance(err)) throw err;
+        db.logger.error('validation: the replica does not restore', { db: db.path, replica: replica.name, error: String(err) });
+        return false;
+      }
       const reached = result.pos;
       if (reached.generation !== pos.generation || reached.index !== pos.index) {
         throw new LstreamError('EVALIDATE', `validation restored ${reached} but the database is at ${pos}`);
