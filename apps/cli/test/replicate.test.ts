@@ -432,5 +432,8 @@ describe('lstream restore', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('-index takes a WAL index in hex');
     expect(lstream(['restore', '-bogus', 'x']).stderr).toContain('unknown flag -bogus');
+    for (const bad of ['0', '1e2', '0x10', ' 3', '-2']) {
+      expect(lstream(['restore', '-parallelism', bad, '-o', '/tmp/x.db', 'file:///nonexistent']).stderr).toContain('-parallelism takes a whole number');
+    }
   });
 });

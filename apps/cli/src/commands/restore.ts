@@ -149,8 +149,11 @@ export async function run(argv: string[]): Promise<number> {
   const target = parseTarget(values);
   let parallelism: number | undefined;
   if (values.parallelism !== undefined) {
-    parallelism = Number(values.parallelism);
-    if (!Number.isInteger(parallelism) || parallelism < 1) throw new UsageError('restore: -parallelism must be a positive integer', 'restore');
+    // Digits only, as Go's flag package reads an int: no 1e2, 0x10 or spaces.
+    parallelism = /^[0-9]{1,4}$/.test(values.parallelism) ? Number(values.parallelism) : NaN;
+    if (!(parallelism >= 1)) {
+      throw new UsageError(`restore: -parallelism takes a whole number from 1 to 9999, got '${values.parallelism}'`, 'restore');
+    }
   }
   const url = isReplicaUrl(arg);
   if (url && values.o === undefined) throw new UsageError('restore: a replica URL needs an output path (-o PATH)', 'restore');
