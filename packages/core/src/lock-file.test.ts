@@ -1,8 +1,8 @@
-import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOCK_STALE_MS, LockFile, LockedError } from './lock-file.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { LOCK_HEARTBEAT_MS, LOCK_STALE_MS, LockFile, LockedError } from './lock-file.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -46,5 +46,27 @@ describe('LockFile', () => {
     const old = new Date(Date.now() - LOCK_STALE_MS - 5_000);
     await utimes(other, old, old);
     await (await LockFile.acquire(other, 'thing')).release();
+  });
+});
+
+describe('LockFile heartbeat', () => {
+  it('writes the lock file again when it is removed behind the holder (its directory wiped), so a second holder is still refused', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const sub = join(dir, 'wiped');
+      await mkdir(sub);
+      const path = join(sub, 'lock');
+      const lock = await LockFile.acquire(path, 'thing');
+      await rm(sub, { recursive: true, force: true });
+      vi.advanceTimersByTime(LOCK_HEARTBEAT_MS);
+      await vi.waitFor(async () => {
+        expect(JSON.parse(await readFile(path, 'utf8'))).toMatchObject({ pid: process.pid, what: 'thing' });
+      });
+      await expect(LockFile.acquire(path, 'thing')).rejects.toBeInstanceOf(LockedError);
+      await lock.release();
+      await expect(readFile(path)).rejects.toMatchObject({ code: 'ENOENT' });
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

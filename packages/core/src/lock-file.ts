@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
-import { resolve } from 'node:path';
-import { open, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { mkdir, open, readFile, rm, stat, utimes } from 'node:fs/promises';
 import { LstreamError } from './errors.js';
 
 /** Raised when another lstream process already replicates a database or owns a replica path. */
@@ -30,6 +30,17 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Creates the lock file at `path` naming `holder`; rejects with EEXIST when it exists. */
+async function writeHolder(path: string, holder: LockHolder): Promise<void> {
+  const fh = await open(path, 'wx', 0o644);
+  try {
+    await fh.writeFile(JSON.stringify(holder) + '\n');
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Lock files this process holds right now (so its own pid in a lock file is not mistaken for a previous run). */
 const held = new Set<string>();
 
@@ -47,11 +58,22 @@ export const LOCK_STALE_MS = 45_000;
 export class LockFile {
   #heartbeat: NodeJS.Timeout | undefined;
 
-  private constructor(readonly path: string) {
+  private constructor(
+    readonly path: string,
+    holder: LockHolder,
+  ) {
     this.#heartbeat = setInterval(() => {
       const now = new Date();
-      // A failed refresh only shortens how long the lock looks fresh; the next one retries.
-      utimes(path, now, now).catch(() => undefined);
+      // A failed refresh only shortens how long the lock looks fresh; the next one retries. A lock
+      // file removed behind the holder's back (its directory wiped) is written again, so a second
+      // lstream started meanwhile is still refused.
+      utimes(path, now, now).catch(async (err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !this.#heartbeat) return;
+        await mkdir(dirname(path), { recursive: true });
+        await writeHolder(path, holder);
+        // Released meanwhile: the lock must not outlive its holder.
+        if (!this.#heartbeat) await rm(path, { force: true });
+      }).catch(() => undefined);
     }, LOCK_HEARTBEAT_MS);
     this.#heartbeat.unref();
   }
@@ -61,15 +83,9 @@ export class LockFile {
     const me: LockHolder = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), what };
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        const fh = await open(path, 'wx', 0o644);
-        try {
-          await fh.writeFile(JSON.stringify(me) + '\n');
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
+        await writeHolder(path, me);
         held.add(resolve(path));
-        return new LockFile(path);
+        return new LockFile(path, me);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
