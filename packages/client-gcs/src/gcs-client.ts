@@ -306,6 +306,9 @@ export class GcsReplicaClient implements ReplicaClient {
     for (let attempt = 0; ; attempt++) {
       throwIfAborted(signal);
       const file = this.#bucket.file(this.root + key);
+      // The SDK's `timeout` does not cut short a request whose server stopped answering (seen with
+      // a stopped emulator: no answer for 10 minutes): each attempt gets its own deadline.
+      const deadline = AbortSignal.timeout(this.#requestTimeoutMs);
       try {
         const ws = file.createWriteStream({
           resumable: false,
@@ -313,11 +316,14 @@ export class GcsReplicaClient implements ReplicaClient {
           timeout: this.#requestTimeoutMs,
           metadata: { contentType: 'application/octet-stream', md5Hash: md5 },
         });
-        await pipeline(Readable.from([buf]), ws, ...(signal ? [{ signal }] : []));
+        await pipeline(Readable.from([buf]), ws, { signal: signal ? AbortSignal.any([signal, deadline]) : deadline });
         return this.#stored(key, file.metadata as GcsObjectResource, buf.length, md5);
       } catch (err) {
         if (signal?.aborted) throw abortReason(signal);
-        if (attempt >= this.#maxRetries || !isTransientGcsError(err)) throw err;
+        const timedOut = deadline.aborted;
+        if (attempt >= this.#maxRetries || !(timedOut || isTransientGcsError(err))) {
+          throw timedOut ? new TransientError(`writing ${this.#url(key)}: no answer within ${this.#requestTimeoutMs} ms`, { cause: err }) : err;
+        }
         await sleep(backoffDelay(attempt), signal).catch(() => throwIfAborted(signal));
       }
     }

@@ -194,6 +194,30 @@ describe('GcsReplicaClient through a faulty network', () => {
     }
   });
 
+  it('cuts short a single-request upload the server stops answering, and retries it', async () => {
+    // The SDK's own timeout did not end a request whose server went silent (a stopped emulator: no
+    // answer for 10 minutes); each attempt now has its deadline.
+    const proxy = await proxied();
+    const bucket = await server.newBucket();
+    const client = emulatorClient(proxy.endpoint, bucket, { ...QUICK_RETRIES, maxRetries: 2, requestTimeoutMs: 500 });
+    try {
+      let held = 0;
+      proxy.rules = [(r) => (r.method === 'POST' && held++ < 1 ? { kind: 'delay', ms: 30_000 } : undefined)];
+      const body = pseudoRandom(100_000, 3);
+      const t0 = performance.now();
+      expect((await client.put('silent-once', body)).size).toBe(body.length);
+      expect(performance.now() - t0).toBeLessThan(15_000);
+      expect((await readAll(await client.open('silent-once'))).equals(body)).toBe(true);
+
+      proxy.rules = [(r) => (r.method === 'POST' ? { kind: 'delay', ms: 30_000 } : undefined)];
+      const silent = await rejection(client.put('silent-always', body));
+      expect(TransientError.isInstance(silent), String(silent)).toBe(true);
+      expect((silent as Error).message).toContain('no answer within 500 ms');
+    } finally {
+      await client.close();
+    }
+  });
+
   it('stores nothing when a single-request upload is cut off, and the retry stores the whole body', async () => {
     const proxy = await proxied();
     const bucket = await server.newBucket();
