@@ -338,10 +338,22 @@ export class GcsReplicaClient implements ReplicaClient {
     const file = this.#bucket.file(this.root + key);
     const md5 = createHash('md5');
     let size = 0;
+    // The SDK asks for the next bytes once a chunk is in: a session that asks for nothing (and does
+    // not finish) for requestTimeoutMs is stuck on a server that stopped answering, which the SDK
+    // itself would wait on forever. It is given up, and the caller's retry starts a new one.
+    const stalled = new AbortController();
+    const timeoutMs = this.#requestTimeoutMs;
+    let watchdog: NodeJS.Timeout | undefined;
+    const progress = () => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(() => stalled.abort(), timeoutMs);
+      watchdog.unref();
+    };
     async function* counted() {
       for await (const c of chunks) {
         md5.update(c);
         size += c.length;
+        progress();
         yield c;
       }
     }
@@ -351,7 +363,17 @@ export class GcsReplicaClient implements ReplicaClient {
       validation: false,
       metadata: { contentType: 'application/octet-stream' },
     });
-    await pipeline(Readable.from(counted()), ws, ...(signal ? [{ signal }] : []));
+    progress();
+    try {
+      await pipeline(Readable.from(counted()), ws, { signal: signal ? AbortSignal.any([signal, stalled.signal]) : stalled.signal });
+    } catch (err) {
+      if (stalled.signal.aborted && !signal?.aborted) {
+        throw new TransientError(`writing ${this.#url(key)}: the resumable upload made no progress for ${timeoutMs} ms`, { cause: err });
+      }
+      throw err;
+    } finally {
+      clearTimeout(watchdog);
+    }
     return this.#stored(key, file.metadata as GcsObjectResource, size, md5.digest('base64'));
   }
 

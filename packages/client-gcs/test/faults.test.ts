@@ -218,6 +218,30 @@ describe('GcsReplicaClient through a faulty network', () => {
     }
   });
 
+  it('gives up a resumable upload that makes no progress, with a TransientError, so the caller starts it again', async () => {
+    const proxy = await proxied();
+    const bucket = await server.newBucket();
+    const client = emulatorClient(proxy.endpoint, bucket, { ...QUICK_RETRIES, resumableThreshold: MiB, uploadChunkSize: 4 * MiB, requestTimeoutMs: 500 });
+    try {
+      const body = pseudoRandom(3 * MiB, 5);
+      async function* pieces() {
+        for (let off = 0; off < body.length; off += 100_000) yield body.subarray(off, off + 100_000);
+      }
+      // The chunk's PUT is held: the session asks for nothing more and never finishes.
+      proxy.rules = [(r) => (r.method === 'PUT' ? { kind: 'delay', ms: 30_000 } : undefined)];
+      const t0 = performance.now();
+      const stuck = await rejection(client.put('stuck', pieces()));
+      expect(performance.now() - t0).toBeLessThan(15_000);
+      expect(TransientError.isInstance(stuck), String(stuck)).toBe(true);
+      expect((stuck as Error).message).toContain('made no progress for 500 ms');
+      proxy.rules = [];
+      expect((await client.put('stuck', pieces())).size).toBe(body.length);
+      expect((await readAll(await client.open('stuck'))).equals(body)).toBe(true);
+    } finally {
+      await client.close();
+    }
+  });
+
   it('stores nothing when a single-request upload is cut off, and the retry stores the whole body', async () => {
     const proxy = await proxied();
     const bucket = await server.newBucket();
