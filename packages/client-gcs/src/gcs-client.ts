@@ -308,7 +308,7 @@ export class GcsReplicaClient implements ReplicaClient {
       const file = this.#bucket.file(this.root + key);
       // The SDK's `timeout` does not cut short a request whose server stopped answering (seen with
       // a stopped emulator: no answer for 10 minutes): each attempt gets its own deadline.
-      const deadline = AbortSignal.timeout(this.#requestTimeoutMs);
+      const deadline = stallDeadline(this.#requestTimeoutMs, signal);
       try {
         const ws = file.createWriteStream({
           resumable: false,
@@ -316,15 +316,17 @@ export class GcsReplicaClient implements ReplicaClient {
           timeout: this.#requestTimeoutMs,
           metadata: { contentType: 'application/octet-stream', md5Hash: md5 },
         });
-        await pipeline(Readable.from([buf]), ws, { signal: signal ? AbortSignal.any([signal, deadline]) : deadline });
+        await pipeline(Readable.from([buf]), ws, { signal: deadline.signal });
         return this.#stored(key, file.metadata as GcsObjectResource, buf.length, md5);
       } catch (err) {
         if (signal?.aborted) throw abortReason(signal);
-        const timedOut = deadline.aborted;
+        const timedOut = deadline.stalled();
         if (attempt >= this.#maxRetries || !(timedOut || isTransientGcsError(err))) {
           throw timedOut ? new TransientError(`writing ${this.#url(key)}: no answer within ${this.#requestTimeoutMs} ms`, { cause: err }) : err;
         }
         await sleep(backoffDelay(attempt), signal).catch(() => throwIfAborted(signal));
+      } finally {
+        deadline.end();
       }
     }
   }
@@ -341,19 +343,12 @@ export class GcsReplicaClient implements ReplicaClient {
     // The SDK asks for the next bytes once a chunk is in: a session that asks for nothing (and does
     // not finish) for requestTimeoutMs is stuck on a server that stopped answering, which the SDK
     // itself would wait on forever. It is given up, and the caller's retry starts a new one.
-    const stalled = new AbortController();
-    const timeoutMs = this.#requestTimeoutMs;
-    let watchdog: NodeJS.Timeout | undefined;
-    const progress = () => {
-      clearTimeout(watchdog);
-      watchdog = setTimeout(() => stalled.abort(), timeoutMs);
-      watchdog.unref();
-    };
+    const deadline = stallDeadline(this.#requestTimeoutMs, signal);
     async function* counted() {
       for await (const c of chunks) {
         md5.update(c);
         size += c.length;
-        progress();
+        deadline.progress();
         yield c;
       }
     }
@@ -363,16 +358,15 @@ export class GcsReplicaClient implements ReplicaClient {
       validation: false,
       metadata: { contentType: 'application/octet-stream' },
     });
-    progress();
     try {
-      await pipeline(Readable.from(counted()), ws, { signal: signal ? AbortSignal.any([signal, stalled.signal]) : stalled.signal });
+      await pipeline(Readable.from(counted()), ws, { signal: deadline.signal });
     } catch (err) {
-      if (stalled.signal.aborted && !signal?.aborted) {
-        throw new TransientError(`writing ${this.#url(key)}: the resumable upload made no progress for ${timeoutMs} ms`, { cause: err });
+      if (deadline.stalled()) {
+        throw new TransientError(`writing ${this.#url(key)}: the resumable upload made no progress for ${this.#requestTimeoutMs} ms`, { cause: err });
       }
       throw err;
     } finally {
-      clearTimeout(watchdog);
+      deadline.end();
     }
     return this.#stored(key, file.metadata as GcsObjectResource, size, md5.digest('base64'));
   }
@@ -612,6 +606,27 @@ export class GcsReplicaClient implements ReplicaClient {
 }
 
 /** Returns the object's creation time (`timeCreated`, else `updated`), the epoch when GCS sent neither. */
+/**
+ * A signal for one upload that aborts with the caller's `signal`, or once `ms` pass without a call
+ * to `progress` (from now): `stalled()` tells the second case. `end` stops the clock.
+ */
+function stallDeadline(ms: number, signal: AbortSignal | undefined) {
+  const stall = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const progress = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => stall.abort(), ms);
+    timer.unref();
+  };
+  progress();
+  return {
+    signal: signal ? AbortSignal.any([signal, stall.signal]) : stall.signal,
+    progress,
+    stalled: () => stall.signal.aborted && !signal?.aborted,
+    end: () => clearTimeout(timer),
+  };
+}
+
 function createdAt(meta: GcsObjectResource): Date {
   const t = meta.timeCreated ?? meta.updated;
   return t ? new Date(t) : new Date(0);
