@@ -26,7 +26,7 @@ import {
   writeWalSegment,
 } from './replica-store.js';
 import { backoffDelay, sleep } from './retry.js';
-import { LongTimer } from './timers.js';
+import { LongTimer, MAX_DELAY_MS } from './timers.js';
 import { validateReplica } from './validate.js';
 
 /** Longest wait between two attempts of a failing replica. */
@@ -291,7 +291,7 @@ export class Replica {
           this.#timer = undefined;
           this.#kick();
         },
-        Math.min(wait, 2 ** 31 - 1),
+        Math.min(wait, MAX_DELAY_MS),
       );
       this.#timer.unref();
     }
@@ -338,21 +338,17 @@ export class Replica {
     const afterMs = Math.max(this.#options.slowSyncMs, 3 * this.#options.syncIntervalMs);
     const started = performance.now();
     let slow = false;
-    const timer = setTimeout(
-      () => {
-        if (this.#stopped) return;
-        slow = true;
-        const seconds = Math.round(afterMs / 1000);
-        if (this.#lastError === undefined) {
-          this.#lastError = new ReplicaError(`a sync has been running for more than ${seconds} s: a large upload, or the storage is slow or not answering`);
-        }
-        this.#logger.warn('replica sync still running; the storage may be slow or not answering', { db: this.db.path, replica: this.name, seconds });
-      },
-      Math.min(afterMs, 2 ** 31 - 1),
-    );
-    timer.unref();
+    const timer = LongTimer.timeout(() => {
+      if (this.#stopped) return;
+      slow = true;
+      const seconds = Math.round(afterMs / 1000);
+      if (this.#lastError === undefined) {
+        this.#lastError = new ReplicaError(`a sync has been running for more than ${seconds} s: a large upload, or the storage is slow or not answering`);
+      }
+      this.#logger.warn('replica sync still running; the storage may be slow or not answering', { db: this.db.path, replica: this.name, seconds });
+    }, afterMs);
     return () => {
-      clearTimeout(timer);
+      timer.clear();
       if (slow) {
         this.#logger.info('replica sync ended', { db: this.db.path, replica: this.name, seconds: Math.round((performance.now() - started) / 1000) });
       }

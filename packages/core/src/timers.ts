@@ -1,5 +1,5 @@
 /** The longest delay setTimeout honours (about 24.8 days); Node runs a longer one after 1 ms. */
-const MAX_DELAY_MS = 2 ** 31 - 1;
+export const MAX_DELAY_MS = 2 ** 31 - 1;
 
 /**
  * A timer for delays of any length (a 30-day snapshot interval included), unref'd so it never keeps
