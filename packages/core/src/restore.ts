@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { link, mkdir, open, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { CorruptDataError, WalApplier, decodeLz4Frame, readAt, releaseDecodedBlock, writeAt } from '@ls/wal';
+import { CorruptDataError, WalApplier, decodeLz4Frame, parseDatabaseHeader, readAt, releaseDecodedBlock, writeAt } from '@ls/wal';
 import type { ReplicaClient } from './client.js';
 import { InvalidArgumentError, LstreamError, throwIfAborted } from './errors.js';
 import { snapshotKey, walSegmentKey, type SnapshotInfo, type WalSegmentInfo } from './layout.js';
@@ -497,15 +497,13 @@ async function checkWholeDatabase(path: string, snapshot: string): Promise<void>
     const fail = (why: string): never => {
       throw new CorruptDataError(`the restored database is not whole: ${why}; the snapshot ${snapshot} is likely truncated or damaged`);
     };
-    const head = await readAt(fh, 0, 100);
-    if (head.length < 100 || head.toString('latin1', 0, 16) !== 'SQLite format 3\0') fail('it does not start with a SQLite header');
-    const raw = head.readUInt16BE(16);
-    const ps = raw === 1 ? 65536 : raw;
-    if (ps < 512 || (ps & (ps - 1)) !== 0) fail(`its header gives a page size of ${raw}`);
+    const header = parseDatabaseHeader(await readAt(fh, 0, 100));
+    if (!header) return fail('it does not start with a SQLite header');
+    const ps = header.pageSize;
+    if (ps < 512 || (ps & (ps - 1)) !== 0) fail(`its header gives a page size of ${ps}`);
     if (size % ps !== 0) fail(`it holds ${size} bytes, not a whole number of ${ps}-byte pages`);
-    // The header's page count is valid when its version-valid-for number matches the change counter.
-    const pages = head.readUInt32BE(28);
-    if (head.readUInt32BE(92) === head.readUInt32BE(24) && size < pages * ps) {
+    const pages = header.pageCount;
+    if (pages !== undefined && size < pages * ps) {
       fail(`its header counts ${pages} pages of ${ps} bytes (${pages * ps} bytes), but it holds ${size} bytes`);
     }
   } finally {

@@ -1,9 +1,10 @@
 import { createReadStream, readdirSync } from 'node:fs';
 import { copyFile, open, readFile, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { integrityCheck, sqliteCheckpoint, tempDir, writeWithSqlite } from '../test/helpers.js';
-import { WalApplier, applyWal } from './apply.js';
+import { WalApplier, applyWal, parseDatabaseHeader } from './apply.js';
 import { CorruptDataError, PageSizeMismatchError, WalFormatError } from './errors.js';
 import { lendFileChunks, readFileChunks } from './file-chunks.js';
 import { scanWal } from './wal-reader.js';
@@ -332,6 +333,32 @@ describe('lendFileChunks', () => {
     expect(memory.size).toBe(2);
     await expect(lendFileChunks(path, { chunkBytes: -1 }).chunks.next()).rejects.toBeInstanceOf(RangeError);
     await expect(lendFileChunks(join(dir, 'missing')).chunks.next()).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
+
+describe('parseDatabaseHeader', () => {
+  it('reads the page size and the valid page count of databases SQLite wrote, and nothing else', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      for (const pageSize of [512, 4096, 65_536]) {
+        const path = join(dir, `h-${pageSize}.db`);
+        const db = new Database(path);
+        db.pragma(`page_size = ${pageSize}`);
+        db.exec('CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(3000)), (randomblob(3000));');
+        const pages = db.pragma('page_count', { simple: true }) as number;
+        db.close();
+        const file = await readFile(path);
+        expect(parseDatabaseHeader(file)).toEqual({ pageSize, pageCount: pages });
+        // A count the header does not vouch for (version-valid-for differs from the change counter).
+        const stale = Buffer.from(file.subarray(0, 100));
+        stale.writeUInt32BE(stale.readUInt32BE(24) + 1, 24);
+        expect(parseDatabaseHeader(stale)).toEqual({ pageSize, pageCount: undefined });
+        expect(parseDatabaseHeader(file.subarray(0, 99))).toBeUndefined();
+      }
+      expect(parseDatabaseHeader(Buffer.alloc(100))).toBeUndefined();
+    } finally {
+      await cleanup();
+    }
   });
 });
 

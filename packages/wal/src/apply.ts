@@ -28,6 +28,24 @@ const WRITE_BATCH_BYTES = 1024 * 1024;
 const FLUSH_SLICE_MS = 4;
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
 
+/** What the 100-byte header at the start of a SQLite database file says. */
+export interface DatabaseHeader {
+  /** Page size in bytes as the header gives it (1 stands for 65536), not checked to be one SQLite uses. */
+  pageSize: number;
+  /** Pages in the database, when the header's count is valid: non-zero, and its version-valid-for number matches the change counter. */
+  pageCount: number | undefined;
+}
+
+/** Reads the header from the first bytes of a file; undefined when they are not a SQLite database's (fewer than 100 bytes, or another magic). */
+export function parseDatabaseHeader(head: Uint8Array): DatabaseHeader | undefined {
+  if (head.length < 100) return undefined;
+  const b = Buffer.from(head.buffer, head.byteOffset, head.byteLength);
+  if (!b.subarray(0, 16).equals(SQLITE_HEADER)) return undefined;
+  const raw = b.readUInt16BE(16);
+  const count = b.readUInt32BE(28);
+  return { pageSize: raw === 1 ? 65_536 : raw, pageCount: count !== 0 && b.readUInt32BE(92) === b.readUInt32BE(24) ? count : undefined };
+}
+
 /** Options for applying WALs to a database file. */
 export interface WalApplyOptions {
   /**
@@ -181,11 +199,9 @@ export class WalApplier {
       const { bytesRead } = await fh.read(head, 0, 100, 0);
       let pageSize: number | undefined;
       if (bytesRead > 0) {
-        if (bytesRead < 100 || !head.subarray(0, 16).equals(SQLITE_HEADER)) {
-          throw new CorruptDataError(`${path} is not a SQLite database (bad header)`, { offset: 0 });
-        }
-        const raw = head.readUInt16BE(16);
-        pageSize = raw === 1 ? 65_536 : raw;
+        const header = parseDatabaseHeader(head.subarray(0, bytesRead));
+        if (!header) throw new CorruptDataError(`${path} is not a SQLite database (bad header)`, { offset: 0 });
+        pageSize = header.pageSize;
       }
       const stat = await fh.stat();
       const applier = new WalApplier(fh, path, pageSize, options);
