@@ -75,6 +75,11 @@ export class OutputExistsError extends LstreamError {
   ) {
     super('EEXIST', message);
   }
+
+  /** The output path names a directory, not the database file to create. */
+  static directory(path: string): OutputExistsError {
+    return new OutputExistsError(path, `${path} is a directory; the output path names the database file to create (for example ${join(path, 'app.db')})`);
+  }
 }
 
 /** What to restore. With neither `index` nor `timestamp`, the latest state is restored. */
@@ -291,9 +296,7 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
   const logger = options.logger ?? noopLogger;
   const signal = options.signal;
   const existing = await statOrUndefined(out);
-  if (existing?.isDirectory()) {
-    throw new OutputExistsError(out, `${out} is a directory; the output path names the database file to create (for example ${join(out, 'app.db')})`);
-  }
+  if (existing?.isDirectory()) throw OutputExistsError.directory(out);
   if (existing) throw new OutputExistsError(out);
   for (const suffix of ['-wal', '-shm', '-journal']) {
     // SQLite would replay a stale WAL or journal onto the restored file the first time it opens it.

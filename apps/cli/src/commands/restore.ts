@@ -1,5 +1,4 @@
 import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import {
   LstreamError,
@@ -107,6 +106,12 @@ function planSummary(name: string, plan: RestorePlan) {
   };
 }
 
+/** `err` as an error of replica `name` (its name in front, `advice` after), keeping its code. */
+function inReplica(name: string, err: unknown, advice: string): LstreamError {
+  const code = LstreamError.isInstance(err) ? err.code : 'EREPLICA';
+  return new LstreamError(code, `replica ${name}: ${(err as Error).message}${advice}`, { cause: err });
+}
+
 /**
  * Picks the replica to restore from: the named one, the only one, or the one whose chosen generation
  * was updated last. A replica that holds no backup, or not the target, leaves the choice to the
@@ -125,13 +130,7 @@ async function choose(replicas: ResolvedReplica[], target: RestoreTarget): Promi
     } catch (err) {
       if (replicas.length > 1 && !NoBackupError.isInstance(err) && !TargetNotFoundError.isInstance(err)) {
         const names = replicas.map((x) => x.config.name).join(', ');
-        const code = LstreamError.isInstance(err) ? err.code : 'EREPLICA';
-        throw new LstreamError(
-          code,
-          `replica ${r.config.name}: ${(err as Error).message}. Not restoring from another replica (${names}), which may hold older data: ` +
-            `fix this one, or choose one with -replica NAME`,
-          { cause: err },
-        );
+        throw inReplica(r.config.name, err, `. Not restoring from another replica (${names}), which may hold older data: fix this one, or choose one with -replica NAME`);
       }
       errors.push(err);
     }
@@ -164,9 +163,7 @@ export async function run(argv: string[]): Promise<number> {
 
   // A dry run answers as the real run would: it skips, or refuses, an existing output too.
   if (existsSync(output)) {
-    if (statSync(output).isDirectory()) {
-      throw new OutputExistsError(output, `${output} is a directory; the output path names the database file to create (for example ${join(output, 'app.db')})`);
-    }
+    if (statSync(output).isDirectory()) throw OutputExistsError.directory(output);
     if (values['if-db-not-exists']) {
       process.stderr.write(`database already exists at ${output}, skipping restore\n`);
       return 0;
@@ -240,7 +237,7 @@ export async function run(argv: string[]): Promise<number> {
     if (stoppedBy) process.exit(stoppedBy === 'SIGINT' ? 130 : 143);
     // With several replicas, say which one failed (another may be intact: -replica chooses it).
     if (replicas.length > 1 && LstreamError.isInstance(err)) {
-      throw new LstreamError(err.code, `replica ${chosen.r.config.name}: ${err.message}; another replica may be intact: choose it with -replica NAME`, { cause: err });
+      throw inReplica(chosen.r.config.name, err, '; another replica may be intact: choose it with -replica NAME');
     }
     throw err;
   } finally {
