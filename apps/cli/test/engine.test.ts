@@ -25,6 +25,22 @@ function collectingLogger() {
   return { lines, logger };
 }
 
+/** `client`, with every put waiting first for what `before` returns: storage made slow, or silent, on demand. */
+function beforeEachPut(client: FileReplicaClient, before: () => Promise<unknown> | undefined): FileReplicaClient {
+  return new Proxy(client, {
+    get(target, key) {
+      const v = Reflect.get(target, key, target) as unknown;
+      if (key === 'put') {
+        return async (...args: unknown[]) => {
+          await before();
+          return (v as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      }
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
 async function restoreRows(root: string, name: string) {
   const out = join(dir, `restored-${name}.db`);
   await restore(new FileReplicaClient({ root }), { outputPath: out, integrityCheck: true });
@@ -87,18 +103,7 @@ describe('Db as a library', () => {
     write(path, ['--rows', '5']);
     const inner = new FileReplicaClient({ root: join(dir, 'flushrun-replica') });
     let slow = false;
-    const client = new Proxy(inner, {
-      get(target, key) {
-        const v = Reflect.get(target, key, target) as unknown;
-        if (key === 'put') {
-          return async (...args: unknown[]) => {
-            if (slow) await sleep(500);
-            return (v as (...a: unknown[]) => unknown).apply(target, args);
-          };
-        }
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
+    const client = beforeEachPut(inner, () => (slow ? sleep(500) : undefined));
     const db = new Db(path, { minCheckpointPageCount: 1_000_000 });
     db.addReplica(client, { syncIntervalMs: 20_000 });
     await db.open();
@@ -206,18 +211,7 @@ describe('Db as a library', () => {
     let gate: Promise<void> | undefined;
     let open!: () => void;
     // Storage whose writes stop answering until the gate opens.
-    const client = new Proxy(inner, {
-      get(target, key) {
-        const v = Reflect.get(target, key, target) as unknown;
-        if (key === 'put') {
-          return async (...args: unknown[]) => {
-            if (gate) await gate;
-            return (v as (...a: unknown[]) => unknown).apply(target, args);
-          };
-        }
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
+    const client = beforeEachPut(inner, () => gate);
     const { lines, logger } = collectingLogger();
     const db = new Db(path, { logger });
     db.addReplica(client, { syncIntervalMs: 0, slowSyncMs: 300 });
