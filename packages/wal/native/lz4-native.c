@@ -6,8 +6,9 @@
  * and Node's headers, not liblz4's; a machine without liblz4 gets an exports object whose
  * `loadError` says why, and @ls/wal falls back to lz4-napi.
  *
- * Every call works on caller-provided memory (Uint8Arrays): nothing is allocated here, so nothing
- * is left for V8's finalizers or for the allocator arenas of libuv's threads. The async variants
+ * Every call works on caller-provided memory (Uint8Arrays): apart from a batched write's small list
+ * of buffer addresses, freed when it settles, nothing is allocated here, so nothing is left for V8's
+ * finalizers or for the allocator arenas of libuv's threads. The async variants
  * run on libuv's thread pool and hold references to their arrays until they settle; the caller must
  * leave the arrays untouched until then.
  *
@@ -19,8 +20,9 @@
  *   version                            liblz4's version number (e.g. 10904)
  *   walVerifyRun(buf, start, max, frameSize, bigEndian, salt1, salt2, chain, pgnos, commits) -> n
  *                                      checks a run of WAL frames in place (see its definition)
- *   pwriteRunsAsync(fd, buf, runs) -> Promise<bytes | -errno>
- *                                      positional writes of many ranges of buf, on the thread pool
+ *   pwriteRunsAsync(fd, bufs, runs) -> Promise<bytes | -errno>
+ *                                      positional writes of many ranges of many buffers, in place,
+ *                                      on the thread pool
  */
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -32,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 typedef int (*compress_fn)(const char *src, char *dst, int src_size, int dst_capacity);
@@ -356,36 +359,62 @@ static napi_value wal_verify_run(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* ---- Positional writes of many runs from one buffer, on the thread pool ----------------------- */
+/* ---- Positional writes of many runs from many buffers, on the thread pool --------------------- */
 
 typedef struct {
   pending p;
   int fd;
-  const char *buf;
   const double *runs;
   size_t nruns;
   double result; /* bytes written, or -errno */
+  char *bufs[];  /* each argument buffer's memory, in argument order */
 } write_job;
+
+/* Writes iov[0..n) whole at pos with pwritev, continuing after short writes; 0 or an errno. */
+static int pwritev_all(int fd, struct iovec *iov, int n, off_t pos, double *total) {
+  while (n > 0) {
+    ssize_t w = pwritev(fd, iov, n, pos);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return w < 0 ? errno : ENOSPC;
+    *total += (double)w;
+    pos += w;
+    while (n > 0 && (size_t)w >= iov->iov_len) {
+      w -= (ssize_t)iov->iov_len;
+      iov++;
+      n--;
+    }
+    if (n > 0) {
+      iov->iov_base = (char *)iov->iov_base + w;
+      iov->iov_len -= (size_t)w;
+    }
+  }
+  return 0;
+}
 
 static void write_execute(napi_env env, void *data) {
   (void)env;
   write_job *j = data;
+  enum { MAX_IOV = 1024 };
+  struct iovec iov[MAX_IOV];
   double total = 0;
-  for (size_t r = 0; r < j->nruns; r++) {
-    off_t pos = (off_t)j->runs[3 * r];
-    const char *p = j->buf + (size_t)j->runs[3 * r + 1];
-    size_t left = (size_t)j->runs[3 * r + 2];
-    while (left > 0) {
-      ssize_t n = pwrite(j->fd, p, left, pos);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        j->result = -(double)(n < 0 ? errno : ENOSPC);
-        return;
-      }
-      p += n;
-      left -= (size_t)n;
-      pos += n;
-      total += (double)n;
+  size_t r = 0;
+  while (r < j->nruns) {
+    /* Runs that continue one another in the file go out as one pwritev. */
+    off_t pos = (off_t)j->runs[4 * r];
+    off_t end = pos;
+    int n = 0;
+    while (r < j->nruns && n < MAX_IOV && (off_t)j->runs[4 * r] == end) {
+      const double *q = j->runs + 4 * r;
+      iov[n].iov_base = j->bufs[(size_t)q[1]] + (size_t)q[2];
+      iov[n].iov_len = (size_t)q[3];
+      end += (off_t)q[3];
+      n++;
+      r++;
+    }
+    int e = pwritev_all(j->fd, iov, n, pos, &total);
+    if (e) {
+      j->result = -(double)e;
+      return;
     }
   }
   j->result = total;
@@ -399,18 +428,19 @@ static void write_complete(napi_env env, napi_status status, void *data) {
 }
 
 /*
- * pwriteRunsAsync(fd, buf, runs) -> Promise<bytes | -errno>
- * runs is a Float64Array of (file position, offset in buf, length) triples; each run is written
- * whole with pwrite (continuing after short writes) on libuv's thread pool, in order, stopping at
- * the first failure, whose errno is returned negated. buf and runs must stay untouched until it
- * settles.
+ * pwriteRunsAsync(fd, bufs, runs) -> Promise<bytes | -errno>
+ * bufs is an array of Uint8Arrays; runs is a Float64Array of (file position, index in bufs, offset
+ * in that buffer, length) quadruples. Each run is written whole (continuing after short writes) on
+ * libuv's thread pool, in order, runs that follow one another in the file as one pwritev, stopping
+ * at the first failure, whose errno is returned negated. The buffers' memory is written from where
+ * it is: bufs, its buffers and runs must stay untouched until the promise settles.
  */
 static napi_value pwrite_runs_async(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   if (argc < 3) {
-    napi_throw_type_error(env, NULL, "expected (fd, buf, runs)");
+    napi_throw_type_error(env, NULL, "expected (fd, bufs, runs)");
     return NULL;
   }
   int32_t fd;
@@ -418,37 +448,64 @@ static napi_value pwrite_runs_async(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "fd must be a file descriptor");
     return NULL;
   }
-  char *buf;
-  int len;
-  if (!bytes_arg(env, argv[1], "buf", &buf, &len)) return NULL;
+  bool is_array = false;
+  uint32_t nbufs = 0;
+  if (napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[1], &nbufs) != napi_ok ||
+      nbufs == 0) {
+    napi_throw_type_error(env, NULL, "bufs must be a non-empty array of Uint8Arrays");
+    return NULL;
+  }
   size_t count = 0;
   void *runs = NULL;
-  if (!typed_arg(env, argv[2], napi_float64_array, "runs", "Float64Array of (position, offset, length) triples", &runs, &count)) {
+  if (!typed_arg(env, argv[2], napi_float64_array, "runs", "Float64Array of (position, buffer, offset, length) quadruples", &runs,
+                 &count)) {
     return NULL;
   }
-  if (count % 3 != 0) {
-    napi_throw_type_error(env, NULL, "runs must be a Float64Array of (position, offset, length) triples");
+  if (count % 4 != 0) {
+    napi_throw_type_error(env, NULL, "runs must be a Float64Array of (position, buffer, offset, length) quadruples");
     return NULL;
   }
-  const double *r = runs;
-  for (size_t i = 0; i < count; i += 3) {
-    double pos = r[i], off = r[i + 1], n = r[i + 2];
-    /* Ranges first (NaN fails every comparison), so the whole-number checks never see a huge value. */
-    if (!(pos >= 0 && pos <= 9007199254740991.0) || !(off >= 0 && off <= (double)len) || !(n > 0 && n <= (double)len - off) ||
-        pos != floor(pos) || off != floor(off) || n != floor(n) || (sizeof(off_t) < 8 && pos + n > 2147483647.0)) {
-      napi_throw_range_error(env, NULL, "pwriteRunsAsync: a run is not a whole range of buf at a whole file position");
-      return NULL;
-    }
-  }
-  write_job *j = calloc(1, sizeof *j);
+  /* The job carries the buffers' addresses; their lengths are needed only for the checks below. */
+  size_t *lens = calloc(nbufs, sizeof *lens);
+  write_job *j = lens ? calloc(1, sizeof *j + nbufs * sizeof(char *)) : NULL;
   if (!j) {
+    free(lens);
     napi_throw_error(env, NULL, "out of memory");
     return NULL;
   }
+  for (uint32_t i = 0; i < nbufs; i++) {
+    napi_value b;
+    void *data = NULL;
+    if (napi_get_element(env, argv[1], i, &b) != napi_ok ||
+        !typed_arg(env, b, napi_uint8_array, "each of bufs", "Uint8Array", &data, &lens[i])) {
+      free(lens);
+      free(j);
+      return NULL;
+    }
+    /* A zero-length array may have no backing store; no run can point into it anyway. */
+    j->bufs[i] = data;
+  }
+  const double *r = runs;
+  for (size_t i = 0; i < count; i += 4) {
+    double pos = r[i], b = r[i + 1], off = r[i + 2], n = r[i + 3];
+    /* Ranges first (NaN fails every comparison), so the whole-number checks never see a huge value. */
+    int ok = pos >= 0 && pos <= 9007199254740991.0 && b >= 0 && b < (double)nbufs && b == floor(b);
+    if (ok) {
+      double len = (double)lens[(size_t)b];
+      ok = off >= 0 && off <= len && n > 0 && n <= len - off && pos == floor(pos) && off == floor(off) && n == floor(n) &&
+           !(sizeof(off_t) < 8 && pos + n > 2147483647.0);
+    }
+    if (!ok) {
+      free(lens);
+      free(j);
+      napi_throw_range_error(env, NULL, "pwriteRunsAsync: a run is not a whole range of one of bufs at a whole file position");
+      return NULL;
+    }
+  }
+  free(lens);
   j->fd = fd;
-  j->buf = buf;
   j->runs = r;
-  j->nruns = count / 3;
+  j->nruns = count / 4;
   if (!hold(env, &j->p, argv + 1, 2)) {
     free(j);
     return NULL;

@@ -22,8 +22,6 @@ const SLAB_PAGES = 256;
 const MAX_IOVECS = 1024;
 /** Bytes of the buffer pages from lent chunks are gathered in before a write. */
 const STAGING_BYTES = 1024 * 1024;
-/** Bytes of pages sent to the thread pool in one job, when the binding writes (two such buffers). */
-const WRITE_BATCH_BYTES = 1024 * 1024;
 /** A flush yields to the event loop after writing for this long. */
 const FLUSH_SLICE_MS = 4;
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
@@ -848,77 +846,75 @@ export class WalApplier {
 
   /**
    * Writes the committed pages `pgnos` (in ascending order) on libuv's thread pool, through the
-   * binding: each page is copied into a batch buffer, consecutive pages making one run, and a full
-   * batch goes to the pool as one job of positional writes while the next fills. One batch is in
-   * flight at a time, so two writes of one page land in order; the pages' own memory is free again
-   * as soon as this returns. Here the calling thread only copies: a ~200-index restore spent
-   * 130–170 ms of it in write calls.
+   * binding, from where they are held (slabs and lent chunks): nothing is copied on this thread.
+   * Neighbouring pages in one buffer make one run, runs that follow one another in the file one
+   * pwritev. The pages' memory is read until the write lands, so this returns only then: the
+   * caller may free or reuse them at once.
    */
   async #writePagesOffThread(write: NativePwriteRuns, pgnos: number[]): Promise<void> {
     if (pgnos.length === 0) return;
     const ps = this.#pageSize!;
     const committed = this.#committed;
-    let batch = this.#nextBatch(ps);
-    let used = 0;
-    let runs = 0;
-    let prev = -2;
+    const slabs = this.#slabs;
+    const refChunk = this.#refChunk;
+    const refAt = this.#refAt;
+    const bufs: Buffer[] = [];
+    const index = new Map<Buffer, number>();
+    const runs = new Float64Array(4 * pgnos.length);
+    let n = 0;
+    let prevPos = -1;
+    let prevBuf = -1;
+    let prevEnd = -1;
     for (const pgno of pgnos) {
-      if (used + ps > batch.buf.length) {
-        await this.#issueBatch(write, batch, runs);
-        batch = this.#nextBatch(ps);
-        used = 0;
-        runs = 0;
-        prev = -2;
-      }
-      this.#copyPage(committed.get(pgno)!, batch.buf, used);
-      if (pgno === prev + 1) {
-        batch.runs[3 * runs - 1]! += ps;
+      const loc = committed.get(pgno)!;
+      let buf: Buffer;
+      let at: number;
+      if (loc >= 0) {
+        buf = slabs[Math.floor(loc / SLAB_PAGES)]!;
+        at = (loc % SLAB_PAGES) * ps;
       } else {
-        batch.runs[3 * runs] = (pgno - 1) * ps;
-        batch.runs[3 * runs + 1] = used;
-        batch.runs[3 * runs + 2] = ps;
-        runs++;
+        buf = refChunk[~loc]!.buf;
+        at = refAt[~loc]!;
       }
-      prev = pgno;
-      used += ps;
+      let k = index.get(buf);
+      if (k === undefined) {
+        k = bufs.push(buf) - 1;
+        index.set(buf, k);
+      }
+      const pos = (pgno - 1) * ps;
+      if (k === prevBuf && at === prevEnd && pos === prevPos) {
+        runs[4 * n - 1]! += ps;
+      } else {
+        runs[4 * n] = pos;
+        runs[4 * n + 1] = k;
+        runs[4 * n + 2] = at;
+        runs[4 * n + 3] = ps;
+        n++;
+      }
+      prevBuf = k;
+      prevEnd = at + ps;
+      prevPos = pos + ps;
     }
-    if (runs > 0) await this.#issueBatch(write, batch, runs);
+    // Earlier writes may hold older images of these pages: they land first.
+    await this.#settleWrites();
+    const path = this.#path;
+    const p = write(this.#fh.fd, bufs, runs.subarray(0, 4 * n)).then((r) => {
+      if (r < 0) {
+        const code = getSystemErrorName(r);
+        throw Object.assign(new Error(`${code}: writing pages to ${path}`), { code, errno: r, syscall: 'pwrite', path });
+      }
+    });
+    p.catch(() => undefined);
+    this.#writing = p;
+    await this.#settleWrites();
     this.#unsynced += pgnos.length * ps;
   }
 
-  /** The two batch buffers, used in turn; each holds WRITE_BATCH_BYTES (at least one page). */
-  readonly #batches: { buf: Buffer; runs: Float64Array }[] = [];
-  #nextBatchIndex = 0;
-  /** The batch on the thread pool, if any. */
+  /** The write on the thread pool, if any. */
   #writing: Promise<void> | undefined;
 
-  #nextBatch(ps: number): { buf: Buffer; runs: Float64Array } {
-    const k = this.#nextBatchIndex;
-    this.#nextBatchIndex ^= 1;
-    if (!this.#batches[k]) {
-      const bytes = Math.max(WRITE_BATCH_BYTES, ps);
-      this.#batches[k] = { buf: Buffer.allocUnsafeSlow(bytes), runs: new Float64Array(3 * Math.ceil(bytes / ps)) };
-    }
-    return this.#batches[k]!;
-  }
-
-  /** Sends a filled batch to the thread pool, once the one before it has landed. */
-  async #issueBatch(write: NativePwriteRuns, batch: { buf: Buffer; runs: Float64Array }, runs: number): Promise<void> {
-    await this.#settleWrites();
-    const path = this.#path;
-    const p = write(this.#fh.fd, batch.buf, batch.runs.subarray(0, 3 * runs)).then((n) => {
-      if (n < 0) {
-        const code = getSystemErrorName(n);
-        throw Object.assign(new Error(`${code}: writing pages to ${path}`), { code, errno: n, syscall: 'pwrite', path });
-      }
-    });
-    // Observed by the next settleWrites; marked handled now so a failure waits for it there.
-    p.catch(() => undefined);
-    this.#writing = p;
-  }
-
   /**
-   * Waits for the batch on the thread pool. Its failure fails the applier: pages of a committed
+   * Waits for the write on the thread pool. Its failure fails the applier: pages of a committed
    * transaction may be missing from the file.
    */
   async #settleWrites(): Promise<void> {

@@ -86,42 +86,58 @@ describe('the WAL frame check', () => {
 });
 
 describe('the batched writes', () => {
-  it.skipIf(!required && !nativePwriteRuns())('writes each run at its position, reports errors as errno, and rejects runs outside the buffer', async () => {
+  it.skipIf(!required && !nativePwriteRuns())('writes each run from its buffer at its position, reports errors as errno, and rejects runs outside the buffers', async () => {
     const write = nativePwriteRuns()!;
     const path = join(dir, 'runs.bin');
     const fh = await open(path, 'w+');
     try {
-      const buf = Buffer.from('abcdefghijklmnopqrstuvwxyz');
-      // Out of order, one past the end of the file (a hole before it), one overwriting another.
-      const runs = new Float64Array([100, 0, 3, 0, 10, 5, 102, 20, 2, 1 << 20, 25, 1]);
-      expect(await write(fh.fd, buf, runs)).toBe(11);
+      const a = Buffer.from('abcdefghijklmnopqrstuvwxyz');
+      const b = Buffer.from('0123456789');
+      // Out of order, one past the end of the file (a hole before it), one overwriting another, and
+      // runs from two buffers that follow one another in the file (one pwritev).
+      const runs = new Float64Array([100, 0, 0, 3, 0, 0, 10, 5, 102, 0, 20, 2, 1 << 20, 0, 25, 1, 200, 1, 0, 4, 204, 0, 0, 2, 206, 1, 8, 2]);
+      expect(await write(fh.fd, [a, b], runs)).toBe(19);
       const got = await readFile(path);
       expect(got.length).toBe((1 << 20) + 1);
       expect(got.subarray(0, 5).toString()).toBe('klmno');
       expect(got.subarray(100, 104).toString()).toBe('abuv');
-      expect(got.subarray(5, 100).every((b) => b === 0)).toBe(true);
+      expect(got.subarray(200, 208).toString()).toBe('0123ab89');
+      expect(got.subarray(5, 100).every((x) => x === 0)).toBe(true);
       expect(got[1 << 20]).toBe('z'.charCodeAt(0));
-      const call = write as unknown as (...a: unknown[]) => Promise<number>;
-      expect(() => call(fh.fd, buf, new Float64Array([0, 20, 7]))).toThrow(RangeError);
-      expect(() => call(fh.fd, buf, new Float64Array([0, 0, 0]))).toThrow(RangeError);
-      expect(() => call(fh.fd, buf, new Float64Array([-1, 0, 1]))).toThrow(RangeError);
-      expect(() => call(fh.fd, buf, new Float64Array([0.5, 0, 1]))).toThrow(RangeError);
+      // More runs that follow one another than one pwritev takes (1024 buffers).
+      const many = Buffer.alloc(3000);
+      for (let i = 0; i < many.length; i++) many[i] = i % 251;
+      const manyRuns = new Float64Array(4 * 3000);
+      for (let i = 0; i < 3000; i++) manyRuns.set([5000 + i, 0, 2999 - i, 1], 4 * i);
+      expect(await write(fh.fd, [many], manyRuns)).toBe(3000);
+      const back = (await readFile(path)).subarray(5000, 8000);
+      expect(back.every((x, i) => x === (2999 - i) % 251)).toBe(true);
+      const call = write as unknown as (...args: unknown[]) => Promise<number>;
+      expect(() => call(fh.fd, [a], new Float64Array([0, 0, 20, 7]))).toThrow(RangeError);
+      expect(() => call(fh.fd, [a], new Float64Array([0, 0, 0, 0]))).toThrow(RangeError);
+      expect(() => call(fh.fd, [a], new Float64Array([-1, 0, 0, 1]))).toThrow(RangeError);
+      expect(() => call(fh.fd, [a], new Float64Array([0.5, 0, 0, 1]))).toThrow(RangeError);
+      expect(() => call(fh.fd, [a, b], new Float64Array([0, 1, 8, 3]))).toThrow(RangeError);
+      expect(() => call(fh.fd, [a, b], new Float64Array([0, 2, 0, 1]))).toThrow(RangeError);
       for (const bad of [NaN, Infinity, 2 ** 63, -0.5]) {
-        expect(() => call(fh.fd, buf, new Float64Array([bad, 0, 1]))).toThrow(RangeError);
-        expect(() => call(fh.fd, buf, new Float64Array([0, bad, 1]))).toThrow(RangeError);
-        expect(() => call(fh.fd, buf, new Float64Array([0, 0, bad]))).toThrow(RangeError);
+        expect(() => call(fh.fd, [a], new Float64Array([bad, 0, 0, 1]))).toThrow(RangeError);
+        expect(() => call(fh.fd, [a], new Float64Array([0, bad, 0, 1]))).toThrow(RangeError);
+        expect(() => call(fh.fd, [a], new Float64Array([0, 0, bad, 1]))).toThrow(RangeError);
+        expect(() => call(fh.fd, [a], new Float64Array([0, 0, 0, bad]))).toThrow(RangeError);
       }
-      expect(() => call(fh.fd, buf, new Float64Array([0, 0]))).toThrow(TypeError);
-      expect(() => call(fh.fd, buf, [0, 0, 1])).toThrow(TypeError);
-      expect(() => call(-1, buf, new Float64Array([0, 0, 1]))).toThrow(TypeError);
-      expect(() => call(fh.fd, 'text', new Float64Array([0, 0, 1]))).toThrow(TypeError);
+      expect(() => call(fh.fd, [a], new Float64Array([0, 0, 0]))).toThrow(TypeError);
+      expect(() => call(fh.fd, [a], [0, 0, 0, 1])).toThrow(TypeError);
+      expect(() => call(-1, [a], new Float64Array([0, 0, 0, 1]))).toThrow(TypeError);
+      expect(() => call(fh.fd, a, new Float64Array([0, 0, 0, 1]))).toThrow(TypeError);
+      expect(() => call(fh.fd, [], new Float64Array([0, 0, 0, 1]))).toThrow(TypeError);
+      expect(() => call(fh.fd, [a, 'text'], new Float64Array([0, 0, 0, 1]))).toThrow(TypeError);
     } finally {
       await fh.close();
     }
     // A descriptor open for reading only: the write fails with EBADF, as a negated errno.
     const ro = await open(path, 'r');
     try {
-      expect(await write(ro.fd, Buffer.from('x'), new Float64Array([0, 0, 1]))).toBe(-constants.errno.EBADF);
+      expect(await write(ro.fd, [Buffer.from('x')], new Float64Array([0, 0, 0, 1]))).toBe(-constants.errno.EBADF);
     } finally {
       await ro.close();
     }

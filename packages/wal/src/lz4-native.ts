@@ -50,10 +50,11 @@ export type NativeWalVerifyRun = (
 ) => number;
 
 /**
- * The binding's positional writes of many runs of `buf` ((file position, offset in buf, length)
- * triples in `runs`), on libuv's thread pool; resolves to the bytes written, or to a negated errno.
+ * The binding's positional writes of many runs of `bufs`' memory, in place ((file position, index in
+ * bufs, offset, length) quadruples in `runs`; runs that follow one another in the file go out as one
+ * pwritev), on libuv's thread pool; resolves to the bytes written, or to a negated errno.
  */
-export type NativePwriteRuns = (fd: number, buf: Uint8Array, runs: Float64Array) => Promise<number>;
+export type NativePwriteRuns = (fd: number, bufs: Uint8Array[], runs: Float64Array) => Promise<number>;
 
 interface Loaded {
   lib?: NativeLz4;
