@@ -356,6 +356,12 @@ describe('lstream restore', () => {
     const none = lstream(['restore', '-o', out, `file://${empty}`]);
     expect(none.code).toBe(1);
     expect(none.stderr).toContain('ENOBACKUP');
+    // It says where it looked, and a replica directory that is not there (a mistyped path) as such.
+    expect(none.stderr).toContain(`(looked in ${empty}, which does not exist)`);
+    mkdirSync(empty);
+    const emptyDir = lstream(['restore', '-o', out, `file://${empty}`]);
+    expect(emptyDir.stderr).toContain('ENOBACKUP');
+    expect(emptyDir.stderr).toContain(`(looked in ${empty})`);
     expect(lstream(['restore', '-if-replica-exists', '-o', out, `file://${empty}`]).code).toBe(0);
     expect(existsSync(out)).toBe(false);
 

@@ -137,7 +137,18 @@ async function choose(replicas: ResolvedReplica[], target: RestoreTarget): Promi
   }
   if (best) return best;
   // Every replica failed: report the most specific reason (anything but "no backup" first).
-  throw errors.find((e) => !(e instanceof NoBackupError)) ?? errors[0] ?? new NoBackupError('no replicas to restore from');
+  const specific = errors.find((e) => !(e instanceof NoBackupError));
+  if (specific !== undefined) throw specific;
+  if (errors.length === 0) throw new NoBackupError('no replicas to restore from');
+  // Nothing anywhere: say where it looked, as a mistyped path or bucket is the usual cause.
+  throw new NoBackupError(`${(errors[0] as Error).message} (looked in ${replicas.map((r) => location(r.config)).join(', ')})`);
+}
+
+/** Where a replica keeps its backups, for messages; a file replica's missing directory is named as such. */
+function location(c: ResolvedReplica['config']): string {
+  if (c.type === 'file' && c.path !== undefined) return existsSync(c.path) ? c.path : `${c.path}, which does not exist`;
+  if (c.url !== undefined) return c.url;
+  return `${c.type === 'gcs' ? 'gs' : c.type}://${c.bucket ?? ''}/${c.path ?? ''}`;
 }
 
 /** Runs `lstream restore`. */
