@@ -784,6 +784,46 @@ export class Db {
   }
 
   /**
+   * Runs the locked part of a checkpoint in the SQLite worker (`SqliteConnection.lockedCheckpoint`):
+   * the write lock is taken there, the WAL's last commits copied to the shadow file and fsynced, the
+   * checkpoint run and the lock released, without waiting for this thread. An app writing to the
+   * same database from this thread blocks it while it waits for the lock, so a lock held across
+   * turns of the event loop (awaiting file reads here) held the app for its whole busy timeout and
+   * failed its write. Resolves undefined when the app holds the lock past lstream's busy timeout.
+   */
+  async #lockedCheckpoint(statDb: boolean) {
+    const s = this.#shadow!;
+    const r = await this.#conn!.lockedCheckpoint({
+      walPath: this.walPath,
+      shadowPath: this.shadowWalPath(s.generation, s.index),
+      dbPath: this.#realPath,
+      pageSize: this.#pageSize,
+      start: s.size,
+      chain: s.checksum,
+      salt1: s.header.salt1,
+      salt2: s.header.salt2,
+      bigEndian: s.header.bigEndianChecksum,
+      maxEnd: MAX_WAL_OFFSET + 1,
+      shadowDirty: this.#shadowDirty,
+      statDb,
+    });
+    if (!r.locked) return undefined;
+    const copy = r.copy;
+    if (copy.problem !== undefined) {
+      throw new DbError(
+        copy.problem === 'shrank'
+          ? `${this.walPath}: WAL shrank while being copied`
+          : `${this.walPath}: WAL exceeds 4 GiB, which lstream never lets happen; is another process holding it open?`,
+      );
+    }
+    this.#copiedBytes += copy.end - s.size;
+    s.size = copy.end;
+    s.checksum = copy.chain;
+    this.#shadowDirty = false;
+    return r;
+  }
+
+  /**
    * Checkpoints without ever losing a frame: the write lock is held from the last copy of the WAL
    * until the checkpoint has finished, so no commit can land in between; if the checkpoint emptied
    * the WAL, lstream's own write then restarts it and the next copy starts a new index.
@@ -793,24 +833,13 @@ export class Db {
     const started = performance.now();
     let complete = false;
     try {
-      if (!(await conn.lock())) {
+      const r = await this.#lockedCheckpoint(false);
+      if (!r) {
         this.logger.debug('checkpoint skipped: the database is busy', { db: this.path, mode });
         return false;
       }
-      try {
-        const fh = await open(this.walPath, 'r');
-        try {
-          await this.#copy(fh, Number((await fh.stat()).size));
-        } finally {
-          await fh.close();
-        }
-        await this.#fsyncShadow();
-        const r = await conn.checkpoint();
-        complete = !r.busy && r.log === r.checkpointed && r.log > 0;
-        this.#expectRestart = complete;
-      } finally {
-        await conn.unlock();
-      }
+      complete = !r.busy && r.log === r.checkpointed && r.log! > 0;
+      this.#expectRestart = complete;
       this.#lastCheckpointAt = Date.now();
       if (complete) await conn.restart(mode === 'TRUNCATE');
       this.events.emit('checkpoint', { db: this.path, mode, durationMs: performance.now() - started });
@@ -969,17 +998,13 @@ export class Db {
       // file is recorded then: everything in it has been copied. If the file is still the same at
       // the next start, nothing was committed and checkpointed while lstream was away, and the
       // generation can go on even if SQLite removed the WAL when the last connection closed.
-      if (!(await conn.lock())) {
-        await this.#syncLocked(false);
-        return;
-      }
-      try {
-        await this.#syncLocked(false);
-        await this.#fsyncShadow();
-        const r = await conn.checkpoint();
-        if (!r.busy && r.log === r.checkpointed) marker = await this.#shutdownMarker();
-      } finally {
-        await conn.unlock();
+      // Copied first without the lock; the worker then takes it for the last commits and the
+      // checkpoint (see #lockedCheckpoint).
+      await this.#syncLocked(false);
+      const r = await this.#lockedCheckpoint(true);
+      if (r && !r.busy && r.log === r.checkpointed && r.db) {
+        const s = this.#shadow!;
+        marker = { generation: s.generation, index: s.index, shadowSize: s.size, dbSize: Number(r.db.size), dbMtimeNs: r.db.mtimeNs, dbIno: Number(r.db.ino) };
       }
     }).catch((err: unknown) => {
       finalError = err;
@@ -1039,19 +1064,5 @@ export class Db {
     } finally {
       await file?.release();
     }
-  }
-
-  async #shutdownMarker(): Promise<ShutdownMarker | undefined> {
-    const s = this.#shadow;
-    const st = await statOrUndefined(this.path);
-    if (!s || !st) return undefined;
-    return {
-      generation: s.generation,
-      index: s.index,
-      shadowSize: s.size,
-      dbSize: Number(st.size),
-      dbMtimeNs: st.mtimeNs.toString(),
-      dbIno: Number(st.ino),
-    };
   }
 }

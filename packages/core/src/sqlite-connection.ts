@@ -12,6 +12,38 @@ export interface CheckpointResult {
   checkpointed: number;
 }
 
+/** What `lockedCheckpoint` works on. */
+export interface LockedCheckpointArgs {
+  walPath: string;
+  shadowPath: string;
+  dbPath: string;
+  pageSize: number;
+  /** The shadow file's size: the WAL is copied from there. */
+  start: number;
+  /** The checksum chain at `start`. */
+  chain: [number, number];
+  salt1: number;
+  salt2: number;
+  bigEndian: boolean;
+  /** The copy never goes past this offset. */
+  maxEnd: number;
+  /** The shadow file has writes not fsynced yet. */
+  shadowDirty: boolean;
+  /** Note the database file's size, mtime and inode after the checkpoint (for the shutdown marker). */
+  statDb: boolean;
+}
+
+/** What `lockedCheckpoint` did. */
+export type LockedCheckpointResult =
+  | { locked: false }
+  | ({
+      locked: true;
+      /** The shadow's new end and chain, or a problem that stopped the copy (nothing was checkpointed). */
+      copy: { end: number; chain: [number, number]; problem?: undefined } | { problem: 'too large' | 'shrank'; end: number };
+      /** The database file after the checkpoint (decimal strings), when asked for and present. */
+      db?: { size: string; mtimeNs: string; ino: string };
+    } & Partial<CheckpointResult>);
+
 /** Raised when lstream's own SQLite connection fails (bad database, not WAL-capable, I/O). */
 export class SqliteError extends LstreamError {
   constructor(
@@ -44,8 +76,75 @@ export class SqliteError extends LstreamError {
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
+const fs = require('node:fs');
 const Database = require(workerData.betterSqlite3);
 let reader, writer;
+const FRAME_HEADER = 24;
+/** SQLite's WAL checksum over view's bytes [from, to) (8-byte steps), continuing the pair c. */
+function walSum(view, from, to, bigEndian, c) {
+  const le = !bigEndian;
+  let a = c[0], b = c[1];
+  for (let i = from; i < to; i += 8) {
+    a = (a + view.getUint32(i, le) + b) >>> 0;
+    b = (b + view.getUint32(i + 4, le) + a) >>> 0;
+  }
+  c[0] = a;
+  c[1] = b;
+}
+/**
+ * Appends the committed frames of the WAL after byte 'start' to the shadow file (whose first
+ * 'start' bytes match it), as the main thread's copy does: frames must carry the WAL's salts and
+ * continue the checksum chain from 'chain', and only whole transactions are copied. Returns the new
+ * end and the chain there, or the problem that stopped it.
+ */
+function copyCommitted(a) {
+  const frameSize = a.pageSize + FRAME_HEADER;
+  const wal = fs.openSync(a.walPath, 'r');
+  try {
+    const size = fs.fstatSync(wal).size;
+    const end = size < 32 ? 0 : 32 + Math.floor((size - 32) / frameSize) * frameSize;
+    const buf = Buffer.allocUnsafe(Math.max(1, Math.floor((1 << 20) / frameSize)) * frameSize);
+    const view = new DataView(buf.buffer, buf.byteOffset, buf.length);
+    const chain = [a.chain[0] >>> 0, a.chain[1] >>> 0];
+    let committed = a.start;
+    let committedChain = chain.slice();
+    scan: for (let off = a.start; off < end; ) {
+      const n = fs.readSync(wal, buf, 0, Math.min(buf.length, end - off), off);
+      if (n < frameSize) break;
+      for (let p = 0; p + frameSize <= n; p += frameSize) {
+        if (view.getUint32(p) === 0 || view.getUint32(p + 8) !== a.salt1 || view.getUint32(p + 12) !== a.salt2) break scan;
+        const c = chain.slice();
+        walSum(view, p, p + 8, a.bigEndian, c);
+        walSum(view, p + FRAME_HEADER, p + frameSize, a.bigEndian, c);
+        if (c[0] !== view.getUint32(p + 16) || c[1] !== view.getUint32(p + 20)) break scan;
+        chain[0] = c[0];
+        chain[1] = c[1];
+        if (view.getUint32(p + 4) !== 0) {
+          committed = off + p + frameSize;
+          committedChain = chain.slice();
+        }
+      }
+      off += n - (n % frameSize);
+    }
+    if (committed === a.start) return { end: a.start, chain: a.chain };
+    if (committed > a.maxEnd) return { problem: 'too large', end: committed };
+    const shadow = fs.openSync(a.shadowPath, 'r+');
+    try {
+      for (let off = a.start; off < committed; ) {
+        const n = fs.readSync(wal, buf, 0, Math.min(buf.length, committed - off), off);
+        if (n === 0) return { problem: 'shrank', end: off };
+        for (let w = 0; w < n; ) w += fs.writeSync(shadow, buf, w, n - w, off + w);
+        off += n;
+      }
+      fs.ftruncateSync(shadow, committed);
+    } finally {
+      fs.closeSync(shadow);
+    }
+    return { end: committed, chain: committedChain };
+  } finally {
+    fs.closeSync(wal);
+  }
+}
 function beginRead() {
   if (reader.inTransaction) return;
   reader.exec('BEGIN');
@@ -75,20 +174,6 @@ const ops = {
     writer.prepare('INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1').run();
     return null;
   },
-  lock() {
-    beginRead();
-    try {
-      writer.exec('BEGIN IMMEDIATE');
-      return true;
-    } catch (err) {
-      if (err && (err.code === 'SQLITE_BUSY' || err.code === 'SQLITE_LOCKED')) return false;
-      throw err;
-    }
-  },
-  unlock() {
-    if (writer.inTransaction) writer.exec('ROLLBACK');
-    return null;
-  },
   checkpoint() {
     // Runs while 'writer' holds the write lock, so it is always PASSIVE: RESTART and TRUNCATE would
     // wait for that lock. Their effect (a WAL restart, a truncated file) comes from restart().
@@ -98,6 +183,46 @@ const ops = {
       return { busy: busy !== 0, log, checkpointed };
     } finally {
       beginRead();
+    }
+  },
+  /**
+   * The checkpoint step, whole, on this thread: takes the write lock, copies the WAL's last
+   * commits to the shadow file, fsyncs it, runs a PASSIVE checkpoint, notes the database file's
+   * state, and releases the lock. None of it waits for the main thread, where an app of this
+   * process may be blocked in a write of its own, waiting for that very lock.
+   */
+  lockedCheckpoint(a) {
+    beginRead();
+    try {
+      writer.exec('BEGIN IMMEDIATE');
+    } catch (err) {
+      if (err && (err.code === 'SQLITE_BUSY' || err.code === 'SQLITE_LOCKED')) return { locked: false };
+      throw err;
+    }
+    try {
+      const copy = copyCommitted(a);
+      if (copy.problem) return { locked: true, copy };
+      if (copy.end !== a.start || a.shadowDirty) {
+        const fd = fs.openSync(a.shadowPath, 'r+');
+        try {
+          fs.fsyncSync(fd);
+        } finally {
+          fs.closeSync(fd);
+        }
+      }
+      const result = ops.checkpoint();
+      let db;
+      if (a.statDb) {
+        try {
+          const st = fs.statSync(a.dbPath, { bigint: true });
+          db = { size: String(st.size), mtimeNs: String(st.mtimeNs), ino: String(st.ino) };
+        } catch (err) {
+          if (!err || err.code !== 'ENOENT') throw err;
+        }
+      }
+      return { locked: true, copy, ...result, db };
+    } finally {
+      if (writer.inTransaction) writer.exec('ROLLBACK');
     }
   },
   restart({ truncate }) {
@@ -215,23 +340,14 @@ export class SqliteConnection {
     return this.#call('touch');
   }
 
-  /** Takes the database write lock (`BEGIN IMMEDIATE`); resolves false when the app holds it past the busy timeout. */
-  lock(): Promise<boolean> {
-    return this.#call('lock');
-  }
-
-  /** Releases the write lock taken by `lock`. */
-  unlock(): Promise<void> {
-    return this.#call('unlock');
-  }
-
   /**
-   * Releases the held read transaction, runs a PASSIVE checkpoint and takes the read transaction
-   * again. Call it while holding the write lock (`lock`), so no commit can land between lstream's
-   * last copy of the WAL and the checkpoint.
+   * Takes the write lock, copies the WAL's commits after `start` to the shadow file and fsyncs it,
+   * checkpoints (PASSIVE), optionally stats the database file, and releases the lock, all in the
+   * worker: the lock is never held across a turn of this thread's event loop, which an app writing
+   * to the same database from this thread may be blocking while it waits for the lock.
    */
-  checkpoint(): Promise<CheckpointResult> {
-    return this.#call('checkpoint');
+  lockedCheckpoint(args: LockedCheckpointArgs): Promise<LockedCheckpointResult> {
+    return this.#call('lockedCheckpoint', args);
   }
 
   /** Forces a WAL restart after a complete checkpoint; `truncate` also shrinks the WAL file to its new content. */
