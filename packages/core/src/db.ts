@@ -8,6 +8,7 @@ import {
   parseWalFrameHeader,
   parseWalHeader,
   readAt,
+  writeAt,
   walFrameSize,
   walSizeForFrames,
   type WalHeader,
@@ -18,11 +19,12 @@ import { LstreamEmitter } from './events.js';
 import { fsyncDir, readFileRange, statOrUndefined, writeFileAtomic } from './fs-util.js';
 import { instrumentClient } from './instrument.js';
 import { DatabaseFile } from './database-file.js';
-import { LockFile } from './lock-file.js';
+import { LockFile, LockedError } from './lock-file.js';
 import { LongTimer } from './timers.js';
 import { noopLogger, type Logger } from './logger.js';
 import {
   BUSY_TIMEOUT_MS,
+  checkNumericOptions,
   CHECKPOINT_INTERVAL_MS,
   MAX_CHECKPOINT_PAGE_COUNT,
   MAX_SHADOW_WAL_BYTES,
@@ -149,8 +151,12 @@ export class Db {
   #kick: NodeJS.Timeout | undefined;
   #syncing = false;
   #dirty = false;
+  /** Set once `open` succeeded (a failed open may be tried again). */
   #opened = false;
+  #opening = false;
   #closed = false;
+  /** The running or finished `close`: a second call waits for it. */
+  #closing: Promise<void> | undefined;
   /** Set once close() has closed the SQLite connection for good: nothing may open it again. */
   #connectionClosed = false;
   #lastError: unknown;
@@ -199,6 +205,7 @@ export class Db {
     if (!(this.#options.minCheckpointPageCount > 0)) {
       throw new InvalidArgumentError(`min-checkpoint-page-count must be positive, got ${this.#options.minCheckpointPageCount}`);
     }
+    checkNumericOptions(this.#options, ['monitorIntervalMs']);
   }
 
   /**
@@ -208,6 +215,10 @@ export class Db {
    * `client` and passes every result and error through unchanged.
    */
   addReplica(client: ReplicaClient, options: ReplicaOptions = {}): Replica {
+    if (this.#opened || this.#opening || this.#closed) {
+      // It would never be started: nothing would ship to it, and a flush() would wait for it forever.
+      throw new InvalidArgumentError(`${this.path}: add replicas before open(); this database is ${this.#closed ? 'closed' : 'open'} already`);
+    }
     const name = options.name ?? client.type;
     if (this.replicas.some((r) => r.name === name)) {
       throw new InvalidArgumentError(`${this.path}: two replicas are named '${name}'; give each a unique name`);
@@ -291,15 +302,40 @@ export class Db {
    * the replicas. Rejects with LockedError when another lstream replicates this database.
    */
   async open(): Promise<void> {
-    if (this.#opened) throw new InvalidArgumentError(`${this.path} is already open`);
-    this.#opened = true;
+    if (this.#closed) throw new InvalidArgumentError(`${this.path} is closed; make a new Db to replicate it again`);
+    if (this.#opened || this.#opening) throw new InvalidArgumentError(`${this.path} is already open`);
+    this.#opening = true;
+    try {
+      await this.#openNow();
+      this.#opened = true;
+    } finally {
+      this.#opening = false;
+    }
+  }
+
+  async #openNow(): Promise<void> {
     // The database may not exist yet, but its directory must: lstream never creates it.
     const dir = await statOrUndefined(dirname(this.path));
     if (!dir?.isDirectory()) {
       throw new DbError(`${dirname(this.path)} does not exist (it should hold the database ${basename(this.path)}); create it or fix the path`);
     }
-    await mkdir(this.metaPath, { recursive: true });
-    this.#lock = await LockFile.acquire(join(this.metaPath, 'lock'), `database ${this.path}`);
+    try {
+      await mkdir(this.metaPath, { recursive: true });
+    } catch (err) {
+      throw new DbError(
+        `cannot create lstream's directory ${this.metaPath} (${(err as NodeJS.ErrnoException).code ?? String(err)}): lstream keeps its shadow WAL there; make its parent writable for this user, or set metaPath`,
+        { cause: err },
+      );
+    }
+    try {
+      this.#lock = await LockFile.acquire(join(this.metaPath, 'lock'), `database ${this.path}`);
+    } catch (err) {
+      if (LockedError.isInstance(err)) throw err;
+      throw new DbError(`cannot take lstream's lock file in ${this.metaPath} (${(err as NodeJS.ErrnoException).code ?? String(err)}): make the directory writable for this user, or set metaPath`, {
+        cause: err,
+      });
+    }
+    let replicasStarted = false;
     try {
       await this.#removeTempFiles();
       await this.sync().catch((err: unknown) => {
@@ -307,12 +343,16 @@ export class Db {
         this.#failingSince = Date.now();
         this.logger.error('initial sync failed; retrying', { db: this.path, error: String(err) });
       });
+      replicasStarted = true;
       for (const r of this.replicas) r.start();
       this.#startMonitor();
     } catch (err) {
+      // Nothing of this attempt stays: open() may be called again (once the cause is fixed).
       this.#stopMonitor();
-      for (const r of this.replicas) await r.stop({ finalSync: false }).catch(() => undefined);
+      // Replicas stopped once cannot start again; they are started last, so a failure rarely gets there.
+      if (replicasStarted) for (const r of this.replicas) await r.stop({ finalSync: false }).catch(() => undefined);
       await this.#closeConnection();
+      this.#connectionClosed = false;
       await this.#lock?.release();
       this.#lock = undefined;
       throw err;
@@ -390,6 +430,9 @@ export class Db {
    * reached (undefined while the database does not exist).
    */
   sync(): Promise<Pos | undefined> {
+    if (!this.#opened && !this.#opening && !this.#closed) {
+      return Promise.reject(new DbError(`${this.path} is not open: call open() first (and check that it succeeded)`));
+    }
     return this.#serial(async () => {
       const started = performance.now();
       try {
@@ -669,7 +712,7 @@ export class Db {
     await mkdir(dirname(path), { recursive: true });
     const fh = await open(path, 'w', 0o644);
     try {
-      await fh.write(headerBytes, 0, WAL_HEADER_SIZE, 0);
+      await writeAt(fh, headerBytes.subarray(0, WAL_HEADER_SIZE), 0);
       await fh.sync();
     } finally {
       await fh.close();
@@ -706,7 +749,14 @@ export class Db {
       for (let off = s.size; off < committed; ) {
         const chunk = await readAt(fh, off, Math.min(chunkBytes, committed - off), this.#copyBuffer());
         if (chunk.length === 0) throw new DbError(`${this.walPath}: WAL shrank while being copied`);
-        await out.write(chunk, 0, chunk.length, off);
+        // Whole or not at all: a short write (a nearly full disk) left the rest of the range as the
+        // zeros truncate() extends the file with, and a segment that failed its checksum shipped.
+        await writeAt(out, chunk, off).catch((err: unknown) => {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
+          // Not a DbError: that would fail open(); a full disk is retried until there is room.
+          throw new LstreamError(code, `no space left to copy the WAL into ${this.shadowWalPath(s.generation, s.index)}: free space on that file system; lstream retries`, { cause: err });
+        });
         off += chunk.length;
       }
       await out.truncate(committed);
@@ -985,8 +1035,13 @@ export class Db {
    * Stops watching, makes a final sync of the database and of every replica, and closes. A clean
    * close lets the next start continue the same generation even if SQLite removes the WAL.
    */
-  async close(options: { signal?: AbortSignal } = {}): Promise<void> {
-    if (this.#closed) return;
+  close(options: { signal?: AbortSignal } = {}): Promise<void> {
+    this.#closing ??= this.#closeNow(options);
+    return this.#closing;
+  }
+
+  async #closeNow(options: { signal?: AbortSignal }): Promise<void> {
+    this.#closed = true;
     this.#stopMonitor();
     for (const r of this.replicas) r.stopTimers();
     let finalError: unknown;
@@ -1030,7 +1085,6 @@ export class Db {
   }
 
   #stopMonitor(): void {
-    this.#closed = true;
     this.#watcher?.close();
     this.#watcher = undefined;
     this.#timer?.clear();

@@ -133,7 +133,11 @@ function copyCommitted(a) {
       for (let off = a.start; off < committed; ) {
         const n = fs.readSync(wal, buf, 0, Math.min(buf.length, committed - off), off);
         if (n === 0) return { problem: 'shrank', end: off };
-        for (let w = 0; w < n; ) w += fs.writeSync(shadow, buf, w, n - w, off + w);
+        for (let w = 0; w < n; ) {
+          const written = fs.writeSync(shadow, buf, w, n - w, off + w);
+          if (written <= 0) throw new Error('short write to ' + a.shadowPath + ': the disk may be full');
+          w += written;
+        }
         off += n;
       }
       fs.ftruncateSync(shadow, committed);

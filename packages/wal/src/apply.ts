@@ -3,6 +3,7 @@ import { writeSync, writevSync } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { CorruptDataError, PageSizeMismatchError, WalFormatError } from './errors.js';
+import { writeAt } from './file-chunks.js';
 import { WAL_FRAME_HEADER_SIZE, type WalHeader, type WalStopReason } from './wal-format.js';
 import type { ChunkWatcher } from './byte-reader.js';
 import { nativePwriteRuns, type NativePwriteRuns } from './lz4-native.js';
@@ -635,7 +636,10 @@ export class WalApplier {
         return buf.subarray(at, at + ps);
       });
       // The spill file holds the transaction's spilled pages back to back, in frame order.
-      await spill.fh.writev(batch, this.#spilled.length * ps);
+      const at = this.#spilled.length * ps;
+      const { bytesWritten } = await spill.fh.writev(batch, at);
+      // A short write (a nearly full disk) is continued, or fails: never a page silently missing.
+      if (bytesWritten < batch.length * ps) await writeAt(spill.fh, Buffer.concat(batch).subarray(bytesWritten), at + bytesWritten);
       this.#spilled.push(...pgnos.slice(i, i + batch.length));
     }
     this.#txnPgnos = [];
@@ -690,7 +694,7 @@ export class WalApplier {
       for (let i = 0; i < entries.length; i += batchPages) {
         const batch = entries.slice(i, i + batchPages);
         await Promise.all(batch.map(([, at], k) => spill.fh.read(scratch, k * ps, ps, at)));
-        await Promise.all(batch.map(([pgno], k) => this.#fh.write(scratch, k * ps, ps, (pgno - 1) * ps)));
+        await Promise.all(batch.map(([pgno], k) => writeAt(this.#fh, scratch.subarray(k * ps, (k + 1) * ps), (pgno - 1) * ps)));
         this.#unsynced += batch.length * ps;
       }
     } catch (err) {
@@ -976,7 +980,11 @@ function writeAllSync(fd: number, bufs: Buffer[], position: number): void {
   let done = writevSync(fd, bufs, position);
   if (done === total) return;
   const rest = Buffer.concat(bufs);
-  while (done < total) done += writeSync(fd, rest, done, total - done, position + done);
+  while (done < total) {
+    const n = writeSync(fd, rest, done, total - done, position + done);
+    if (n <= 0) throw new Error(`short write at offset ${position + done}: the disk may be full`);
+    done += n;
+  }
 }
 
 /**
