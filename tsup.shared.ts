@@ -8,4 +8,7 @@ export const lstreamBuild = defineConfig({
   sourcemap: true,
   clean: true,
   target: 'node20',
+  // Classes keep their names: error names (`err.name`, `LstreamError.isInstance` across package
+  // copies) would otherwise read `_OutputExistsError` where esbuild renamed a class internally.
+  keepNames: true,
 });

@@ -6,7 +6,20 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, s
 import { join } from 'node:path';
 import { FileReplicaClient } from '@ls/client-file';
 import Database from 'better-sqlite3';
-import { Db, collect, listGenerations, listSnapshots, listWalSegments, restore, type Logger } from '@ls/core';
+import {
+  AccessDeniedError,
+  Db,
+  DbError,
+  InvalidArgumentError,
+  LockedError,
+  ReplicaError,
+  collect,
+  listGenerations,
+  listSnapshots,
+  listWalSegments,
+  restore,
+  type Logger,
+} from '@ls/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dump, sleep, startWriter, tempDir, write } from './helpers.js';
 
@@ -233,6 +246,36 @@ describe('Db as a library', () => {
     expect((await restoreRows(root, 'hang')).rows).toEqual(dump(path).rows);
   });
 
+  it('takes a new snapshot when the last WAL segment in storage is damaged, instead of stopping for good', async () => {
+    const path = join(dir, 'damaged.db');
+    const root = join(dir, 'damaged-replica');
+    write(path, ['--rows', '20']);
+    const first = new Db(path);
+    first.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0 });
+    await first.open();
+    write(path, ['--rows', '30']);
+    await first.flush();
+    await first.close();
+    const gen = first.pos!.generation;
+    const segs = await collect(listWalSegments(new FileReplicaClient({ root }), gen));
+    const last = segs.at(-1)!;
+    const file = join(root, 'generations', gen, 'wal', `${last.index.toString(16).padStart(8, '0')}_${last.offset.toString(16).padStart(8, '0')}.wal.lz4`);
+    writeFileSync(file, readFileSync(file).subarray(0, statSync(file).size - 10));
+
+    const { lines, logger } = collectingLogger();
+    const db = new Db(path, { logger });
+    db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0 });
+    await db.open();
+    write(path, ['--rows', '25']);
+    await db.flush();
+    await db.close();
+    const warning = lines.find((l) => l.msg === 'the last WAL segment in storage is damaged; taking a new snapshot');
+    expect(warning?.fields?.object).toBe(file.slice(root.length + 1));
+    const restored = await restoreRows(root, 'damaged');
+    expect(restored.integrity).toBe('ok');
+    expect(restored.rows).toEqual(dump(path).rows);
+  });
+
   it('re-snapshots a replica whose unshipped shadow WAL went past the cap', async () => {
     const path = join(dir, 'cap.db');
     const root = join(dir, 'cap-replica');
@@ -267,11 +310,15 @@ describe('Db as a library', () => {
     write(path, ['--rows', '10']);
     const db = new Db(path, { minCheckpointPageCount: 20 });
     const replica = db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0, retentionMs: 60_000 });
+    // A second replica whose retention period is over at once.
+    const shortRoot = join(dir, 'retention-short');
+    const short = db.addReplica(new FileReplicaClient({ root: shortRoot }), { name: 'short', syncIntervalMs: 0, retentionMs: 1 });
     await db.open();
     for (let i = 0; i < 3; i++) {
       write(path, ['--rows', '300', '--batch', '10', '--size', '300']);
       await db.flush();
       await replica.snapshot();
+      await short.snapshot();
     }
     const gen = db.pos!.generation;
     const snaps = await collect(listSnapshots(replica.client, gen));
@@ -279,21 +326,22 @@ describe('Db as a library', () => {
     // Everything is younger than the retention period: nothing goes.
     await replica.enforceRetention();
     expect(await collect(listSnapshots(replica.client, gen))).toHaveLength(snaps.length);
-    // Everything is older: only the newest snapshot and what follows it stay.
     const old = new Db(path); // a second Db may not open the same database
     await expect(old.open()).rejects.toMatchObject({ code: 'ELOCKED' });
-    const short = db.addReplica(new FileReplicaClient({ root }), { name: 'same-root', retentionMs: 1 });
+    // Everything is older: only the newest snapshot and what follows it stay.
     await sleep(10);
     await short.enforceRetention();
-    const left = await collect(listSnapshots(replica.client, gen));
+    const left = await collect(listSnapshots(short.client, gen));
     expect(left.length).toBeGreaterThanOrEqual(1);
     const minIndex = Math.min(...left.map((s) => s.index));
-    const segs = await collect(listWalSegments(replica.client, gen));
+    const segs = await collect(listWalSegments(short.client, gen));
     expect(segs.every((s) => s.index >= minIndex)).toBe(true);
     expect(await replica.validate()).toBe(true);
+    expect(await short.validate()).toBe(true);
     write(path, ['--rows', '20']);
     await db.close();
     expect((await restoreRows(root, 'retention')).rows).toEqual(dump(path).rows);
+    expect((await restoreRows(shortRoot, 'retention-short')).rows).toEqual(dump(path).rows);
     expect(existsSync(join(root, 'generations', gen))).toBe(true);
   });
 });
@@ -375,6 +423,89 @@ describe('Db lifecycle', () => {
     expect(source.integrity).toBe('ok');
     expect(source.rows.length).toBe(380);
     expect((await restoreRows(root, 'locks')).rows).toEqual(source.rows);
+  });
+
+  it('refuses calls out of order with typed errors, lets a failed open be tried again, and makes a second close wait for the first', async () => {
+    const path = join(dir, 'order.db');
+    const root = join(dir, 'order-replica');
+    write(path, ['--rows', '5']);
+    const db = new Db(path);
+    db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 100 });
+    // Not open: sync and flush would have worked on the shadow WAL without holding the lock.
+    await expect(db.sync()).rejects.toBeInstanceOf(DbError);
+    await expect(db.flush()).rejects.toBeInstanceOf(DbError);
+    expect(existsSync(db.metaPath)).toBe(false);
+
+    // Another Db holds the database: open fails, and so do sync and flush after it.
+    const holder = new Db(path);
+    holder.addReplica(new FileReplicaClient({ root: join(dir, 'order-other') }));
+    await holder.open();
+    await expect(db.open()).rejects.toBeInstanceOf(LockedError);
+    await expect(db.flush()).rejects.toBeInstanceOf(DbError);
+    await holder.close();
+    // Tried again once the cause is gone, it opens and replicates.
+    await db.open();
+    expect(() => db.addReplica(new FileReplicaClient({ root: join(dir, 'order-late') }), { name: 'late' })).toThrow(InvalidArgumentError);
+    await expect(db.open()).rejects.toBeInstanceOf(InvalidArgumentError);
+    write(path, ['--rows', '20']);
+    await db.flush();
+    write(path, ['--rows', '7']);
+    const first = db.close();
+    await db.close();
+    // Both calls end together: the final sync is made and the lock is free.
+    const again = new Db(path);
+    again.addReplica(new FileReplicaClient({ root: join(dir, 'order-again') }));
+    await again.open();
+    await again.close();
+    await first;
+    expect((await restoreRows(root, 'order')).rows).toEqual(dump(path).rows);
+  });
+
+  it('rejects numbers that are not durations or counts, in options and restore targets', async () => {
+    const path = join(dir, 'numbers.db');
+    // A NaN or zero monitor interval made an idle Db spin on its timer.
+    for (const bad of [0, -5, Number.NaN, Infinity]) {
+      expect(() => new Db(path, { monitorIntervalMs: bad })).toThrow(InvalidArgumentError);
+    }
+    expect(() => new Db(path, { busyTimeoutMs: -1 })).toThrow(InvalidArgumentError);
+    const db = new Db(path);
+    expect(() => db.addReplica(new FileReplicaClient({ root: join(dir, 'numbers-replica') }), { syncIntervalMs: -1 })).toThrow(InvalidArgumentError);
+    expect(() => db.addReplica(new FileReplicaClient({ root: join(dir, 'numbers-replica') }), { snapshotIntervalMs: Number.NaN })).toThrow(InvalidArgumentError);
+    const client = new FileReplicaClient({ root: join(dir, 'numbers-replica') });
+    const outputPath = join(dir, 'numbers-restored.db');
+    const generation = '0123456789abcdef';
+    await expect(restore(client, { outputPath, generation, index: -1 })).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(restore(client, { outputPath, generation, index: 1.5 })).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(restore(client, { outputPath, timestamp: new Date('garbage') })).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(restore(client, { outputPath, parallelism: 0 })).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect(existsSync(outputPath)).toBe(false);
+  });
+
+  it('says why it cannot open when lstream cannot make its directory', async () => {
+    const path = join(dir, 'nometa.db');
+    write(path, ['--rows', '1']);
+    writeFileSync(join(dir, 'not-a-dir'), 'x');
+    const db = new Db(path, { metaPath: join(dir, 'not-a-dir', 'meta') });
+    const err = await db.open().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DbError);
+    expect((err as Error).message).toContain(join(dir, 'not-a-dir', 'meta'));
+    expect(((err as Error).cause as NodeJS.ErrnoException).code).toBe('ENOTDIR');
+  });
+
+  it("rejects flush() when a replica's storage refuses the data, and close() names that refusal", async () => {
+    const path = join(dir, 'refused.db');
+    const root = join(dir, 'refused-replica');
+    write(path, ['--rows', '5']);
+    const db = new Db(path);
+    const denied = beforeEachPut(new FileReplicaClient({ root }), () => Promise.reject(new AccessDeniedError('the bucket policy denies PutObject')));
+    db.addReplica(denied, { syncIntervalMs: 100 });
+    await db.open();
+    write(path, ['--rows', '5']);
+    await expect(db.flush()).rejects.toBeInstanceOf(AccessDeniedError);
+    const err = await db.close().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ReplicaError);
+    expect((err as Error).cause).toBeInstanceOf(AccessDeniedError);
+    expect((err as Error).message).toContain('the bucket policy denies PutObject');
   });
 
   it('never holds the write lock across a turn of the event loop: an app writing from the same thread is not failed by checkpoints', async () => {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, utimes, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,7 +7,7 @@ import { LstreamEmitter, NotFoundError, instrumentClient, listGenerations, listS
 import { describeReplicaClientConformance } from '@ls/conformance';
 import { build } from 'esbuild';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FileReplicaClient } from './file-client.js';
+import { FileReplicaClient, STALE_TEMP_MS } from './file-client.js';
 
 async function freshRoot() {
   const dir = await mkdtemp(join(tmpdir(), 'lstream-file-'));
@@ -16,7 +16,8 @@ async function freshRoot() {
 
 describeReplicaClientConformance('file', async () => {
   const { dir, cleanup } = await freshRoot();
-  return { client: new FileReplicaClient({ root: join(dir, 'replica') }), cleanup };
+  const root = join(dir, 'replica');
+  return { client: new FileReplicaClient({ root }), cleanup, second: async () => new FileReplicaClient({ root }) };
 });
 
 // Db.addReplica wraps every client with instrumentClient: the wrapper must keep every promise of
@@ -71,6 +72,16 @@ describe('FileReplicaClient', () => {
     const old = await c.open(listed[0]!);
     expect(Buffer.concat(await collect(old as AsyncIterable<Buffer>)).toString()).toBe('old');
     await expect(c.open('generations/0000000000000001/wal/00000000_00000000.wal.lz4')).rejects.toBeInstanceOf(NotFoundError);
+
+    // The next client to write there removes them once nobody has written to them for a while (a
+    // crash loop during large snapshots filled the disk); a fresh one may be a put in progress.
+    const snapshots = join(dir, 'generations/0000000000000001/snapshots');
+    const left = onDisk.filter((f) => f.endsWith('.tmp'));
+    const long = new Date(Date.now() - STALE_TEMP_MS - 60_000);
+    for (const f of left) await utimes(join(snapshots, f), long, long);
+    await writeFile(join(snapshots, '00000001.snapshot.lz4.inprogress.tmp'), 'x');
+    await new FileReplicaClient({ root: dir }).put('generations/0000000000000001/snapshots/00000002.snapshot.lz4', Buffer.from('new'));
+    expect((await readdir(snapshots)).filter((f) => f.endsWith('.tmp'))).toEqual(['00000001.snapshot.lz4.inprogress.tmp']);
   });
 
   it('never writes outside its root, even through a symlinked or hostile key', async () => {

@@ -54,10 +54,14 @@ function mapError(err: unknown, what: string): unknown {
   return err;
 }
 
+/** A temporary file not written for this long belongs to a put that will never finish. */
+export const STALE_TEMP_MS = 10 * 60_000;
+
 /**
  * A ReplicaClient on a local directory. Writes go to a temporary file beside the target, are fsynced,
  * renamed into place and the directory fsynced, so a crash never leaves a partial object visible.
- * Temporary files (`*.tmp`) are never listed.
+ * Temporary files (`*.tmp`) are never listed; those a killed process left behind are removed the
+ * first time the client writes to their directory, once untouched for STALE_TEMP_MS.
  */
 export class FileReplicaClient implements ReplicaClient {
   readonly type = 'file';
@@ -70,6 +74,8 @@ export class FileReplicaClient implements ReplicaClient {
   /** Absolute path of the replica directory. */
   readonly root: string;
   readonly #fsync: boolean;
+  /** Directories whose leftover temporary files this client has removed (once per directory). */
+  readonly #swept = new Set<string>();
 
   constructor(options: FileReplicaClientOptions) {
     this.root = resolve(options.root);
@@ -91,6 +97,7 @@ export class FileReplicaClient implements ReplicaClient {
     const tmp = `${path}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`;
     let fh: FileHandle | undefined;
     try {
+      await this.#sweep(dirname(path));
       fh = await this.#createTemp(tmp);
       if (body instanceof Uint8Array) await writeAt(fh, body, 0);
       else await this.#writeStream(fh, body, signal);
@@ -107,6 +114,33 @@ export class FileReplicaClient implements ReplicaClient {
       await rm(tmp, { force: true }).catch(() => {});
       throw mapError(err, `writing ${key} under ${this.root}`);
     }
+  }
+
+  /**
+   * Removes the temporary files a killed process left in `dir` (a snapshot's can be as large as the
+   * database), the first time this client writes there. Only files untouched for STALE_TEMP_MS:
+   * a put in progress writes to its file all along.
+   */
+  async #sweep(dir: string): Promise<void> {
+    if (this.#swept.has(dir)) return;
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (err) {
+      if (codeOf(err) === 'ENOENT') return; // nothing written there yet
+      throw err;
+    }
+    const cutoff = Date.now() - STALE_TEMP_MS;
+    for (const name of names) {
+      if (!name.endsWith(TEMP_SUFFIX)) continue;
+      const p = join(dir, name);
+      const st = await stat(p).catch((err: unknown) => {
+        if (codeOf(err) === 'ENOENT') return undefined;
+        throw err;
+      });
+      if (st?.isFile() && st.mtimeMs < cutoff) await rm(p, { force: true });
+    }
+    this.#swept.add(dir);
   }
 
   /** Creates the temp file, recreating the directory if a concurrent delete pruned it meanwhile. */

@@ -1,1 +1,1 @@
-export { FileReplicaClient, createFileReplicaClient, type FileReplicaClientOptions } from './file-client.js';
+export { FileReplicaClient, STALE_TEMP_MS, createFileReplicaClient, type FileReplicaClientOptions } from './file-client.js';

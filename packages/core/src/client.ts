@@ -87,7 +87,8 @@ export interface ReplicaClient {
   /**
    * Lists objects whose keys start with `prefix` (a plain string prefix, not only whole segments),
    * sorted by key bytes, each with size and timestamp. Pages are fetched lazily: a consumer that
-   * stops iterating stops further requests. A missing or empty prefix yields nothing. With
+   * stops iterating stops further requests. The empty prefix lists every object; a prefix no key
+   * starts with yields nothing. An abort ends the listing with an AbortError. With
    * `delimiter: '/'` (when `capabilities.listDelimiter`), entries below the next `/` after the prefix
    * come as one `prefix` entry in sorted position, and only prefixes holding at least one object.
    */

@@ -2,7 +2,8 @@ import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promise
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { LOCK_HEARTBEAT_MS, LOCK_STALE_MS, LockFile, LockedError } from './lock-file.js';
+import { spawn } from 'node:child_process';
+import { LOCK_HEARTBEAT_MS, LOCK_STALE_MS, LockFile, LockedError, processIdentity } from './lock-file.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -46,6 +47,29 @@ describe('LockFile', () => {
     const old = new Date(Date.now() - LOCK_STALE_MS - 5_000);
     await utimes(other, old, old);
     await (await LockFile.acquire(other, 'thing')).release();
+  });
+  it.skipIf(processIdentity(process.pid) === undefined)('keeps the lock of a holder still running here however old its last refresh (a paused process), and not of a reused pid', async () => {
+    // A real process, stopped as SIGSTOP or `docker pause` would: its lock file is not refreshed.
+    const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => child.once('spawn', r));
+      child.kill('SIGSTOP');
+      const pid = child.pid!;
+      const paused = join(dir, 'paused');
+      const old = new Date(Date.now() - LOCK_STALE_MS - 60_000);
+      await writeFile(paused, JSON.stringify({ pid, host: hostname(), startedAt: '2026-01-01T00:00:00Z', process: processIdentity(pid) }));
+      await utimes(paused, old, old);
+      const err = await LockFile.acquire(paused, 'thing').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(LockedError);
+      expect((err as LockedError).holder?.pid).toBe(pid);
+      // The same pid, but another process than the one that wrote the lock (a pid reused since).
+      const reused = join(dir, 'reused');
+      await writeFile(reused, JSON.stringify({ pid, host: hostname(), startedAt: '2026-01-01T00:00:00Z', process: 'another-boot:1' }));
+      await utimes(reused, old, old);
+      await (await LockFile.acquire(reused, 'thing')).release();
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });
 

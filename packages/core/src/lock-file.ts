@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { mkdir, open, readFile, rm, stat, utimes } from 'node:fs/promises';
 import { LstreamError } from './errors.js';
 
@@ -19,6 +20,27 @@ export interface LockHolder {
   host: string;
   startedAt: string;
   what?: string;
+  /**
+   * Which process `pid` is, where the system says (Linux: boot id and the process's start time), so
+   * a reused pid, or a pid of another container, is not taken for the holder.
+   */
+  process?: string;
+}
+
+let bootId: string | undefined | null = null;
+
+/** The identity of process `pid` on this machine (Linux), or undefined where it cannot be read. */
+export function processIdentity(pid: number): string | undefined {
+  try {
+    if (bootId === null) bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22, the start time in clock ticks since boot; the name (field 2) may hold spaces.
+    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    return bootId && start ? `${bootId}:${start}` : undefined;
+  } catch {
+    bootId ??= undefined;
+    return undefined;
+  }
 }
 
 function alive(pid: number): boolean {
@@ -53,7 +75,8 @@ export const LOCK_STALE_MS = 45_000;
  * An exclusive lock held through a file that names its holder, refreshed every few seconds. A lock is
  * stale, and taken over, when its holder is gone: a dead pid on this host, our own pid (a previous run
  * in a container that reuses pids), or no refresh for LOCK_STALE_MS (a holder on another host or in
- * another container, whose pid cannot be checked).
+ * another container, whose pid cannot be checked). A holder this host's system still shows running
+ * (same pid, boot and start time) is never stale, however old its last refresh.
  */
 export class LockFile {
   #heartbeat: NodeJS.Timeout | undefined;
@@ -80,7 +103,8 @@ export class LockFile {
 
   /** Takes the lock at `path`, or rejects with LockedError naming the live holder. */
   static async acquire(path: string, what: string): Promise<LockFile> {
-    const me: LockHolder = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), what };
+    const identity = processIdentity(process.pid);
+    const me: LockHolder = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), what, ...(identity ? { process: identity } : {}) };
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         await writeHolder(path, me);
@@ -103,8 +127,12 @@ export class LockFile {
       }
       const sameHost = holder?.host === me.host;
       const mine = held.has(resolve(path));
+      // A holder known to be running here holds the lock however long since its last refresh: it may
+      // have been paused (SIGSTOP, `docker pause`, a suspended VM) and will go on when resumed.
+      const running = sameHost && holder?.process !== undefined && holder.pid !== process.pid && processIdentity(holder.pid) === holder.process;
       const stale =
         !mine &&
+        !running &&
         (age > LOCK_STALE_MS || (holder ? sameHost && (holder.pid === process.pid || !alive(holder.pid)) : attempt > 0));
       if (!stale) {
         const who = holder ? `process ${holder.pid} on ${holder.host} (since ${holder.startedAt})` : 'another process';

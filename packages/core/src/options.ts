@@ -1,4 +1,5 @@
 import type { Logger } from './logger.js';
+import { InvalidArgumentError } from './errors.js';
 
 /** How often the database is checked for changes when no file event arrives (Litestream's default). */
 export const MONITOR_INTERVAL_MS = 1_000;
@@ -56,4 +57,17 @@ export interface ReplicaOptions {
    * warning, and `lastError` in the replica's status until it ends.
    */
   slowSyncMs?: number;
+}
+
+/**
+ * Throws InvalidArgumentError unless every named option is a finite number of at least 0 (above 0
+ * for those in `positive`): a NaN or negative interval made a timer fire without pause.
+ */
+export function checkNumericOptions(options: Record<string, number>, positive: readonly string[] = []): void {
+  for (const [name, value] of Object.entries(options)) {
+    const above = positive.includes(name);
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (above && value === 0)) {
+      throw new InvalidArgumentError(`${name} must be a finite number ${above ? 'above' : 'of at least'} 0, got ${String(value)}`);
+    }
+  }
 }

@@ -2,11 +2,12 @@ import { setMaxListeners } from 'node:events';
 import { LZ4_DEFAULT_BLOCK_SIZE, readFileChunks } from '@ls/wal';
 import type { ReplicaClient } from './client.js';
 import type { Db } from './db.js';
-import { isAbortError, isRetryable, ReplicaError } from './errors.js';
+import { AccessDeniedError, CorruptDataError, isAbortError, isRetryable, LstreamError, ReplicaError } from './errors.js';
 import { readRange } from './fs-util.js';
-import type { SnapshotInfo, WalSegmentInfo } from './layout.js';
+import { walSegmentKey, type SnapshotInfo, type WalSegmentInfo } from './layout.js';
 import type { Logger } from './logger.js';
 import {
+  checkNumericOptions,
   RETENTION_CHECK_INTERVAL_MS,
   RETENTION_MS,
   SYNC_INTERVAL_MS,
@@ -110,6 +111,7 @@ export class Replica {
       validationIntervalMs: options.validationIntervalMs ?? 0,
       slowSyncMs: options.slowSyncMs ?? SLOW_SYNC_MS,
     };
+    checkNumericOptions(this.#options, ['retentionCheckIntervalMs', 'slowSyncMs']);
   }
 
   /** Position durable in this replica's storage, as far as this process knows. */
@@ -400,6 +402,14 @@ export class Replica {
     }
     this.#failures++;
     this.#verified = false;
+    // Storage that refuses the data will not take it by itself: whoever awaits durability (flush)
+    // hears it now, rather than waiting until someone fixes the storage. Retries go on meanwhile.
+    if (refusesData(err)) {
+      const waiters = this.#waiters;
+      this.#waiters = [];
+      for (const w of waiters) w.reject(err);
+      this.#releaseKeepAlive();
+    }
     this.db.events.emit('replica-error', { db: this.db.path, replica: this.name, error: err, retryInMs: delay });
   }
 
@@ -562,14 +572,30 @@ export class Replica {
     if (!this.#needSnapshot) {
       const snaps = await collect(listSnapshots(this.client, gen, { signal }));
       const last = snaps.at(-1);
+      let readable = true;
       if (last) {
         let pos = new Pos(gen, last.index, 0);
         const segs = await collect(listWalSegments(this.client, gen, { signal }));
         const lastSeg = segs.filter((s) => s.index >= last.index).at(-1);
-        if (lastSeg) pos = new Pos(gen, lastSeg.index, lastSeg.offset + (await this.#segmentLength(lastSeg)));
+        if (lastSeg) {
+          try {
+            pos = new Pos(gen, lastSeg.index, lastSeg.offset + (await this.#segmentLength(lastSeg)));
+          } catch (err) {
+            if (!CorruptDataError.isInstance(err)) throw err;
+            // Nothing can follow a segment that does not decode (truncated, damaged, or not one):
+            // a new snapshot starts a chain that restores past it.
+            readable = false;
+            this.#logger.warn('the last WAL segment in storage is damaged; taking a new snapshot', {
+              db: this.db.path,
+              replica: this.name,
+              object: walSegmentKey(gen, lastSeg.index, lastSeg.offset),
+              error: String(err),
+            });
+          }
+        }
         const local = await this.db.shadowSize(gen, pos.index);
         const continuable =
-          comparePos(pos, dpos) <= 0 && local !== undefined && (pos.offset === 0 || pos.offset <= local);
+          readable && comparePos(pos, dpos) <= 0 && local !== undefined && (pos.offset === 0 || pos.offset <= local);
         if (continuable) {
           if (!this.#pos || comparePos(this.#pos, pos) !== 0) {
             this.#logger.info('replica position from storage', { db: this.db.path, replica: this.name, position: pos.toString() });
@@ -577,7 +603,7 @@ export class Replica {
           this.#setPos(pos);
           return;
         }
-        this.#logger.warn('replica cannot continue from what storage holds; taking a new snapshot', {
+        if (readable) this.#logger.warn('replica cannot continue from what storage holds; taking a new snapshot', {
           db: this.db.path,
           replica: this.name,
           storage: pos.toString(),
@@ -697,6 +723,7 @@ export class Replica {
   async stop(options: { finalSync?: boolean; signal?: AbortSignal } = {}): Promise<void> {
     this.stopTimers();
     let error: unknown;
+    const failing = this.#lastError;
     if (options.finalSync && this.#started && !this.#stopped) {
       const onAbort = () => this.#abort.abort(options.signal!.reason);
       // A deadline that passed while the database made its own final copy applies at once.
@@ -726,8 +753,23 @@ export class Replica {
     this.#waiters = [];
     this.#releaseKeepAlive();
     while (this.#running) await this.#running.catch(() => undefined);
+    if (error !== undefined && failing !== undefined && LstreamError.isInstance(error) && error.code === 'EDB') {
+      // The final sync could not be made for the database's side (it needs a snapshot, and the
+      // database is closed) because of what this replica had been failing with: name that.
+      throw new ReplicaError(`replica ${this.name} of ${this.db.path} was still failing when it stopped: ${String(failing)}`, { cause: failing });
+    }
     if (error !== undefined) throw error;
   }
+}
+
+/**
+ * True for a storage error that retrying cannot fix without someone's help: access denied, a
+ * read-only or full file system, a quota.
+ */
+function refusesData(err: unknown): boolean {
+  if (AccessDeniedError.isInstance(err)) return true;
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 /** An AbortController whose signal does not warn past 10 listeners (a replica has many calls in flight). */

@@ -8,7 +8,7 @@ import type { ReplicaClient } from './client.js';
 import { InvalidArgumentError, LstreamError, throwIfAborted } from './errors.js';
 import { snapshotKey, walSegmentKey, type SnapshotInfo, type WalSegmentInfo } from './layout.js';
 import { noopLogger, type Logger } from './logger.js';
-import { Pos, isGenerationName } from './pos.js';
+import { MAX_WAL_INDEX, Pos, isGenerationName } from './pos.js';
 import { collect, listGenerations, listSnapshots, listWalSegments } from './replica-store.js';
 import { exists, fsyncDir, statOrUndefined } from './fs-util.js';
 import { withRetry } from './retry.js';
@@ -161,6 +161,12 @@ export async function planRestore(client: ReplicaClient, target: RestoreTarget, 
   if (target.index !== undefined && target.generation === undefined) {
     throw new InvalidArgumentError('restoring to an index needs a generation too (-generation); list them with `lstream generations`');
   }
+  if (target.index !== undefined && !(Number.isInteger(target.index) && target.index >= 0 && target.index <= MAX_WAL_INDEX)) {
+    throw new InvalidArgumentError(`index must be a WAL index from 0 to ${MAX_WAL_INDEX} (0x7fffffff), got ${String(target.index)}`);
+  }
+  if (target.timestamp !== undefined && !(target.timestamp instanceof Date && Number.isFinite(target.timestamp.getTime()))) {
+    throw new InvalidArgumentError(`timestamp must be a valid Date, got ${String(target.timestamp)}`);
+  }
   if (target.generation !== undefined && !isGenerationName(target.generation)) {
     throw new InvalidArgumentError(`'${target.generation}' is not a generation name (16 lowercase hex digits)`);
   }
@@ -291,6 +297,9 @@ async function readChunks(stream: Readable): Promise<Downloaded> {
  * written to `<out>.tmp`, fsynced and renamed. On any failure nothing is left at `outputPath`.
  */
 export async function restore(client: ReplicaClient, options: RestoreOptions): Promise<RestoreResult> {
+  if (options.parallelism !== undefined && !(Number.isInteger(options.parallelism) && options.parallelism >= 1)) {
+    throw new InvalidArgumentError(`parallelism must be a whole number of 1 or more, got ${String(options.parallelism)}`);
+  }
   const out = resolve(options.outputPath);
   const tmp = `${out}.tmp`;
   const logger = options.logger ?? noopLogger;
@@ -321,7 +330,7 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
   const dlSignal = signal ? AbortSignal.any([signal, internal.signal]) : internal.signal;
   // Every download, retry and resumed read listens on it: well over Node's default warning level of 10.
   setMaxListeners(0, dlSignal);
-  const parallelism = Math.max(1, options.parallelism ?? RESTORE_PARALLELISM);
+  const parallelism = options.parallelism ?? RESTORE_PARALLELISM;
   const prefetch = Math.max(1, options.prefetchBytes ?? RESTORE_PREFETCH_BYTES);
   const progress: RestoreProgress = { downloadedBytes: 0, totalBytes: plan.bytes, appliedSegments: 0, totalSegments: plan.segments.length };
   const report = () => options.onProgress?.({ ...progress });
