@@ -14,7 +14,8 @@ describeReplicaClientConformance(
   'gcs (firebase-tools storage emulator)',
   async () => {
     const bucket = await server.newBucket();
-    return { client: emulatorClient(server.endpoint, bucket), cleanup: () => server.dropBucket(bucket) };
+    const client = emulatorClient(server.endpoint, bucket);
+    return { client, cleanup: () => server.dropBucket(bucket), second: async () => emulatorClient(server.endpoint, bucket, { path: client.root.replace(/\/$/, '') }) };
   },
   { timeoutMs: 60_000 },
 );

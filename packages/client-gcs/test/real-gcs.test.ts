@@ -38,7 +38,7 @@ if (!bucket || process.env.STORAGE_EMULATOR_HOST) {
     `gcs (real bucket ${bucket})`,
     async () => {
       const path = `${base}/${randomBytes(6).toString('hex')}`;
-      return { client: realClient(path), cleanup: () => wipe(path) };
+      return { client: realClient(path), cleanup: () => wipe(path), second: async () => realClient(path) };
     },
     { largeBodyBytes: 24 * 1024 * 1024, timeoutMs: 300_000 },
   );

@@ -14,7 +14,8 @@ describeReplicaClientConformance(
   's3 (s3rver)',
   async () => {
     const bucket = await server.newBucket();
-    return { client: s3rverClient(server.endpoint, bucket), cleanup: () => server.dropBucket(bucket) };
+    const client = s3rverClient(server.endpoint, bucket);
+    return { client, cleanup: () => server.dropBucket(bucket), second: async () => s3rverClient(server.endpoint, bucket, { path: client.root.replace(/\/$/, '') }) };
   },
   { timeoutMs: 60_000 },
 );

@@ -43,7 +43,7 @@ if (!bucket) {
     `s3 (real bucket ${bucket})`,
     async () => {
       const path = `${base}/${randomBytes(6).toString('hex')}`;
-      return { client: realClient(path), cleanup: () => wipe(path) };
+      return { client: realClient(path), cleanup: () => wipe(path), second: async () => realClient(path) };
     },
     { largeBodyBytes: 24 * 1024 * 1024, timeoutMs: 300_000 },
   );

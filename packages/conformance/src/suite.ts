@@ -17,15 +17,28 @@ import { describe, expect, it, type TestContext } from 'vitest';
 /** A client under test and how to dispose of it. */
 export interface ConformanceTarget {
   client: ReplicaClient;
-  /** Removes everything the test wrote (a fresh root or random prefix per target keeps tests apart). */
+  /**
+   * Removes everything the test wrote (a fresh root or random prefix per target keeps tests apart).
+   * Runs before `client.close()`, so it may use the client; it runs even when the test failed or
+   * timed out.
+   */
   cleanup?: () => Promise<void>;
+  /**
+   * Another client on the same storage, root and prefix as `client` (a new instance, as another
+   * process would make). With it, the suite checks that what one client writes is really stored:
+   * the other reads and deletes it. Without it, that test is skipped. The suite closes it.
+   */
+  second?: () => Promise<ReplicaClient>;
 }
 
 /** Tunables for slow or constrained storage. Defaults follow the contract's own numbers. */
 export interface ConformanceOptions {
   /** Size of the large round-trip body, in bytes (default 64 MiB). */
   largeBodyBytes?: number;
-  /** Keys written to test listing across pages and batch delete (default 1100, past S3's 1000-key pages). */
+  /**
+   * Keys written to test listing across pages and batch delete (default 1100, past S3's 1000-key
+   * pages and delete batches; at least 1001).
+   */
   manyKeys?: number;
   /** Per-test timeout in milliseconds (default 120 s). */
   timeoutMs?: number;
@@ -62,14 +75,16 @@ async function* chunks(...parts: Uint8Array[]): AsyncGenerator<Uint8Array> {
   for (const p of parts) yield p;
 }
 
-async function rejection(p: Promise<unknown>): Promise<unknown> {
+async function rejection(p: Promise<unknown>, what = 'the operation'): Promise<unknown> {
   try {
     await p;
   } catch (err) {
     return err;
   }
-  throw new Error('expected the operation to reject, but it resolved');
+  throw new Error(`expected ${what} to reject, but it resolved`);
 }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Registers the ReplicaClient conformance suite in the calling vitest file. `factory` is called once
@@ -84,18 +99,26 @@ export function describeReplicaClientConformance(
   const largeBodyBytes = options.largeBodyBytes ?? 64 * MiB;
   const manyKeys = options.manyKeys ?? 1100;
   const timeout = options.timeoutMs ?? 120_000;
+  if (!(Number.isInteger(manyKeys) && manyKeys > 1000)) {
+    // Fewer would pass a client that loses keys past the first page or the first delete batch.
+    throw new RangeError(`ConformanceOptions.manyKeys must be more than 1000 (S3's page and delete batch size), got ${manyKeys}`);
+  }
 
-  const test = (title: string, fn: (client: ReplicaClient, ctx: TestContext) => Promise<void>) =>
+  const test = (title: string, fn: (client: ReplicaClient, ctx: TestContext, target: ConformanceTarget) => Promise<void>) =>
     it(
       title,
       async (ctx) => {
         const target = await factory();
-        try {
-          await fn(target.client, ctx);
-        } finally {
-          await target.client.close?.();
-          await target.cleanup?.();
-        }
+        // Registered before the test runs, so it runs after a failure or a timeout too. Cleanup
+        // first: it may use the client, which close() may make unusable.
+        ctx.onTestFinished(async () => {
+          try {
+            await target.cleanup?.();
+          } finally {
+            await target.client.close?.();
+          }
+        });
+        await fn(target.client, ctx, target);
       },
       timeout,
     );
@@ -170,6 +193,53 @@ export function describeReplicaClientConformance(
         expect(listed[0]!.type === 'object' && listed[0]!.size).toBe(1000);
       });
 
+      test('makes a put visible whole or not at all, to readers and listings while it runs', async (client) => {
+        const old = pseudoRandom(3000, 4);
+        await client.put('atomic/old', old);
+        const body = pseudoRandom(2 * 64 * 1024, 5);
+        let release!: () => void;
+        const held = new Promise<void>((r) => (release = r));
+        let halfway!: () => void;
+        const reachedHalf = new Promise<void>((r) => (halfway = r));
+        async function* slow() {
+          yield body.subarray(0, 64 * 1024);
+          halfway();
+          await held;
+          yield body.subarray(64 * 1024);
+        }
+        const puts = [client.put('atomic/new', slow()), client.put('atomic/old', chunks(body))];
+        await reachedHalf;
+        await sleep(50);
+        // Half of atomic/new has been handed over: it is not there yet, or there whole.
+        const during = await client.open('atomic/new').then(readAll, (err: unknown) => err);
+        if (Buffer.isBuffer(during)) expect(during.equals(body), 'atomic/new read during its put: neither absent nor whole').toBe(true);
+        else expect(NotFoundError.isInstance(during), `atomic/new during its put: ${String(during)}`).toBe(true);
+        for (const e of await keysOf(client, 'atomic/')) {
+          expect(e.type === 'object' && [old.length, body.length].includes(e.size), `${e.key} listed with a partial size`).toBe(true);
+        }
+        release();
+        await Promise.all(puts);
+        expect((await readAll(await client.open('atomic/new'))).equals(body)).toBe(true);
+        expect((await readAll(await client.open('atomic/old'))).equals(body)).toBe(true);
+      });
+
+      test('stores objects where another client on the same storage finds them', async (client, ctx, target) => {
+        if (!target.second) ctx.skip('the target gives no second client (ConformanceTarget.second)');
+        const other = await target.second!();
+        try {
+          const body = pseudoRandom(5000, 6);
+          await client.put('shared/a', body);
+          await client.put('shared/b', Buffer.from('b'));
+          expect((await readAll(await other.open('shared/a'))).equals(body), 'the other client read different bytes').toBe(true);
+          expect((await keysOf(other, 'shared/')).map((e) => e.key)).toEqual(['shared/a', 'shared/b']);
+          await other.delete(['shared/a']);
+          expect(NotFoundError.isInstance(await rejection(client.open('shared/a'), 'open of a key the other client deleted'))).toBe(true);
+          expect((await keysOf(client, 'shared/')).map((e) => e.key)).toEqual(['shared/b']);
+        } finally {
+          await other.close?.();
+        }
+      });
+
       test('rejects opening a missing key with NotFoundError', async (client) => {
         await client.put('present/a', Buffer.from('x'));
         for (const key of ['present/b', 'absent/a', 'present']) {
@@ -186,6 +256,8 @@ export function describeReplicaClientConformance(
         expect((await readAll(await client.open('range/k', { range: { start: 9000 } }))).equals(body.subarray(9000))).toBe(true);
         // An end past the object stops at its last byte, as an HTTP range does.
         expect((await readAll(await client.open('range/k', { range: { start: 9990, end: 20_000 } }))).equals(body.subarray(9990))).toBe(true);
+        // A start past the end gives no byte (and no error).
+        expect((await readAll(await client.open('range/k', { range: { start: 20_000 } }))).length).toBe(0);
         for (const range of [{ start: 20, end: 10 }, { start: -1 }, { start: 1.5 }, { start: 0, end: Number.NaN }]) {
           const err = await rejection(client.open('range/k', { range }));
           expect(InvalidArgumentError.isInstance(err), `${JSON.stringify(range)}: ${String(err)}`).toBe(true);
@@ -218,12 +290,20 @@ export function describeReplicaClientConformance(
         expect(await keysOf(client, 'some/key/')).toEqual([]);
       });
 
+      test('lists every object for an empty prefix', async (client) => {
+        for (const k of ['a/1', 'b/2/3', 'c']) await client.put(k, Buffer.from(k));
+        expect((await keysOf(client, '')).map((e) => e.key)).toEqual(['a/1', 'b/2/3', 'c']);
+      });
+
       test('matches prefixes as plain strings and sorts by key bytes', async (client) => {
         // No key is also a directory of others ('p/a' beside 'p/a/b'): the contract lets clients refuse that.
-        const keys = ['p/a-b', 'p/a/b', 'p/a0', 'p/ab/c/d', 'p/b', 'p/é', 'q/a', 'p/a/c/d'];
+        // Byte order, not JavaScript's UTF-16 order or a locale's: 'B' < 'a', U+FF61 < U+1F600.
+        const keys = ['p/a-b', 'p/a/b', 'p/a0', 'p/ab/c/d', 'p/b', 'p/é', 'q/a', 'p/a/c/d', 'p/B', 'p/\u{1F600}', 'p/\uFF61'];
         await Promise.all(keys.map((k, i) => client.put(k, pseudoRandom(i + 1, i + 1))));
         const all = (await keysOf(client, 'p/')).map((e) => e.key);
         expect(all).toEqual(keys.filter((k) => k.startsWith('p/')).sort(compareKeys));
+        expect(all.slice(0, 2)).toEqual(['p/B', 'p/a-b']);
+        expect(all.slice(-3)).toEqual(['p/é', 'p/\uFF61', 'p/\u{1F600}']);
         expect((await keysOf(client, 'p/a')).map((e) => e.key)).toEqual(['p/a-b', 'p/a/b', 'p/a/c/d', 'p/a0', 'p/ab/c/d']);
         expect((await keysOf(client, 'p/a/')).map((e) => e.key)).toEqual(['p/a/b', 'p/a/c/d']);
       });
@@ -243,13 +323,21 @@ export function describeReplicaClientConformance(
         }
       });
 
-      test('gives an overwritten object a timestamp no earlier than before', async (client) => {
+      test('keeps an object’s timestamp across listings, and gives an overwrite a later one', async (client) => {
+        const res = client.capabilities.timestampResolutionMs;
         const first = await client.put('ts/k', Buffer.from('1'));
-        await new Promise((r) => setTimeout(r, client.capabilities.timestampResolutionMs + 20));
+        const listedFirst = (await keysOf(client, 'ts/k'))[0];
+        await sleep(res + 20);
+        // The time the object was stored, not the time of the listing.
+        const listedAgain = (await keysOf(client, 'ts/k'))[0];
+        expect(listedAgain?.type === 'object' && listedAgain.createdAt.getTime(), 'a later listing gave another timestamp').toBe(
+          listedFirst?.type === 'object' && listedFirst.createdAt.getTime(),
+        );
         const second = await client.put('ts/k', Buffer.from('2'));
-        expect(second.createdAt.getTime()).toBeGreaterThanOrEqual(first.createdAt.getTime());
+        // Stored more than the declared resolution later: a later timestamp.
+        expect(second.createdAt.getTime(), `overwrite ${res + 20} ms later, at timestampResolutionMs ${res}`).toBeGreaterThan(first.createdAt.getTime());
         const [e] = await keysOf(client, 'ts/k');
-        expect(e?.type === 'object' && e.createdAt.getTime()).toBeGreaterThan(first.createdAt.getTime() - 1);
+        expect(e?.type === 'object' && e.createdAt.getTime()).toBe(second.createdAt.getTime());
       });
 
       test('rolls keys up into common prefixes with a delimiter, only for prefixes holding objects', async (client, ctx) => {
@@ -267,18 +355,31 @@ export function describeReplicaClientConformance(
         expect((await keysOf(client, 'g/', '/')).map((e) => e.key)).toEqual(['g/a-1', 'g/a/', 'g/c']);
       });
 
-      test(`lists ${manyKeys} keys sorted across pages, stops when the consumer stops, and deletes them in one batch`, async (client) => {
+      test(`lists ${manyKeys} keys sorted across pages, stops when aborted, and deletes them in one batch`, async (client) => {
         const keys = Array.from({ length: manyKeys }, (_, i) => `many/${(i * 7919) % 3 === 0 ? 'x' : 'y'}/${((i * 2654435761) >>> 0).toString(36)}-${i}`);
         for (let i = 0; i < keys.length; i += 50) {
           await Promise.all(keys.slice(i, i + 50).map((k) => client.put(k, Buffer.from(k))));
         }
         const listed = (await keysOf(client, 'many/')).map((e) => e.key);
         expect(listed).toEqual([...keys].sort(compareKeys));
-        let seen = 0;
-        for await (const _ of client.list('many/')) {
-          if (++seen === 3) break;
+        if (client.capabilities.listDelimiter) {
+          // One entry per common prefix, however many pages of keys lie below it.
+          expect((await keysOf(client, 'many/', '/')).map((e) => [e.type, e.key])).toEqual([
+            ['prefix', 'many/x/'],
+            ['prefix', 'many/y/'],
+          ]);
         }
-        expect(seen).toBe(3);
+        // An abort during a listing ends it with an AbortError, within the page being read.
+        const ac = new AbortController();
+        let read = 0;
+        const err = await rejection(
+          (async () => {
+            for await (const _ of client.list('many/', { signal: ac.signal })) if (++read === 1) ac.abort();
+          })(),
+          'a listing aborted after its first entry',
+        );
+        expect(isAbortError(err), String(err)).toBe(true);
+        expect(read, 'entries read after the abort').toBeLessThanOrEqual(1000);
         await client.delete([...keys, 'many/missing-1', 'many/missing-2']);
         expect(await keysOf(client, 'many/')).toEqual([]);
       });
@@ -315,13 +416,21 @@ export function describeReplicaClientConformance(
       });
 
       test('rejects invalid keys with InvalidKeyError and writes nothing', async (client) => {
-        for (const key of ['', '/abs', '../escape', 'a/../../escape', 'a//b', 'a/', 'x.tmp', 'a\\b']) {
-          expect(InvalidKeyError.isInstance(await rejection(client.put(key, Buffer.from('x')))), key).toBe(true);
-          expect(InvalidKeyError.isInstance(await rejection(client.open(key))), key).toBe(true);
-          expect(InvalidKeyError.isInstance(await rejection(client.delete([key]))), key).toBe(true);
+        const invalid = ['', '/abs', '../escape', 'a/../../escape', 'a//b', 'a/', 'x.tmp', 'a\\b', 'a/./b', 'a/\u0001b', `k/${'x'.repeat(1100)}`];
+        for (const key of invalid) {
+          const name = JSON.stringify(key.length > 40 ? `${key.slice(0, 20)}…(${key.length} chars)` : key);
+          expect(InvalidKeyError.isInstance(await rejection(client.put(key, Buffer.from('x')), `put ${name}`)), `put ${name}`).toBe(true);
+          expect(InvalidKeyError.isInstance(await rejection(client.open(key), `open ${name}`)), `open ${name}`).toBe(true);
+          expect(InvalidKeyError.isInstance(await rejection(client.delete([key]), `delete ${name}`)), `delete ${name}`).toBe(true);
         }
-        expect(InvalidKeyError.isInstance(await rejection(keysOf(client, '../')))).toBe(true);
+        for (const prefix of ['../', '/abs', 'a//', 'a/\u0001']) {
+          expect(InvalidKeyError.isInstance(await rejection(keysOf(client, prefix), `list ${JSON.stringify(prefix)}`)), `list ${JSON.stringify(prefix)}`).toBe(true);
+        }
         expect(await keysOf(client, '')).toEqual([]);
+        // Every key is checked before storage is touched: nothing of a batch with a bad key goes.
+        await client.put('keep/me', Buffer.from('x'));
+        expect(InvalidKeyError.isInstance(await rejection(client.delete(['keep/me', '../evil']), 'a delete with one invalid key'))).toBe(true);
+        expect((await keysOf(client, '')).map((e) => e.key)).toEqual(['keep/me']);
       });
     });
 
@@ -349,10 +458,13 @@ export function describeReplicaClientConformance(
       test('rejects every call with an AbortError once the signal is aborted, changing nothing', async (client) => {
         await client.put('abort/keep', Buffer.from('keep'));
         const signal = AbortSignal.abort();
-        expect(isAbortError(await rejection(client.put('abort/new', Buffer.from('x'), { signal })))).toBe(true);
-        expect(isAbortError(await rejection(client.open('abort/keep', { signal })))).toBe(true);
-        expect(isAbortError(await rejection(client.delete(['abort/keep'], { signal })))).toBe(true);
-        expect(isAbortError(await rejection((async () => { for await (const _ of client.list('abort/', { signal })); })()))).toBe(true);
+        expect(isAbortError(await rejection(client.put('abort/new', Buffer.from('x'), { signal }), 'put with an aborted signal')), 'put').toBe(true);
+        expect(isAbortError(await rejection(client.open('abort/keep', { signal }), 'open with an aborted signal')), 'open').toBe(true);
+        expect(isAbortError(await rejection(client.delete(['abort/keep'], { signal }), 'delete with an aborted signal')), 'delete').toBe(true);
+        expect(
+          isAbortError(await rejection((async () => { for await (const _ of client.list('abort/', { signal })); })(), 'list with an aborted signal')),
+          'list',
+        ).toBe(true);
         expect((await keysOf(client, 'abort/')).map((e) => e.key)).toEqual(['abort/keep']);
       });
 
