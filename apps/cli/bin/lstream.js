@@ -5,4 +5,11 @@ import { main } from '../dist/main.js';
 // operator cannot act on that, so it is not printed.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
+// A reader that stops early (`lstream wal URL | head -1`) is not an error of lstream's: stop quietly,
+// as other Unix tools do.
+process.stdout.on('error', (err) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 process.exitCode = await main(process.argv.slice(2));

@@ -151,6 +151,17 @@ describe('lstream replicate and restore', () => {
     const hex = (n: number) => n.toString(16).padStart(8, '0');
     litestreamRestore(replica, gen!, mid.index, theirs, `${hex(mid.index)}_${hex(mid.offset)}.wal.lz4`);
     expect(dump(out).rows).toEqual(dump(theirs).rows);
+
+    // The time as the text listing prints it (whole seconds) covers that second: the segment listed
+    // at that time is in, and so is any other created within the same second.
+    const second = Math.floor(new Date(mid.created).getTime() / 1000);
+    const lastInSecond = segs.filter((s) => Math.floor(new Date(s.created).getTime() / 1000) === second).at(-1)!;
+    const whole = join(dir, 'ts-whole.db');
+    const w = lstream(['restore', '-o', whole, '-timestamp', mid.created.replace(/\.\d+Z$/, 'Z'), `file://${replica}`]);
+    expect(w.code, w.stderr).toBe(0);
+    const theirsWhole = join(dir, 'ts-whole-litestream.db');
+    litestreamRestore(replica, gen!, lastInSecond.index, theirsWhole, `${hex(lastInSecond.index)}_${hex(lastInSecond.offset)}.wal.lz4`);
+    expect(dump(whole).rows).toEqual(dump(theirsWhole).rows);
   });
 
   it('continues the generation across a restart, and starts a new one after an external TRUNCATE checkpoint', async () => {

@@ -32,6 +32,7 @@ Flags:
   -index HEX            restore through the end of this WAL index, in hex (needs -generation);
                         \`lstream wal\` prints indexes in decimal: its 31 is -index 1f
   -timestamp TIME       restore to the last segment created at or before this RFC 3339 time
+                        (whole seconds, as listings print them, cover the whole second)
   -parallelism N        objects downloaded at once (default 8)
   -if-db-not-exists     succeed without restoring when the output already exists
   -if-replica-exists    succeed without restoring when the replica holds no backup
@@ -72,7 +73,9 @@ function parseTarget(values: { generation?: string; index?: string; timestamp?: 
     if (!ts) {
       throw new UsageError(`restore: -timestamp takes an RFC 3339 time such as 2026-11-26T19:38:29Z, got '${values.timestamp}'`, 'restore');
     }
-    target.timestamp = ts;
+    // Listings print whole seconds: a time without a fraction means that whole second, so restoring
+    // to a segment's printed time includes that segment (Litestream compares to the nanosecond).
+    target.timestamp = /\.\d/.test(values.timestamp) ? ts : new Date(ts.getTime() + 999);
   }
   return target;
 }
