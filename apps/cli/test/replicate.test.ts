@@ -316,6 +316,8 @@ describe('lstream restore', () => {
       expect(r.stderr).toContain('replica first:');
       expect(r.stderr).toContain('EMISSING');
       expect(r.stderr).toContain('-replica NAME');
+      // The gap inside an index names the missing object.
+      if (i === 1) expect(r.stderr).toContain(`/wal/${insideName} is missing from the replica`);
       expect(existsSync(out)).toBe(false);
       // Planning finds the missing index first; with it back, restoring finds the missing segment.
       if (i === 0) for (const s of segs.filter((x) => x.startsWith(middle) && x !== insideName)) writeFileSync(join(walDir, s), kept.get(s)!);

@@ -417,9 +417,10 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
           throwIfAborted(signal);
           const s = segs[i]!;
           if (s.offset !== expected) {
+            const missing = walSegmentKey(s.generation, index, expected);
             throw new MissingSegmentError(
-              `segment gap in generation ${plan.generation} index ${index.toString(16).padStart(8, '0')}: expected one at offset ${expected}, found ${s.offset}`,
-              walSegmentKey(s.generation, index, expected),
+              `segment gap in generation ${plan.generation} index ${index.toString(16).padStart(8, '0')}: expected one at offset ${expected}, found ${s.offset}; ${missing} is missing from the replica. Restore to a point before it (-timestamp, or -index ${Math.max(plan.snapshot.index, index - 1).toString(16)}), or from another replica`,
+              missing,
             );
           }
           const raw = await downloads[i]!;
