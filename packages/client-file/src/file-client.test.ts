@@ -24,11 +24,12 @@ describeReplicaClientConformance('file', async () => {
 // the contract (same streams, same errors, aborts honoured).
 describeReplicaClientConformance('file, instrumented', async () => {
   const { dir, cleanup } = await freshRoot();
-  const client = instrumentClient(new FileReplicaClient({ root: join(dir, 'replica') }), new LstreamEmitter(), {
+  const root = join(dir, 'replica');
+  const client = instrumentClient(new FileReplicaClient({ root }), new LstreamEmitter(), {
     db: join(dir, 'app.db'),
     replica: 'file',
   });
-  return { client, cleanup };
+  return { client, cleanup, second: async () => new FileReplicaClient({ root }) };
 });
 
 const roots: (() => Promise<void>)[] = [];
