@@ -492,6 +492,23 @@ describe('Db lifecycle', () => {
     expect(((err as Error).cause as NodeJS.ErrnoException).code).toBe('ENOTDIR');
   });
 
+  it('ends close() at its deadline even when a client ignores its abort signal', async () => {
+    const path = join(dir, 'deaf.db');
+    write(path, ['--rows', '5']);
+    const db = new Db(path);
+    let hang = false;
+    // A client breaking the contract: once hung, its puts never settle, whatever the signal says.
+    const deaf = beforeEachPut(new FileReplicaClient({ root: join(dir, 'deaf-replica') }), () => (hang ? new Promise(() => {}) : undefined));
+    db.addReplica(deaf, { syncIntervalMs: 50 });
+    await db.open();
+    await db.flush();
+    hang = true;
+    write(path, ['--rows', '5']);
+    await sleep(200);
+    const err = await db.close({ signal: AbortSignal.timeout(500) }).catch((e: unknown) => e);
+    expect((err as Error).name).toMatch(/AbortError|TimeoutError/);
+  });
+
   it("rejects flush() when a replica's storage refuses the data, and close() names that refusal", async () => {
     const path = join(dir, 'refused.db');
     const root = join(dir, 'refused-replica');

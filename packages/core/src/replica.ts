@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { LZ4_DEFAULT_BLOCK_SIZE, readFileChunks } from '@ls/wal';
 import type { ReplicaClient } from './client.js';
 import type { Db } from './db.js';
-import { AccessDeniedError, CorruptDataError, isAbortError, isRetryable, LstreamError, ReplicaError } from './errors.js';
+import { AccessDeniedError, CorruptDataError, isAbortError, isRetryable, LstreamError, raceAbort, ReplicaError } from './errors.js';
 import { readRange } from './fs-util.js';
 import { walSegmentKey, type SnapshotInfo, type WalSegmentInfo } from './layout.js';
 import type { Logger } from './logger.js';
@@ -733,7 +733,8 @@ export class Replica {
         // A replica that keeps failing gets a few tries with backoff, then the error is reported.
         for (let attempt = 0; ; attempt++) {
           try {
-            await this.#exclusive(() => this.sync());
+            // Bounded by the caller's deadline even when a client does not honour its signal.
+            await raceAbort(this.#exclusive(() => this.sync()), options.signal);
             break;
           } catch (err) {
             if (attempt >= 4 || isAbortError(err) || !isRetryable(err)) {
@@ -752,7 +753,7 @@ export class Replica {
     for (const w of this.#waiters) w.reject(new ReplicaError(`replica ${this.name} of ${this.db.path} stopped before reaching ${w.pos}`));
     this.#waiters = [];
     this.#releaseKeepAlive();
-    while (this.#running) await this.#running.catch(() => undefined);
+    while (this.#running && !options.signal?.aborted) await raceAbort(this.#running, options.signal).catch(() => undefined);
     if (error !== undefined && failing !== undefined && LstreamError.isInstance(error) && error.code === 'EDB') {
       // The final sync could not be made for the database's side (it needs a snapshot, and the
       // database is closed) because of what this replica had been failing with: name that.
