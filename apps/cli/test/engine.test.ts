@@ -276,6 +276,46 @@ describe('Db as a library', () => {
     expect(restored.rows).toEqual(dump(path).rows);
   });
 
+  it('keeps the latest state restorable when that new snapshot lands in the damaged segment\'s own WAL index (an app reader held the WAL)', async () => {
+    const path = join(dir, 'damaged-same.db');
+    const root = join(dir, 'damaged-same-replica');
+    write(path, ['--rows', '20']);
+    let failNext = false;
+    // One failed upload makes the replica look up its position in storage again.
+    const client = beforeEachPut(new FileReplicaClient({ root }), () => {
+      if (!failNext) return undefined;
+      failNext = false;
+      return Promise.reject(Object.assign(new Error('connection reset'), { code: 'ECONNRESET', retryable: true }));
+    });
+    const db = new Db(path);
+    db.addReplica(client, { syncIntervalMs: 0 });
+    await db.open();
+    for (let i = 0; i < 2; i++) {
+      write(path, ['--rows', '30']);
+      await db.flush();
+    }
+    const gen = db.pos!.generation;
+    // The app's reader keeps the snapshot's checkpoint from starting a new WAL index.
+    const reader = new Database(path);
+    reader.exec('BEGIN');
+    reader.prepare('SELECT count(*) FROM t').get();
+    try {
+      const last = (await collect(listWalSegments(new FileReplicaClient({ root }), gen))).at(-1)!;
+      const file = join(root, 'generations', gen, 'wal', `${last.index.toString(16).padStart(8, '0')}_${last.offset.toString(16).padStart(8, '0')}.wal.lz4`);
+      writeFileSync(file, readFileSync(file).subarray(0, statSync(file).size - 10));
+      failNext = true;
+      write(path, ['--rows', '5']);
+      await db.flush();
+    } finally {
+      reader.exec('COMMIT');
+      reader.close();
+    }
+    await db.close();
+    const restored = await restoreRows(root, 'damaged-same');
+    expect(restored.integrity).toBe('ok');
+    expect(restored.rows).toEqual(dump(path).rows);
+  });
+
   it('re-snapshots a replica whose unshipped shadow WAL went past the cap', async () => {
     const path = join(dir, 'cap.db');
     const root = join(dir, 'cap-replica');

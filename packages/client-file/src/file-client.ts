@@ -123,24 +123,17 @@ export class FileReplicaClient implements ReplicaClient {
    */
   async #sweep(dir: string): Promise<void> {
     if (this.#swept.has(dir)) return;
-    let names: string[];
-    try {
-      names = await readdir(dir);
-    } catch (err) {
-      if (codeOf(err) === 'ENOENT') return; // nothing written there yet
-      throw err;
-    }
+    this.#swept.add(dir);
+    // Tidying only: a leftover that cannot be removed (another user's, in a shared directory) is no
+    // reason to fail this put, which reports whatever is really wrong with the directory itself.
+    const names = await readdir(dir).catch(() => [] as string[]);
     const cutoff = Date.now() - STALE_TEMP_MS;
     for (const name of names) {
       if (!name.endsWith(TEMP_SUFFIX)) continue;
       const p = join(dir, name);
-      const st = await stat(p).catch((err: unknown) => {
-        if (codeOf(err) === 'ENOENT') return undefined;
-        throw err;
-      });
-      if (st?.isFile() && st.mtimeMs < cutoff) await rm(p, { force: true });
+      const st = await stat(p).catch(() => undefined);
+      if (st?.isFile() && st.mtimeMs < cutoff) await rm(p, { force: true }).catch(() => undefined);
     }
-    this.#swept.add(dir);
   }
 
   /** Creates the temp file, recreating the directory if a concurrent delete pruned it meanwhile. */

@@ -353,6 +353,8 @@ export class Db {
       if (replicasStarted) for (const r of this.replicas) await r.stop({ finalSync: false }).catch(() => undefined);
       await this.#closeConnection();
       this.#connectionClosed = false;
+      // A restart expected from the shutdown marker is not one any more when the next attempt runs.
+      this.#expectRestart = false;
       await this.#lock?.release();
       this.#lock = undefined;
       throw err;
@@ -859,6 +861,9 @@ export class Db {
     });
     if (!r.locked) return undefined;
     const copy = r.copy;
+    if (copy.problem === 'io') {
+      throw new LstreamError(copy.code, `${copy.message} (copying the WAL's last commits for a checkpoint; lstream retries)`);
+    }
     if (copy.problem !== undefined) {
       throw new DbError(
         copy.problem === 'shrank'
@@ -1056,6 +1061,8 @@ export class Db {
       // Copied first without the lock; the worker then takes it for the last commits and the
       // checkpoint (see #lockedCheckpoint).
       await this.#syncLocked(false);
+      // The database was removed or replaced meanwhile: there is nothing left to checkpoint.
+      if (!this.#conn || !this.#shadow) return;
       const r = await this.#lockedCheckpoint(true);
       if (r && !r.busy && r.log === r.checkpointed && r.db) {
         const s = this.#shadow!;

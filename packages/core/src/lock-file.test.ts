@@ -71,6 +71,29 @@ describe('LockFile', () => {
       child.kill('SIGKILL');
     }
   });
+
+  it.skipIf(processIdentity(process.pid) === undefined)('lets the lock of a crashed holder that nobody reaped (a zombie) go stale', async () => {
+    // `sleep 0` exits and stays a zombie: its parent shell has become `sleep 30`, which never reaps it.
+    const sh = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const pid = Number(await new Promise<string>((r) => sh.stdout.once('data', (d: Buffer) => r(d.toString().trim()))));
+      const boot = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+      let stat = '';
+      for (let i = 0; i < 100 && !/\) Z /.test(stat); i++) {
+        stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(stat).toMatch(/\) Z /);
+      const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+      const path = join(dir, 'zombie');
+      await writeFile(path, JSON.stringify({ pid, host: hostname(), startedAt: '2026-01-01T00:00:00Z', process: `${boot}:${start}` }));
+      const old = new Date(Date.now() - LOCK_STALE_MS - 60_000);
+      await utimes(path, old, old);
+      await (await LockFile.acquire(path, 'thing')).release();
+    } finally {
+      sh.kill('SIGKILL');
+    }
+  });
 });
 
 describe('LockFile heartbeat', () => {

@@ -34,8 +34,11 @@ export function processIdentity(pid: number): string | undefined {
   try {
     if (bootId === null) bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 22, the start time in clock ticks since boot; the name (field 2) may hold spaces.
-    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    // After the name (field 2, which may hold spaces): the state (field 3), and field 22, the start
+    // time in clock ticks since boot. A zombie (crashed, not reaped) is not running.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
+    const start = fields[19];
     return bootId && start ? `${bootId}:${start}` : undefined;
   } catch {
     bootId ??= undefined;

@@ -612,6 +612,16 @@ export class Replica {
       }
     }
     const info = await this.#snapshotLocked();
+    // Uploads go on from the start of the snapshot's index. When its checkpoint could not start a
+    // new index (an app's reader held the WAL), segments of that index may be in storage already,
+    // up to a damaged one or from a chain that could not go on: left there, they would overlap the
+    // new ones and break restores of the latest state. Their bytes are shipped again from the
+    // shadow WAL, which holds the whole index.
+    const stale: Pos[] = [];
+    for await (const seg of listWalSegments(this.client, info.generation, { signal })) {
+      if (seg.index === info.index) stale.push(new Pos(seg.generation, seg.index, seg.offset));
+    }
+    if (stale.length > 0) await deleteWalSegments(this.client, stale, { signal });
     this.#lastError = undefined;
     this.#setPos(new Pos(info.generation, info.index, 0));
   }
@@ -757,7 +767,10 @@ export class Replica {
     if (error !== undefined && failing !== undefined && LstreamError.isInstance(error) && error.code === 'EDB') {
       // The final sync could not be made for the database's side (it needs a snapshot, and the
       // database is closed) because of what this replica had been failing with: name that.
-      throw new ReplicaError(`replica ${this.name} of ${this.db.path} was still failing when it stopped: ${String(failing)}`, { cause: failing });
+      throw new ReplicaError(
+        `replica ${this.name} of ${this.db.path} was still failing when it stopped: ${String(failing)} (its final sync: ${(error as Error).message})`,
+        { cause: failing },
+      );
     }
     if (error !== undefined) throw error;
   }

@@ -39,7 +39,10 @@ export type LockedCheckpointResult =
   | ({
       locked: true;
       /** The shadow's new end and chain, or a problem that stopped the copy (nothing was checkpointed). */
-      copy: { end: number; chain: [number, number]; problem?: undefined } | { problem: 'too large' | 'shrank'; end: number };
+      copy:
+        | { end: number; chain: [number, number]; problem?: undefined }
+        | { problem: 'too large' | 'shrank'; end: number }
+        | { problem: 'io'; end: number; code: string; message: string };
       /** The database file after the checkpoint (decimal strings), when asked for and present. */
       db?: { size: string; mtimeNs: string; ino: string };
     } & Partial<CheckpointResult>);
@@ -91,6 +94,12 @@ function walSum(view, from, to, bigEndian, c) {
   c[0] = a;
   c[1] = b;
 }
+let copyBuf;
+/** One buffer for every copy (they run one at a time): a new one each time grew this thread's heap. */
+function copyBuffer(size) {
+  if (!copyBuf || copyBuf.length < size) copyBuf = Buffer.allocUnsafeSlow(size);
+  return copyBuf.subarray(0, size);
+}
 /**
  * Appends the committed frames of the WAL after byte 'start' to the shadow file (whose first
  * 'start' bytes match it), as the main thread's copy does: frames must carry the WAL's salts and
@@ -103,7 +112,7 @@ function copyCommitted(a) {
   try {
     const size = fs.fstatSync(wal).size;
     const end = size < 32 ? 0 : 32 + Math.floor((size - 32) / frameSize) * frameSize;
-    const buf = Buffer.allocUnsafe(Math.max(1, Math.floor((1 << 20) / frameSize)) * frameSize);
+    const buf = copyBuffer(Math.max(1, Math.floor((1 << 20) / frameSize)) * frameSize);
     const view = new DataView(buf.buffer, buf.byteOffset, buf.length);
     const chain = [a.chain[0] >>> 0, a.chain[1] >>> 0];
     let committed = a.start;
@@ -204,15 +213,25 @@ const ops = {
       throw err;
     }
     try {
-      const copy = copyCommitted(a);
-      if (copy.problem) return { locked: true, copy };
-      if (copy.end !== a.start || a.shadowDirty) {
-        const fd = fs.openSync(a.shadowPath, 'r+');
-        try {
-          fs.fsyncSync(fd);
-        } finally {
-          fs.closeSync(fd);
+      let copy;
+      try {
+        copy = copyCommitted(a);
+        if (copy.problem) return { locked: true, copy };
+        if (copy.end !== a.start || a.shadowDirty) {
+          const fd = fs.openSync(a.shadowPath, 'r+');
+          try {
+            fs.fsyncSync(fd);
+          } finally {
+            fs.closeSync(fd);
+          }
         }
+      } catch (err) {
+        // A file-system error (a full disk, the shadow directory removed) is not the connection's:
+        // reported as such, so the caller retries instead of reopening the database.
+        if (err && typeof err.code === 'string' && !err.code.startsWith('SQLITE')) {
+          return { locked: true, copy: { problem: 'io', end: a.start, code: err.code, message: String(err.message) } };
+        }
+        throw err;
       }
       const result = ops.checkpoint();
       let db;
