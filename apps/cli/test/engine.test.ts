@@ -565,6 +565,31 @@ describe('Db lifecycle', () => {
     expect((err as Error).message).toContain('the bucket policy denies PutObject');
   });
 
+  it('stops replicating, without a final sync, when another lstream took its lock over while it was paused', async () => {
+    const path = join(dir, 'taken.db');
+    const root = join(dir, 'taken-replica');
+    write(path, ['--rows', '5']);
+    const db = new Db(path);
+    db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 50 });
+    await db.open();
+    await db.flush();
+    // What a second lstream on another host writes after this one missed its refreshes for 45 s.
+    const lockPath = join(db.metaPath, 'lock');
+    const other = JSON.stringify({ pid: 4242, host: 'another-host', startedAt: '2026-11-27T00:00:00Z', what: `database ${path}` });
+    writeFileSync(lockPath, other);
+    const lost = new Promise<unknown>((r) => db.events.on('db-sync-error', (e) => LockedError.isInstance(e.error) && r(e.error)));
+    expect(LockedError.isInstance(await lost)).toBe(true); // at the next heartbeat, within 10 s
+    const shadow = join(db.metaPath, 'generations', db.pos!.generation, 'wal');
+    const before = readdirSync(shadow).map((f) => [f, statSync(join(shadow, f)).size]);
+    write(path, ['--rows', '20']);
+    await sleep(300);
+    // The shadow WAL and the replica are the other process's now: nothing more is written.
+    expect(readdirSync(shadow).map((f) => [f, statSync(join(shadow, f)).size])).toEqual(before);
+    await expect(db.flush()).rejects.toBeInstanceOf(LockedError);
+    await expect(db.close()).rejects.toBeInstanceOf(LockedError);
+    expect(readFileSync(lockPath, 'utf8')).toBe(other);
+  }, 30_000);
+
   it('never holds the write lock across a turn of the event loop: an app writing from the same thread is not failed by checkpoints', async () => {
     // The app's connection is synchronous (better-sqlite3): while it waits for the write lock it
     // blocks this thread. A checkpoint that needed this thread to release the lock kept the app

@@ -19,7 +19,7 @@ import { LstreamEmitter } from './events.js';
 import { fsyncDir, readFileRange, statOrUndefined, writeFileAtomic } from './fs-util.js';
 import { instrumentClient } from './instrument.js';
 import { DatabaseFile } from './database-file.js';
-import { LockFile, LockedError } from './lock-file.js';
+import { LockFile, LockedError, type LockHolder } from './lock-file.js';
 import { LongTimer } from './timers.js';
 import { noopLogger, type Logger } from './logger.js';
 import {
@@ -328,7 +328,7 @@ export class Db {
       );
     }
     try {
-      this.#lock = await LockFile.acquire(join(this.metaPath, 'lock'), `database ${this.path}`);
+      this.#lock = await LockFile.acquire(join(this.metaPath, 'lock'), `database ${this.path}`, { onLost: (h) => this.#lockLost(h) });
     } catch (err) {
       if (LockedError.isInstance(err)) throw err;
       throw new DbError(`cannot take lstream's lock file in ${this.metaPath} (${(err as NodeJS.ErrnoException).code ?? String(err)}): make the directory writable for this user, or set metaPath`, {
@@ -360,6 +360,28 @@ export class Db {
       throw err;
     }
   }
+
+  /**
+   * Another lstream took the lock over while this one could not refresh it (paused longer than
+   * LOCK_STALE_MS on another host or in another container): the shadow WAL and the replicas are
+   * its now. This one stops at once, without a final sync, and says so.
+   */
+  #lockLost(holder: LockHolder): void {
+    if (this.#closed || this.#lockLostError) return;
+    const err = new LockedError(
+      `${this.path}: another lstream took over its replication (process ${holder.pid} on ${holder.host}, since ${holder.startedAt}) while this one could not refresh its lock; this one has stopped replicating it`,
+      holder,
+    );
+    this.#lockLostError = err;
+    this.#lastError = err;
+    this.#failingSince ??= Date.now();
+    this.#stopMonitor();
+    for (const r of this.replicas) void r.stop({ finalSync: false }).catch(() => undefined);
+    this.logger.error('lost the lock to another lstream; stopped replicating', { db: this.path, holder: `process ${holder.pid} on ${holder.host}` });
+    this.events.emit('db-sync-error', { db: this.path, error: err, durationMs: 0 });
+  }
+
+  #lockLostError: LockedError | undefined;
 
   #startMonitor(): void {
     this.#timer = LongTimer.interval(() => this.#requestSync(), this.#options.monitorIntervalMs);
@@ -432,6 +454,7 @@ export class Db {
    * reached (undefined while the database does not exist).
    */
   sync(): Promise<Pos | undefined> {
+    if (this.#lockLostError) return Promise.reject(this.#lockLostError);
     if (!this.#opened && !this.#opening && !this.#closed) {
       return Promise.reject(new DbError(`${this.path} is not open: call open() first (and check that it succeeded)`));
     }
@@ -1049,11 +1072,12 @@ export class Db {
     this.#closed = true;
     this.#stopMonitor();
     for (const r of this.replicas) r.stopTimers();
-    let finalError: unknown;
+    let finalError: unknown = this.#lockLostError;
     let marker: ShutdownMarker | undefined;
     await this.#serial(async () => {
       const conn = this.#conn;
-      if (!conn) return;
+      // Taken over by another lstream: nothing here is this one's to sync any more.
+      if (!conn || this.#lockLostError) return;
       // The final copy and a complete checkpoint happen under the write lock, and the database
       // file is recorded then: everything in it has been copied. If the file is still the same at
       // the next start, nothing was committed and checkpointed while lstream was away, and the

@@ -116,4 +116,25 @@ describe('LockFile heartbeat', () => {
       vi.useRealTimers();
     }
   });
+
+  it('finds a takeover by another process (while this one was paused), reports it once, and leaves that process its file', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const path = join(dir, 'taken');
+      const lost: unknown[] = [];
+      const lock = await LockFile.acquire(path, 'thing', { onLost: (h) => lost.push(h) });
+      const other = JSON.stringify({ pid: 4242, host: 'another-host', startedAt: '2026-11-27T00:00:00Z', what: 'thing' });
+      await writeFile(path, other);
+      vi.advanceTimersByTime(LOCK_HEARTBEAT_MS);
+      await vi.waitFor(() => expect(lost).toHaveLength(1));
+      expect(lost[0]).toMatchObject({ pid: 4242, host: 'another-host' });
+      expect(lock.lost).toBe(true);
+      vi.advanceTimersByTime(3 * LOCK_HEARTBEAT_MS);
+      await lock.release();
+      expect(lost).toHaveLength(1);
+      expect(await readFile(path, 'utf8')).toBe(other);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 });

@@ -55,6 +55,15 @@ function alive(pid: number): boolean {
   }
 }
 
+function parseHolder(text: string): LockHolder | undefined {
+  try {
+    const h = JSON.parse(text) as LockHolder;
+    return typeof h === 'object' && h !== null && typeof h.pid === 'number' ? h : undefined;
+  } catch {
+    return undefined; // half-written: not proof of anything
+  }
+}
+
 /** Creates the lock file at `path` naming `holder`; rejects with EEXIST when it exists. */
 async function writeHolder(path: string, holder: LockHolder): Promise<void> {
   const fh = await open(path, 'wx', 0o644);
@@ -83,36 +92,64 @@ export const LOCK_STALE_MS = 45_000;
  */
 export class LockFile {
   #heartbeat: NodeJS.Timeout | undefined;
+  /** Another process holds the lock file now: it is theirs, and release leaves it alone. */
+  #lost = false;
 
   private constructor(
     readonly path: string,
     holder: LockHolder,
+    onLost: ((holder: LockHolder) => void) | undefined,
   ) {
     this.#heartbeat = setInterval(() => {
       const now = new Date();
       // A failed refresh only shortens how long the lock looks fresh; the next one retries. A lock
       // file removed behind the holder's back (its directory wiped) is written again, so a second
-      // lstream started meanwhile is still refused.
-      utimes(path, now, now).catch(async (err: unknown) => {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !this.#heartbeat) return;
-        await mkdir(dirname(path), { recursive: true });
-        await writeHolder(path, holder);
-        // Released meanwhile: the lock must not outlive its holder.
-        if (!this.#heartbeat) await rm(path, { force: true });
-      }).catch(() => undefined);
+      // lstream started meanwhile is still refused. One that names another holder was taken over
+      // while this process could not refresh it (paused longer than LOCK_STALE_MS on another host or
+      // in another container): this process has lost it.
+      readFile(path, 'utf8')
+        .then(async (text) => {
+          const current = parseHolder(text);
+          if (current && (current.pid !== holder.pid || current.host !== holder.host || current.startedAt !== holder.startedAt)) {
+            if (!this.#heartbeat) return;
+            clearInterval(this.#heartbeat);
+            this.#heartbeat = undefined;
+            this.#lost = true;
+            held.delete(resolve(path));
+            onLost?.(current);
+            return;
+          }
+          await utimes(path, now, now);
+        })
+        .catch(async (err: unknown) => {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !this.#heartbeat) return;
+          await mkdir(dirname(path), { recursive: true });
+          await writeHolder(path, holder);
+          // Released meanwhile: the lock must not outlive its holder.
+          if (!this.#heartbeat) await rm(path, { force: true });
+        })
+        .catch(() => undefined);
     }, LOCK_HEARTBEAT_MS);
     this.#heartbeat.unref();
   }
 
-  /** Takes the lock at `path`, or rejects with LockedError naming the live holder. */
-  static async acquire(path: string, what: string): Promise<LockFile> {
+  /** True once another process took the lock over (see `acquire`'s `onLost`). */
+  get lost(): boolean {
+    return this.#lost;
+  }
+
+  /**
+   * Takes the lock at `path`, or rejects with LockedError naming the live holder. `onLost` hears of
+   * a takeover found by the heartbeat: the holder must stop what the lock guards.
+   */
+  static async acquire(path: string, what: string, options: { onLost?: (holder: LockHolder) => void } = {}): Promise<LockFile> {
     const identity = processIdentity(process.pid);
     const me: LockHolder = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), what, ...(identity ? { process: identity } : {}) };
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         await writeHolder(path, me);
         held.add(resolve(path));
-        return new LockFile(path, me);
+        return new LockFile(path, me, options.onLost);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
@@ -149,10 +186,11 @@ export class LockFile {
     throw new LockedError(`could not take the lock ${path}`, undefined);
   }
 
-  /** Releases the lock. */
+  /** Releases the lock (a lock taken over by another process is theirs: its file stays). */
   async release(): Promise<void> {
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
+    if (this.#lost) return;
     held.delete(resolve(this.path));
     await rm(this.path, { force: true });
   }
