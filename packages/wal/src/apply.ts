@@ -859,9 +859,6 @@ export class WalApplier {
     if (pgnos.length === 0) return;
     const ps = this.#pageSize!;
     const committed = this.#committed;
-    const slabs = this.#slabs;
-    const refChunk = this.#refChunk;
-    const refAt = this.#refAt;
     const bufs: Buffer[] = [];
     const index = new Map<Buffer, number>();
     const runs = new Float64Array(4 * pgnos.length);
@@ -870,16 +867,7 @@ export class WalApplier {
     let prevBuf = -1;
     let prevEnd = -1;
     for (const pgno of pgnos) {
-      const loc = committed.get(pgno)!;
-      let buf: Buffer;
-      let at: number;
-      if (loc >= 0) {
-        buf = slabs[Math.floor(loc / SLAB_PAGES)]!;
-        at = (loc % SLAB_PAGES) * ps;
-      } else {
-        buf = refChunk[~loc]!.buf;
-        at = refAt[~loc]!;
-      }
+      const [buf, at] = this.#pageAt(committed.get(pgno)!);
       let k = index.get(buf);
       if (k === undefined) {
         k = bufs.push(buf) - 1;
