@@ -586,6 +586,13 @@ describe('Db lifecycle', () => {
     // The shadow WAL and the replica are the other process's now: nothing more is written.
     expect(readdirSync(shadow).map((f) => [f, statSync(join(shadow, f)).size])).toEqual(before);
     await expect(db.flush()).rejects.toBeInstanceOf(LockedError);
+    // Its read transaction is gone too, or the new holder could never checkpoint.
+    const app = new Database(path);
+    try {
+      expect(app.pragma('wal_checkpoint(TRUNCATE)')).toEqual([{ busy: 0, log: 0, checkpointed: 0 }]);
+    } finally {
+      app.close();
+    }
     await expect(db.close()).rejects.toBeInstanceOf(LockedError);
     expect(readFileSync(lockPath, 'utf8')).toBe(other);
   }, 30_000);

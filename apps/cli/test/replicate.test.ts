@@ -222,6 +222,19 @@ describe('lstream replicate and restore', () => {
     expect(await rep.stop()).toBe(0);
   });
 
+  it('says which replica directory it cannot use, and where it is configured', () => {
+    const db = join(dir, 'baddir.db');
+    write(db, ['--rows', '1']);
+    writeFileSync(join(dir, 'a-file'), 'x');
+    const configPath = join(dir, 'baddir.yml');
+    writeFileSync(configPath, `dbs:\n  - path: ${db}\n    replicas:\n      - url: file://${join(dir, 'a-file', 'replica')}\n`);
+    const r = lstream(['replicate', '-config', configPath]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`cannot use the replica directory ${join(dir, 'a-file', 'replica')}`);
+    expect(r.stderr).toContain("line 4:");
+    expect(r.stderr).toContain('ECONFIG');
+  });
+
   it('runs and supervises -exec, stopping with a final sync when the child exits', async () => {
     const { db, replica, configPath } = config('exec');
     write(db, ['--rows', '1']);

@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Db, LockFile, LstreamEmitter, lz4Backend, noopLogger, type Logger } from '@ls/core';
+import { Db, LockFile, LockedError, LstreamEmitter, lz4Backend, noopLogger, type Logger, type Replica } from '@ls/core';
 import { createReplicaClient } from './client-factory.js';
 import { ConfigError } from './config-error.js';
 import type { DbConfig } from './config-types.js';
@@ -55,11 +55,37 @@ export async function startDatabases(
     for (const d of dbs) {
       const db = new Db(d.path, { ...d.options, logger, events });
       for (const r of d.replicas) {
+        let replica: Replica | undefined;
         if (r.type === 'file' && r.path !== undefined) {
-          await mkdir(r.path, { recursive: true });
-          locks.push(await LockFile.acquire(join(r.path, REPLICA_LOCK_NAME), `replica path ${r.path}`));
+          const path = r.path;
+          try {
+            await mkdir(path, { recursive: true });
+            locks.push(
+              await LockFile.acquire(join(path, REPLICA_LOCK_NAME), `replica path ${path}`, {
+                // Another lstream took this replica path over (this one was paused on another host):
+                // it is theirs now, so this replica stops writing there.
+                onLost: (holder) => {
+                  logger.error('lost the lock of a replica path to another lstream; stopped that replica', {
+                    db: d.path,
+                    replica: r.name,
+                    path,
+                    holder: `process ${holder.pid} on ${holder.host}`,
+                  });
+                  void replica?.stop({ finalSync: false }).catch(() => undefined);
+                },
+              }),
+            );
+          } catch (err) {
+            if (LockedError.isInstance(err)) throw err;
+            const code = (err as NodeJS.ErrnoException).code ?? String(err);
+            throw new ConfigError(`cannot use the replica directory ${path} (${code}): lstream keeps a lock file there while it writes`, {
+              hint: 'Make the directory writable for the user lstream runs as, or fix the path.',
+              line: r.line,
+              cause: err,
+            });
+          }
         }
-        db.addReplica(await createReplicaClient(r), { ...r.options, name: r.name });
+        replica = db.addReplica(await createReplicaClient(r), { ...r.options, name: r.name });
       }
       await db.open();
       opened.push(db);

@@ -369,7 +369,7 @@ export class Db {
   #lockLost(holder: LockHolder): void {
     if (this.#closed || this.#lockLostError) return;
     const err = new LockedError(
-      `${this.path}: another lstream took over its replication (process ${holder.pid} on ${holder.host}, since ${holder.startedAt}) while this one could not refresh its lock; this one has stopped replicating it`,
+      `${this.path}: another lstream took over its replication (process ${holder.pid} on ${holder.host}, since ${holder.startedAt}); this one has stopped replicating it`,
       holder,
     );
     this.#lockLostError = err;
@@ -377,6 +377,9 @@ export class Db {
     this.#failingSince ??= Date.now();
     this.#stopMonitor();
     for (const r of this.replicas) void r.stop({ finalSync: false }).catch(() => undefined);
+    // Its read transaction would keep the new holder from ever checkpointing: the WAL would grow
+    // without bound.
+    void this.#serial(() => this.#closeConnection()).catch(() => undefined);
     this.logger.error('lost the lock to another lstream; stopped replicating', { db: this.path, holder: `process ${holder.pid} on ${holder.host}` });
     this.events.emit('db-sync-error', { db: this.path, error: err, durationMs: 0 });
   }
@@ -767,7 +770,7 @@ export class Db {
     const chunkBytes = this.#chunkBytes();
     if (committed > MAX_WAL_OFFSET + 1) {
       // Segment names hold 8 hex digits; lstream restarts the WAL long before this.
-      throw new DbError(`${this.walPath}: WAL exceeds 4 GiB, which lstream never lets happen; is another process holding it open?`);
+      throw new DbError(`${this.walPath}: WAL exceeds 4 GiB: lstream restarts the WAL long before that, so its checkpoints could not run (another process holding a read transaction open, or this process too busy to copy the WAL)`);
     }
     const out = await open(this.shadowWalPath(s.generation, s.index), 'r+');
     try {
@@ -882,22 +885,25 @@ export class Db {
       shadowDirty: this.#shadowDirty,
       statDb,
     });
-    if (!r.locked) return undefined;
-    const copy = r.copy;
-    if (copy.problem === 'io') {
-      throw new LstreamError(copy.code, `${copy.message} (copying the WAL's last commits for a checkpoint; lstream retries)`);
+    // What was copied counts whatever happened next.
+    if (r.end !== s.size) {
+      this.#copiedBytes += r.end - s.size;
+      s.size = r.end;
+      s.checksum = r.chain;
+      this.#shadowDirty = true;
     }
-    if (copy.problem !== undefined) {
+    if (r.synced) this.#shadowDirty = false;
+    if (r.problem === 'io') {
+      throw new LstreamError(r.code ?? 'EIO', `${r.message ?? 'I/O error'} (copying the WAL's last commits for a checkpoint; lstream retries)`);
+    }
+    if (r.problem !== undefined) {
       throw new DbError(
-        copy.problem === 'shrank'
+        r.problem === 'shrank'
           ? `${this.walPath}: WAL shrank while being copied`
-          : `${this.walPath}: WAL exceeds 4 GiB, which lstream never lets happen; is another process holding it open?`,
+          : `${this.walPath}: WAL exceeds 4 GiB: lstream restarts the WAL long before that, so its checkpoints could not run (another process holding a read transaction open, or this process too busy to copy the WAL)`,
       );
     }
-    this.#copiedBytes += copy.end - s.size;
-    s.size = copy.end;
-    s.checksum = copy.chain;
-    this.#shadowDirty = false;
+    if (!r.locked) return undefined;
     return r;
   }
 

@@ -34,18 +34,22 @@ export interface LockedCheckpointArgs {
 }
 
 /** What `lockedCheckpoint` did. */
-export type LockedCheckpointResult =
-  | { locked: false }
-  | ({
-      locked: true;
-      /** The shadow's new end and chain, or a problem that stopped the copy (nothing was checkpointed). */
-      copy:
-        | { end: number; chain: [number, number]; problem?: undefined }
-        | { problem: 'too large' | 'shrank'; end: number }
-        | { problem: 'io'; end: number; code: string; message: string };
-      /** The database file after the checkpoint (decimal strings), when asked for and present. */
-      db?: { size: string; mtimeNs: string; ino: string };
-    } & Partial<CheckpointResult>);
+export interface LockedCheckpointResult extends Partial<CheckpointResult> {
+  /** The write lock was taken (false: the app held it past the busy timeout, or the copy before it failed). */
+  locked: boolean;
+  /** Where the shadow file ends now, and the checksum chain there (copied, even when a later step failed). */
+  end: number;
+  chain: [number, number];
+  /** The shadow file was fsynced and the checkpoint ran. */
+  synced?: boolean;
+  /** What stopped the copy: nothing was checkpointed. */
+  problem?: 'too large' | 'shrank' | 'io';
+  /** For 'io': the file system's error code and message. */
+  code?: string;
+  message?: string;
+  /** The database file after the checkpoint (decimal strings), when asked for and present. */
+  db?: { size: string; mtimeNs: string; ino: string };
+}
 
 /** Raised when lstream's own SQLite connection fails (bad database, not WAL-capable, I/O). */
 export class SqliteError extends LstreamError {
@@ -199,39 +203,65 @@ const ops = {
     }
   },
   /**
-   * The checkpoint step, whole, on this thread: takes the write lock, copies the WAL's last
-   * commits to the shadow file, fsyncs it, runs a PASSIVE checkpoint, notes the database file's
-   * state, and releases the lock. None of it waits for the main thread, where an app of this
-   * process may be blocked in a write of its own, waiting for that very lock.
+   * The checkpoint step, whole, on this thread: copies what the main thread has not copied yet,
+   * takes the write lock, copies the commits made meanwhile, fsyncs the shadow file, runs a PASSIVE
+   * checkpoint, notes the database file's state, and releases the lock. None of it waits for the
+   * main thread, where an app of this process may be busy, or blocked in a write of its own waiting
+   * for that very lock. Reports where the shadow file ends (end, chain) whatever happened.
    */
   lockedCheckpoint(a) {
     beginRead();
+    let end = a.start;
+    let chain = a.chain;
+    let dirty = a.shadowDirty;
+    // The tail from 'end': a problem (a full disk, a WAL that shrank) stops here, reported with
+    // where the shadow file ends; nothing is checkpointed then.
+    const copy = () => {
+      let c;
+      try {
+        c = copyCommitted({ ...a, start: end, chain });
+      } catch (err) {
+        if (err && typeof err.code === 'string' && !err.code.startsWith('SQLITE')) {
+          return { problem: 'io', code: err.code, message: String(err.message) };
+        }
+        throw err;
+      }
+      if (c.problem) return { problem: c.problem };
+      if (c.end !== end) dirty = true;
+      end = c.end;
+      chain = c.chain;
+      return undefined;
+    };
+    const report = (fields) => ({ end, chain, ...fields });
+    // The backlog first, without the lock (an app keeping the main thread busy leaves one): safe for
+    // the reason the main thread's copy is, lstream's read transaction, which keeps anyone from
+    // restarting the WAL. Under the lock only the commits made meanwhile remain.
+    let problem = copy();
+    if (problem) return report({ locked: false, ...problem });
     try {
       writer.exec('BEGIN IMMEDIATE');
     } catch (err) {
-      if (err && (err.code === 'SQLITE_BUSY' || err.code === 'SQLITE_LOCKED')) return { locked: false };
+      if (err && (err.code === 'SQLITE_BUSY' || err.code === 'SQLITE_LOCKED')) return report({ locked: false });
       throw err;
     }
     try {
-      let copy;
-      try {
-        copy = copyCommitted(a);
-        if (copy.problem) return { locked: true, copy };
-        if (copy.end !== a.start || a.shadowDirty) {
+      problem = copy();
+      if (problem) return report({ locked: true, ...problem });
+      if (dirty) {
+        try {
           const fd = fs.openSync(a.shadowPath, 'r+');
           try {
             fs.fsyncSync(fd);
           } finally {
             fs.closeSync(fd);
           }
+        } catch (err) {
+          if (err && typeof err.code === 'string' && !err.code.startsWith('SQLITE')) {
+            return report({ locked: true, problem: 'io', code: err.code, message: String(err.message) });
+          }
+          throw err;
         }
-      } catch (err) {
-        // A file-system error (a full disk, the shadow directory removed) is not the connection's:
-        // reported as such, so the caller retries instead of reopening the database.
-        if (err && typeof err.code === 'string' && !err.code.startsWith('SQLITE')) {
-          return { locked: true, copy: { problem: 'io', end: a.start, code: err.code, message: String(err.message) } };
-        }
-        throw err;
+        dirty = false;
       }
       const result = ops.checkpoint();
       let db;
@@ -243,7 +273,7 @@ const ops = {
           if (!err || err.code !== 'ENOENT') throw err;
         }
       }
-      return { locked: true, copy, ...result, db };
+      return report({ locked: true, synced: true, ...result, db });
     } finally {
       if (writer.inTransaction) writer.exec('ROLLBACK');
     }
