@@ -18,6 +18,7 @@ import {
   listSnapshots,
   listWalSegments,
   restore,
+  walSegmentKey,
   type Logger,
 } from '@ls/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -59,6 +60,22 @@ async function restoreRows(root: string, name: string) {
   const out = join(dir, `restored-${name}.db`);
   await restore(new FileReplicaClient({ root }), { outputPath: out, integrityCheck: true });
   return dump(out);
+}
+
+/** Restores the replica at `root` and expects the database at `path`, row for row, and an intact file. */
+async function expectRestoresTo(root: string, name: string, path: string) {
+  const restored = await restoreRows(root, name);
+  expect(restored.integrity).toBe('ok');
+  expect(restored.rows).toEqual(dump(path).rows);
+}
+
+/** Cuts 10 bytes off the last WAL segment of generation `gen` in the file replica at `root`; returns its key. */
+async function damageLastSegment(root: string, gen: string): Promise<string> {
+  const last = (await collect(listWalSegments(new FileReplicaClient({ root }), gen))).at(-1)!;
+  const key = walSegmentKey(gen, last.index, last.offset);
+  const file = join(root, key);
+  writeFileSync(file, readFileSync(file).subarray(0, statSync(file).size - 10));
+  return key;
 }
 
 describe('Db as a library', () => {
@@ -257,10 +274,7 @@ describe('Db as a library', () => {
     await first.flush();
     await first.close();
     const gen = first.pos!.generation;
-    const segs = await collect(listWalSegments(new FileReplicaClient({ root }), gen));
-    const last = segs.at(-1)!;
-    const file = join(root, 'generations', gen, 'wal', `${last.index.toString(16).padStart(8, '0')}_${last.offset.toString(16).padStart(8, '0')}.wal.lz4`);
-    writeFileSync(file, readFileSync(file).subarray(0, statSync(file).size - 10));
+    const damaged = await damageLastSegment(root, gen);
 
     const { lines, logger } = collectingLogger();
     const db = new Db(path, { logger });
@@ -270,10 +284,8 @@ describe('Db as a library', () => {
     await db.flush();
     await db.close();
     const warning = lines.find((l) => l.msg === 'the last WAL segment in storage is damaged; taking a new snapshot');
-    expect(warning?.fields?.object).toBe(file.slice(root.length + 1));
-    const restored = await restoreRows(root, 'damaged');
-    expect(restored.integrity).toBe('ok');
-    expect(restored.rows).toEqual(dump(path).rows);
+    expect(warning?.fields?.object).toBe(damaged);
+    await expectRestoresTo(root, 'damaged', path);
   });
 
   it('keeps the latest state restorable when that new snapshot lands in the damaged segment\'s own WAL index (an app reader held the WAL)', async () => {
@@ -300,9 +312,7 @@ describe('Db as a library', () => {
     reader.exec('BEGIN');
     reader.prepare('SELECT count(*) FROM t').get();
     try {
-      const last = (await collect(listWalSegments(new FileReplicaClient({ root }), gen))).at(-1)!;
-      const file = join(root, 'generations', gen, 'wal', `${last.index.toString(16).padStart(8, '0')}_${last.offset.toString(16).padStart(8, '0')}.wal.lz4`);
-      writeFileSync(file, readFileSync(file).subarray(0, statSync(file).size - 10));
+      await damageLastSegment(root, gen);
       failNext = true;
       write(path, ['--rows', '5']);
       await db.flush();
@@ -311,9 +321,7 @@ describe('Db as a library', () => {
       reader.close();
     }
     await db.close();
-    const restored = await restoreRows(root, 'damaged-same');
-    expect(restored.integrity).toBe('ok');
-    expect(restored.rows).toEqual(dump(path).rows);
+    await expectRestoresTo(root, 'damaged-same', path);
   });
 
   it('re-snapshots a replica whose unshipped shadow WAL went past the cap', async () => {
@@ -631,9 +639,7 @@ describe('Db lifecycle', () => {
     await db.close();
     expect(failures).toEqual([]);
     expect(checkpoints.length).toBeGreaterThanOrEqual(8);
-    const restored = await restoreRows(root, 'in-process');
-    expect(restored.integrity).toBe('ok');
-    expect(restored.rows).toEqual(dump(path).rows);
+    await expectRestoresTo(root, 'in-process', path);
   }, 60_000);
 
   it('starts a new generation when its shadow directory is removed while it runs, and goes on replicating', async () => {
@@ -659,9 +665,7 @@ describe('Db lifecycle', () => {
     expect(reasons.slice(1)).toEqual([expect.stringMatching(/^(shadow wal missing|wal overwritten by another process)$/)]);
     write(path, ['--rows', '30']);
     await db.close();
-    const restored = await restoreRows(root, 'noshadow');
-    expect(restored.integrity).toBe('ok');
-    expect(restored.rows).toEqual(dump(path).rows);
+    await expectRestoresTo(root, 'noshadow', path);
   });
 
   it('replicates a database opened through a symbolic link, whose WAL SQLite keeps next to the real file', async () => {
@@ -730,9 +734,7 @@ describe('Db lifecycle', () => {
     await db.flush();
     expect(db.pos!.generation).not.toBe(first);
     await db.close();
-    const restored = await restoreRows(root, 'replaced');
-    expect(restored.integrity).toBe('ok');
-    expect(restored.rows).toEqual(dump(path).rows);
+    await expectRestoresTo(root, 'replaced', path);
   });
 
   it('starts a new generation for a database file swapped in after a restart of replication', async () => {

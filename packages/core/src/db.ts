@@ -770,13 +770,13 @@ export class Db {
     const chunkBytes = this.#chunkBytes();
     if (committed > MAX_WAL_OFFSET + 1) {
       // Segment names hold 8 hex digits; lstream restarts the WAL long before this.
-      throw new DbError(`${this.walPath}: WAL exceeds 4 GiB: lstream restarts the WAL long before that, so its checkpoints could not run (another process holding a read transaction open, or this process too busy to copy the WAL)`);
+      throw this.#copyError('too large');
     }
     const out = await open(this.shadowWalPath(s.generation, s.index), 'r+');
     try {
       for (let off = s.size; off < committed; ) {
         const chunk = await readAt(fh, off, Math.min(chunkBytes, committed - off), this.#copyBuffer());
-        if (chunk.length === 0) throw new DbError(`${this.walPath}: WAL shrank while being copied`);
+        if (chunk.length === 0) throw this.#copyError('shrank');
         // Whole or not at all: a short write (a nearly full disk) left the rest of the range as the
         // zeros truncate() extends the file with, and a segment that failed its checksum shipped.
         await writeAt(out, chunk, off).catch((err: unknown) => {
@@ -798,6 +798,15 @@ export class Db {
     this.#copiedBytes += committed - s.size;
     s.size = committed;
     s.checksum = checksum;
+  }
+
+  /** Why a copy of the WAL to the shadow WAL (on this thread or in the worker) had to stop. */
+  #copyError(problem: 'too large' | 'shrank'): DbError {
+    return new DbError(
+      problem === 'shrank'
+        ? `${this.walPath}: WAL shrank while being copied`
+        : `${this.walPath}: WAL exceeds 4 GiB: lstream restarts the WAL long before that, so its checkpoints could not run (another process holding a read transaction open, or this process too busy to copy the WAL)`,
+    );
   }
 
   /** Bytes per read while scanning or copying a WAL: whole frames, at least one. */
@@ -896,13 +905,7 @@ export class Db {
     if (r.problem === 'io') {
       throw new LstreamError(r.code ?? 'EIO', `${r.message ?? 'I/O error'} (copying the WAL's last commits for a checkpoint; lstream retries)`);
     }
-    if (r.problem !== undefined) {
-      throw new DbError(
-        r.problem === 'shrank'
-          ? `${this.walPath}: WAL shrank while being copied`
-          : `${this.walPath}: WAL exceeds 4 GiB: lstream restarts the WAL long before that, so its checkpoints could not run (another process holding a read transaction open, or this process too busy to copy the WAL)`,
-      );
-    }
+    if (r.problem !== undefined) throw this.#copyError(r.problem);
     if (!r.locked) return undefined;
     return r;
   }

@@ -98,6 +98,16 @@ function walSum(view, from, to, bigEndian, c) {
   c[0] = a;
   c[1] = b;
 }
+/**
+ * A file-system error (a full disk, the shadow directory removed) as a problem to report: it is not
+ * the connection's, and the caller retries instead of reopening the database. Anything else is thrown.
+ */
+function fileProblem(err) {
+  if (err && typeof err.code === 'string' && !err.code.startsWith('SQLITE')) {
+    return { problem: 'io', code: err.code, message: String(err.message) };
+  }
+  throw err;
+}
 let copyBuf;
 /** One buffer for every copy (they run one at a time): a new one each time grew this thread's heap. */
 function copyBuffer(size) {
@@ -140,12 +150,12 @@ function copyCommitted(a) {
       off += n - (n % frameSize);
     }
     if (committed === a.start) return { end: a.start, chain: a.chain };
-    if (committed > a.maxEnd) return { problem: 'too large', end: committed };
+    if (committed > a.maxEnd) return { problem: 'too large' };
     const shadow = fs.openSync(a.shadowPath, 'r+');
     try {
       for (let off = a.start; off < committed; ) {
         const n = fs.readSync(wal, buf, 0, Math.min(buf.length, committed - off), off);
-        if (n === 0) return { problem: 'shrank', end: off };
+        if (n === 0) return { problem: 'shrank' };
         for (let w = 0; w < n; ) {
           const written = fs.writeSync(shadow, buf, w, n - w, off + w);
           if (written <= 0) throw new Error('short write to ' + a.shadowPath + ': the disk may be full');
@@ -221,10 +231,7 @@ const ops = {
       try {
         c = copyCommitted({ ...a, start: end, chain });
       } catch (err) {
-        if (err && typeof err.code === 'string' && !err.code.startsWith('SQLITE')) {
-          return { problem: 'io', code: err.code, message: String(err.message) };
-        }
-        throw err;
+        return fileProblem(err);
       }
       if (c.problem) return { problem: c.problem };
       if (c.end !== end) dirty = true;
@@ -256,10 +263,7 @@ const ops = {
             fs.closeSync(fd);
           }
         } catch (err) {
-          if (err && typeof err.code === 'string' && !err.code.startsWith('SQLITE')) {
-            return report({ locked: true, problem: 'io', code: err.code, message: String(err.message) });
-          }
-          throw err;
+          return report({ locked: true, ...fileProblem(err) });
         }
         dirty = false;
       }
