@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { link, mkdir, open, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { CorruptDataError, WalApplier, decodeLz4Frame, parseDatabaseHeader, readAt, releaseDecodedBlock, writeAt } from '@ls/wal';
+import { CorruptDataError, WalApplier, decodeLz4Frame, directWritable, openDirect, parseDatabaseHeader, readAt, releaseDecodedBlock, writeAt } from '@ls/wal';
 import type { ReplicaClient } from './client.js';
 import { InvalidArgumentError, LstreamError, throwIfAborted } from './errors.js';
 import { snapshotKey, walSegmentKey, type SnapshotInfo, type WalSegmentInfo } from './layout.js';
@@ -367,7 +367,7 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
           throw err;
         }
         try {
-          await writeDecoded(fh, decodeLz4Frame(counted(), { blocksGivenBack: true }));
+          await writeDecoded(tmp, fh, decodeLz4Frame(counted(), { blocksGivenBack: true }));
         } catch (err) {
           raw.destroy();
           throw inObject(err, snapshotKey(plan.generation, plan.snapshot.index));
@@ -547,23 +547,34 @@ export async function checkIntegrity(path: string): Promise<void> {
   }
 }
 
-/** Decoded snapshot blocks written or waiting their turn to be, at once (one write runs at a time). */
+/** Decoded snapshot blocks being written or waiting their turn to be, at once. */
 const SNAPSHOT_WRITES_IN_FLIGHT = 4;
-/** Bytes written between two background flushes of the file to disk. */
+/** Bytes written through the page cache between two background flushes of the file to disk. */
 const SNAPSHOT_FLUSH_EVERY = 64 * 1024 * 1024;
 
 /**
- * Writes `blocks` (fresh buffers, never reused by their producer) one after another into `fh` from
- * offset 0. Writes overlap the decoding of the next blocks, and the file is flushed to disk in the
- * background every 64 MiB, so the disk works while blocks are decoded and the final fsync finds
- * little left to write (a 1 GiB snapshot: 3.1 s with one awaited write at a time, 1.4 s this way).
+ * Writes `blocks` one after another into the file `path` (open as `fh`) from offset 0, each given
+ * back to the decoder once written. Writes overlap the decoding of the next blocks.
+ *
+ * Where the file system allows, blocks go to disk directly (O_DIRECT, see @ls/wal's direct-io.ts)
+ * from the decoder's aligned memory, several at once: through the page cache, every byte would first
+ * be copied into fresh cache pages and written back later, on the same cores that decompress. A block
+ * that cannot go directly (a block stored uncompressed, the tail of a database with pages under
+ * 4 KiB) goes through `fh`, one write at a time (writes to one file through the page cache take its
+ * inode lock in turn anyway, and four at once spent an eighth of the restore's CPU spinning on that
+ * lock), and `fh` is flushed to disk in the background every 64 MiB, so the final fsync finds little
+ * left to write. A 1 GiB snapshot restored here (2 cores, ext4 on a virtual disk) in 0.59-0.90 s
+ * directly and 1.08-1.95 s through the page cache, alternating runs; direct writes also spared ~40% of
+ * the restore's CPU.
  */
-async function writeDecoded(fh: FileHandle, blocks: AsyncIterable<Buffer>): Promise<void> {
+async function writeDecoded(path: string, fh: FileHandle, blocks: AsyncIterable<Buffer>): Promise<void> {
   const inflight = new Set<Promise<void>>();
   let failure: { err: unknown } | undefined;
   let flushing: Promise<void> = Promise.resolve();
   let off = 0;
   let sinceFlush = 0;
+  const directHandle = await openDirect(path);
+  let direct = directHandle !== undefined;
   const track = (p: Promise<unknown>) => {
     const q: Promise<void> = p.then(
       () => void inflight.delete(q),
@@ -574,23 +585,33 @@ async function writeDecoded(fh: FileHandle, blocks: AsyncIterable<Buffer>): Prom
     );
     inflight.add(q);
   };
-  // Writes go to the file one at a time, each starting when the one before has ended: writes to one
-  // file take its inode lock in turn anyway, and four at once spent an eighth of the restore's CPU
-  // spinning on that lock. Blocks still wait their turn up to SNAPSHOT_WRITES_IN_FLIGHT at a time.
+  // The last write through the page cache: the next one starts when it has ended.
   let previous: Promise<unknown> = Promise.resolve();
+  const writeBuffered = (block: Buffer, at: number): Promise<void> => {
+    sinceFlush += block.length;
+    const written = previous.then(() => (failure ? undefined : writeAt(fh, block, at)));
+    previous = written.catch(() => undefined);
+    return written;
+  };
+  const write = async (block: Buffer, at: number): Promise<void> => {
+    if (direct && directWritable(block, at)) {
+      try {
+        return await writeAt(directHandle!, block, at);
+      } catch (err) {
+        // Accepted at open, refused at the first write (some FUSE and network file systems): the
+        // page cache takes this block and every later one.
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+        direct = false;
+      }
+    }
+    return writeBuffered(block, at);
+  };
   try {
     for await (const block of blocks) {
       if (failure) break;
-      const at = off;
-      const written = previous.then(() => (failure ? undefined : writeAt(fh, block, at)));
-      // The failure is recorded here, in the chain, so the next block's write sees it.
-      previous = written.catch((err: unknown) => {
-        failure ??= { err };
-      });
       // Once written, the block's memory goes back to the decoder for a later block.
-      track(written.then(() => releaseDecodedBlock(block)));
+      track(write(block, off).then(() => releaseDecodedBlock(block)));
       off += block.length;
-      sinceFlush += block.length;
       if (sinceFlush >= SNAPSHOT_FLUSH_EVERY) {
         sinceFlush = 0;
         await flushing;
@@ -601,6 +622,7 @@ async function writeDecoded(fh: FileHandle, blocks: AsyncIterable<Buffer>): Prom
     }
   } finally {
     await Promise.all(inflight);
+    await directHandle?.close();
   }
   if (failure) throw failure.err;
 }

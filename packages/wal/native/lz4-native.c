@@ -513,6 +513,35 @@ static napi_value pwrite_runs_async(napi_env env, napi_callback_info info) {
   return queue(env, &j->p, j, "wal.pwriteRuns", write_execute, write_complete);
 }
 
+/* ---- Memory alignment, for direct I/O --------------------------------------------------------- */
+
+/*
+ * alignGap(buf, align) -> bytes from the start of buf's memory to the first address that is a
+ * multiple of align (a power of two up to 1 MiB): 0 when buf starts aligned. JavaScript cannot see
+ * addresses; direct I/O (O_DIRECT) needs memory aligned to the device's block size.
+ */
+static napi_value align_gap(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 2) {
+    napi_throw_type_error(env, NULL, "expected (buf, align)");
+    return NULL;
+  }
+  void *data = NULL;
+  size_t len = 0;
+  if (!typed_arg(env, argv[0], napi_uint8_array, "buf", "Uint8Array", &data, &len)) return NULL;
+  int32_t align = 0;
+  if (napi_get_value_int32(env, argv[1], &align) != napi_ok || align < 1 || align > (1 << 20) || (align & (align - 1)) != 0) {
+    napi_throw_range_error(env, NULL, "align must be a power of two up to 1 MiB");
+    return NULL;
+  }
+  uintptr_t a = (uintptr_t)data;
+  napi_value v;
+  napi_create_uint32(env, (uint32_t)((align - (a & (uintptr_t)(align - 1))) & (uintptr_t)(align - 1)), &v);
+  return v;
+}
+
 static void set_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value f;
   napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &f);
@@ -527,6 +556,7 @@ static const char *const LIBRARIES[] = {
 NAPI_MODULE_INIT() {
   set_fn(env, exports, "walVerifyRun", wal_verify_run);
   set_fn(env, exports, "pwriteRunsAsync", pwrite_runs_async);
+  set_fn(env, exports, "alignGap", align_gap);
   if (!lz4_compress) {
     const char *failure = "liblz4 not found";
     for (int i = 0; LIBRARIES[i]; i++) {

@@ -56,10 +56,14 @@ export type NativeWalVerifyRun = (
  */
 export type NativePwriteRuns = (fd: number, bufs: Uint8Array[], runs: Float64Array) => Promise<number>;
 
+/** The binding's distance, in bytes, from the start of `buf`'s memory to the next multiple of `align`. */
+export type NativeAlignGap = (buf: Uint8Array, align: number) => number;
+
 interface Loaded {
   lib?: NativeLz4;
   walVerifyRun?: NativeWalVerifyRun;
   pwriteRuns?: NativePwriteRuns;
+  alignGap?: NativeAlignGap;
   reason?: string;
 }
 
@@ -67,7 +71,14 @@ let loaded: Loaded | undefined;
 
 function load(): Loaded {
   if (loaded) return loaded;
-  let m: (Partial<NativeLz4> & { loadError?: string; walVerifyRun?: NativeWalVerifyRun; pwriteRunsAsync?: NativePwriteRuns }) | undefined;
+  let m:
+    | (Partial<NativeLz4> & {
+        loadError?: string;
+        walVerifyRun?: NativeWalVerifyRun;
+        pwriteRunsAsync?: NativePwriteRuns;
+        alignGap?: NativeAlignGap;
+      })
+    | undefined;
   let reason: string | undefined;
   // build/ sits next to src/ and dist/, so one relative path serves tests and the built package.
   const path = fileURLToPath(new URL('../build/lz4-native.node', import.meta.url));
@@ -86,7 +97,7 @@ function load(): Loaded {
   }
   // The WAL helpers need no library; LSTREAM_WAL_NATIVE=off leaves them out (JavaScript checks, and
   // synchronous writes from the calling thread).
-  loaded = process.env.LSTREAM_WAL_NATIVE === 'off' ? {} : { walVerifyRun: m?.walVerifyRun, pwriteRuns: m?.pwriteRunsAsync };
+  loaded = process.env.LSTREAM_WAL_NATIVE === 'off' ? {} : { walVerifyRun: m?.walVerifyRun, pwriteRuns: m?.pwriteRunsAsync, alignGap: m?.alignGap };
   if (process.env.LSTREAM_LZ4 === 'lz4-napi') loaded.reason = 'LSTREAM_LZ4=lz4-napi';
   else if (!m) loaded.reason = reason;
   else if (m.loadError || !m.compress) loaded.reason = m.loadError ?? 'binding incomplete';
@@ -102,6 +113,11 @@ export function nativeWalVerifyRun(): NativeWalVerifyRun | undefined {
 /** The binding's batched positional writes, or undefined when it is not built or LSTREAM_WAL_NATIVE=off. */
 export function nativePwriteRuns(): NativePwriteRuns | undefined {
   return load().pwriteRuns;
+}
+
+/** The binding's alignment probe, or undefined when it is not built or LSTREAM_WAL_NATIVE=off. */
+export function nativeAlignGap(): NativeAlignGap | undefined {
+  return load().alignGap;
 }
 
 /** The liblz4 binding, or undefined when it is not built, liblz4 is missing, or LSTREAM_LZ4=lz4-napi. */

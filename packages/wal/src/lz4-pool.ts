@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { compressSync, uncompressSync } from 'lz4-napi';
 import { nativeLz4, type NativeLz4 } from './lz4-native.js';
+import { allocAligned } from './direct-io.js';
 import { SpareBuffers } from './spare-buffers.js';
 
 /*
@@ -352,8 +353,12 @@ async function nativeCompress(lib: NativeLz4, input: Uint8Array): Promise<Compre
  * block, a stale second release of the old view must not put it back in use.
  */
 const handedOut = new WeakSet<Uint8Array>();
-/** Output buffers free for the next decompression: given back by callers, or not handed out at all. */
-const decodedSpares = new SpareBuffers(4);
+/**
+ * Output buffers free for the next decompression: given back by callers, or not handed out at all.
+ * Their memory is aligned for direct I/O (see direct-io.ts), so a restore can write decoded snapshot
+ * blocks to disk straight from them.
+ */
+const decodedSpares = new SpareBuffers(4, 0, allocAligned);
 /**
  * Buffers that decoded blocks smaller than half their output buffer are copied into (the tail of a
  * frame, a small WAL segment), sized in steps of SMALL_BLOCK_STEP and reused once given back as the
@@ -375,7 +380,10 @@ const SMALL_BLOCK_STEP = 256 * 1024;
 export function releaseDecodedBlock(block: Uint8Array): void {
   if (!handedOut.has(block)) return;
   handedOut.delete(block);
-  (smallMemory.has(block.buffer) ? smallSpares : decodedSpares).give(Buffer.from(block.buffer as ArrayBuffer));
+  // A block is the start of its buffer, which runs from there to the end of its memory (aligned
+  // buffers start a little way in).
+  const whole = Buffer.from(block.buffer as ArrayBuffer, block.byteOffset, block.buffer.byteLength - block.byteOffset);
+  (smallMemory.has(block.buffer) ? smallSpares : decodedSpares).give(whole);
 }
 
 /**

@@ -5,7 +5,8 @@
 import { expect, it } from 'vitest';
 
 process.env.LSTREAM_WAL_NATIVE = 'off';
-const { nativePwriteRuns, nativeWalVerifyRun } = await import('./lz4-native.js');
+const { nativeAlignGap, nativePwriteRuns, nativeWalVerifyRun } = await import('./lz4-native.js');
+const { allocAligned, directIoAvailable, directWritable } = await import('./direct-io.js');
 await import('./wal-format.test.js');
 await import('./apply.test.js');
 await import('./apply-model.test.js');
@@ -13,4 +14,10 @@ await import('./apply-model.test.js');
 it('checks WAL frames and writes pages without the binding', () => {
   expect(nativeWalVerifyRun()).toBeUndefined();
   expect(nativePwriteRuns()).toBeUndefined();
+});
+
+it('writes through the page cache without the binding: memory alignment cannot be known', () => {
+  expect(nativeAlignGap()).toBeUndefined();
+  expect(directIoAvailable()).toBe(false);
+  expect(directWritable(allocAligned(8192), 0)).toBe(false);
 });
