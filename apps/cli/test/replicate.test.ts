@@ -85,6 +85,20 @@ describe('lstream replicate and restore', () => {
     expect(dbs.stdout).toContain(db);
   });
 
+  it('stops on SIGHUP (a closed terminal) with a final sync that ships the last commits', async () => {
+    const { db, configPath } = config('hangup');
+    write(db, ['--rows', '20']);
+    const rep = startLstream(['replicate', '-config', configPath]);
+    await rep.waitFor(/msg="replica synced"/);
+    write(db, ['--rows', '300', '--batch', '30']);
+    expect(await rep.stop('SIGHUP')).toBe(0);
+    expect(rep.lines.some((l) => l.includes('stopped after a final sync'))).toBe(true);
+    const out = join(dir, 'hangup-restored.db');
+    const r = lstream(['restore', '-config', configPath, '-o', out, db]);
+    expect(r.code).toBe(0);
+    expect(dump(out).rows).toEqual(dump(db).rows);
+  });
+
   it('replicates on the lz4-napi fallback, warning that it does, into a replica liblz4 restores row for row', async () => {
     const { db, configPath } = config('napi');
     write(db, ['--rows', '50']);

@@ -34,7 +34,7 @@ Flags:
 
 On a non-loopback address, /api/* needs "Authorization: Bearer <token>" with the token from
 $${TOKEN_ENV} or the config's server.token; without one the API stays off and only /metrics,
-/healthz and /readyz answer. SIGINT/SIGTERM stop with a final sync (the exec child gets 3 s, the whole
+/healthz and /readyz answer. SIGINT/SIGTERM/SIGHUP stop with a final sync (the exec child gets 3 s, the whole
 shutdown at most 10 s); a second signal kills the child and exits at once.
 `;
 

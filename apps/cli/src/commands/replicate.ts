@@ -18,7 +18,7 @@ import { CONFIG_FLAGS, parseCommandArgs } from '../argv.js';
 import { loadConfig } from '../context.js';
 import { UsageError } from '../errors.js';
 
-export const usage = `Replicates databases continuously until stopped (SIGINT/SIGTERM makes a final sync).
+export const usage = `Replicates databases continuously until stopped (SIGINT, SIGTERM or SIGHUP makes a final sync).
 
 Usage:
   lstream replicate [flags]                        every database in the config file

@@ -18,9 +18,15 @@ export const FINAL_SYNC_MARGIN_MS = 1_000;
 /** Time the exec child has to exit after the stop signal is forwarded to it, before it is sent SIGKILL. */
 export const CHILD_STOP_GRACE_MS = 3_000;
 
-/** The first SIGINT/SIGTERM of a process that replicates until stopped. */
+/**
+ * Signals that stop a process that replicates until stopped, with a final sync. SIGHUP too: a
+ * closed terminal or a dropped SSH session would otherwise end it without one (Node's default).
+ */
+export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const satisfies readonly NodeJS.Signals[];
+
+/** The first stop signal (STOP_SIGNALS) of a process that replicates until stopped. */
 export interface StopSignals {
-  /** Resolves with the first SIGINT or SIGTERM received. */
+  /** Resolves with the first stop signal received. */
   readonly stopped: Promise<NodeJS.Signals>;
   /** True once a stop signal arrived: the caller must not start anything new (such as the exec child). */
   readonly stopping: boolean;
@@ -44,7 +50,7 @@ function kill(child: ChildProcess | undefined, signal: NodeJS.Signals): void {
 }
 
 /**
- * Installs SIGINT and SIGTERM handlers: the first signal resolves `stopped` (the caller then makes
+ * Installs handlers for STOP_SIGNALS: the first signal resolves `stopped` (the caller then makes
  * its final sync) and arms a deadline that exits with code 1 after `deadlineMs` (default
  * SHUTDOWN_DEADLINE_MS); a second signal exits at once with FORCED_EXIT_CODE. Either forced exit
  * first sends SIGKILL to the adopted exec child. Install it before opening databases, so a signal
@@ -75,8 +81,7 @@ export function handleStopSignals(logger: Logger, options: { deadlineMs?: number
     }, deadlineMs).unref();
     resolveStopped(sig);
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  for (const sig of STOP_SIGNALS) process.on(sig, onSignal);
   return {
     stopped,
     get stopping() {
@@ -90,8 +95,7 @@ export function handleStopSignals(logger: Logger, options: { deadlineMs?: number
       child = c;
     },
     dispose() {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      for (const sig of STOP_SIGNALS) process.off(sig, onSignal);
     },
   };
 }
