@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   ConfigError,
@@ -85,4 +86,22 @@ export async function resolveReplicas(
     }
   }
   return Promise.all(replicas.map(async (r) => ({ config: r, client: await createReplicaClient(r), db })));
+}
+
+/**
+ * Resolves the replicas a listing command works on (see `resolveReplicas`), and notes on stderr each
+ * file replica whose directory does not exist: its listing is empty because nothing was replicated
+ * there yet, or because the path is mistyped, and an empty table alone does not say which.
+ */
+export async function resolveListedReplicas(
+  target: string,
+  flags: { config?: string; 'no-expand-env'?: boolean; replica?: string },
+): Promise<ResolvedReplica[]> {
+  const replicas = await resolveReplicas(target, flags);
+  for (const r of replicas) {
+    if (r.config.type === 'file' && r.config.path !== undefined && !existsSync(r.config.path)) {
+      process.stderr.write(`lstream: replica ${r.config.name}: ${r.config.path} does not exist (nothing replicated there yet, or a mistyped path)\n`);
+    }
+  }
+  return replicas;
 }

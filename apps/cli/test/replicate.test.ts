@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dump, litestreamRestore, lstream, sleep, startLstream, startWriter, tempDir, write } from './helpers.js';
+import { LSTREAM_BIN, dump, litestreamRestore, lstream, sleep, startLstream, startWriter, tempDir, write } from './helpers.js';
 
 let dir: string;
 let cleanup: () => void;
@@ -97,6 +97,18 @@ describe('lstream replicate and restore', () => {
     const r = lstream(['restore', '-config', configPath, '-o', out, db]);
     expect(r.code).toBe(0);
     expect(dump(out).rows).toEqual(dump(db).rows);
+  });
+
+  it('says in one line, with exit code 1, when its output cannot be written', async () => {
+    const { db, replica, configPath } = config('output');
+    write(db, ['--rows', '20']);
+    const rep = startLstream(['replicate', '-config', configPath]);
+    await rep.waitFor(/msg="replica synced"/);
+    expect(await rep.stop()).toBe(0);
+    const run = (shell: string) => spawnSync('sh', ['-c', shell], { encoding: 'utf8' });
+    const full = run(`"${process.execPath}" "${LSTREAM_BIN}" generations file://${replica} > /dev/full`);
+    expect(full.status).toBe(1);
+    expect(full.stderr).toBe('lstream: cannot write to standard output: ENOSPC: no space left on device, write\n');
   });
 
   it('replicates on the lz4-napi fallback, warning that it does, into a replica liblz4 restores row for row', async () => {
@@ -398,7 +410,18 @@ describe('lstream restore', () => {
     expect(none.stderr).toContain('ENOBACKUP');
     // It says where it looked, and a replica directory that is not there (a mistyped path) as such.
     expect(none.stderr).toContain(`(looked in ${empty}, which does not exist)`);
+    // Skipping says so, and where it looked: a mistyped path is not mistaken for a new deployment.
+    const skipped = lstream(['restore', '-if-replica-exists', '-o', out, `file://${empty}`]);
+    expect(skipped.code).toBe(0);
+    expect(skipped.stderr).toContain(`(looked in ${empty}, which does not exist); skipping restore`);
+    // So do the listings, whose empty table alone would not tell a mistyped path from a new replica.
+    for (const cmd of ['generations', 'snapshots', 'wal']) {
+      const listed = lstream([cmd, `file://${empty}`]);
+      expect(listed.code).toBe(0);
+      expect(listed.stderr).toBe(`lstream: replica file: ${empty} does not exist (nothing replicated there yet, or a mistyped path)\n`);
+    }
     mkdirSync(empty);
+    expect(lstream(['generations', `file://${empty}`]).stderr).toBe('');
     const emptyDir = lstream(['restore', '-o', out, `file://${empty}`]);
     expect(emptyDir.stderr).toContain('ENOBACKUP');
     expect(emptyDir.stderr).toContain(`(looked in ${empty})`);

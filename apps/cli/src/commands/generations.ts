@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { collect, listGenerations, listSnapshots, listWalSegments } from '@ls/core';
 import { CONFIG_FLAGS, parseCommandArgs } from '../argv.js';
-import { resolveReplicas } from '../context.js';
+import { resolveListedReplicas } from '../context.js';
 import { UsageError } from '../errors.js';
 import { formatDuration, printTable, type Cell } from '../output.js';
 
@@ -37,7 +37,7 @@ async function lastModified(dbPath: string): Promise<number | undefined> {
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('generations', argv, OPTIONS);
   if (positionals.length !== 1) throw new UsageError('generations: expected one database path or replica URL', 'generations');
-  const replicas = await resolveReplicas(positionals[0]!, values);
+  const replicas = await resolveListedReplicas(positionals[0]!, values);
   const rows: Cell[][] = [];
   for (const r of replicas) {
     const updated = r.db ? await lastModified(r.db.path) : undefined;

@@ -190,7 +190,8 @@ export async function run(argv: string[]): Promise<number> {
     chosen = await choose(replicas, target);
   } catch (err) {
     if (err instanceof NoBackupError && values['if-replica-exists']) {
-      process.stderr.write(`no backups found, skipping restore\n`);
+      // The message says where it looked: a mistyped path skips as quietly as a new deployment would.
+      process.stderr.write(`${err.message}; skipping restore\n`);
       return 0;
     }
     throw err;

@@ -1,6 +1,6 @@
 import { listGenerations, listSnapshots } from '@ls/core';
 import { CONFIG_FLAGS, parseCommandArgs } from '../argv.js';
-import { resolveReplicas } from '../context.js';
+import { resolveListedReplicas } from '../context.js';
 import { UsageError } from '../errors.js';
 import { printTable, type Cell } from '../output.js';
 
@@ -24,7 +24,7 @@ export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('snapshots', argv, OPTIONS);
   if (positionals.length !== 1) throw new UsageError('snapshots: expected one database path or replica URL', 'snapshots');
   const rows: Cell[][] = [];
-  for (const r of await resolveReplicas(positionals[0]!, values)) {
+  for (const r of await resolveListedReplicas(positionals[0]!, values)) {
     for (const gen of await listGenerations(r.client)) {
       for await (const s of listSnapshots(r.client, gen)) {
         rows.push([r.config.name, gen, s.index, s.size, s.createdAt]);

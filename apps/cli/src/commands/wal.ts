@@ -1,6 +1,6 @@
 import { isGenerationName, listGenerations, listWalSegments } from '@ls/core';
 import { CONFIG_FLAGS, parseCommandArgs } from '../argv.js';
-import { resolveReplicas } from '../context.js';
+import { resolveListedReplicas } from '../context.js';
 import { UsageError } from '../errors.js';
 import { printTable, type Cell } from '../output.js';
 
@@ -33,7 +33,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new UsageError(`wal: '${values.generation}' is not a generation name (16 lowercase hex digits)`, 'wal');
   }
   const rows: Cell[][] = [];
-  for (const r of await resolveReplicas(positionals[0]!, values)) {
+  for (const r of await resolveListedReplicas(positionals[0]!, values)) {
     const gens = values.generation !== undefined ? [values.generation] : await listGenerations(r.client);
     for (const gen of gens) {
       for await (const s of listWalSegments(r.client, gen)) {
