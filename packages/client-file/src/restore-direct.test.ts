@@ -2,6 +2,7 @@
 // page cache where they cannot: blocks stored uncompressed, a tail that is not a whole number of
 // 4 KiB, file systems that refuse direct I/O. Whatever the mix, the restored file must hold the
 // snapshot's bytes exactly, with direct I/O on and off.
+import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -22,6 +23,11 @@ afterEach(() => {
   delete process.env.LSTREAM_DIRECT_IO;
 });
 
+/** Bytes of `path` in the page cache, as util-linux's fincore counts them. */
+function residentBytes(path: string): number {
+  return Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', path], { encoding: 'utf8' }).trim());
+}
+
 /** A real database of about `mib` MiB with the given page size: compressible rows, then random blobs. */
 function makeDatabase(path: string, pageSize: number, mib: number, extraPages = 0): Buffer {
   const db = new Database(path);
@@ -41,7 +47,7 @@ function makeDatabase(path: string, pageSize: number, mib: number, extraPages = 
  * The LZ4 frame lstream writes for `data`, with every second block stored uncompressed instead (as
  * an encoder does with a block that does not shrink): a valid frame of the same content.
  */
-async function mixedFrame(data: Buffer): Promise<{ frame: Buffer; raw: number }> {
+async function mixedFrame(data: Buffer): Promise<{ frame: Buffer; raw: number; rawBytes: number }> {
   const frame = await lz4CompressFrame(data);
   const flg = frame[4]!;
   expect(flg & 0x10).toBe(0); // no block checksums to recompute
@@ -49,6 +55,7 @@ async function mixedFrame(data: Buffer): Promise<{ frame: Buffer; raw: number }>
   const parts = [frame.subarray(0, p)];
   let at = 0;
   let raw = 0;
+  let rawBytes = 0;
   for (let k = 0; ; k++) {
     const word = frame.readUInt32LE(p);
     if (word === 0) break;
@@ -62,20 +69,21 @@ async function mixedFrame(data: Buffer): Promise<{ frame: Buffer; raw: number }>
       head.writeUInt32LE((len | 0x80000000) >>> 0);
       parts.push(head, data.subarray(at, at + len));
       raw++;
+      rawBytes += len;
     } else parts.push(block);
     at += len;
   }
   parts.push(frame.subarray(p)); // end mark and content checksum, unchanged: the content is the same
-  return { frame: Buffer.concat(parts), raw };
+  return { frame: Buffer.concat(parts), raw, rawBytes };
 }
 
-async function replicaOf(name: string, db: Buffer): Promise<{ root: string; raw: number }> {
+async function replicaOf(name: string, db: Buffer): Promise<{ root: string; raw: number; rawBytes: number }> {
   const root = join(dir, name, 'replica');
-  const { frame, raw } = await mixedFrame(db);
+  const { frame, raw, rawBytes } = await mixedFrame(db);
   const file = join(root, snapshotKey(GEN, 0));
   await mkdir(join(file, '..'), { recursive: true });
   await writeFile(file, frame);
-  return { root, raw };
+  return { root, raw, rawBytes };
 }
 
 describe('snapshot restore, direct and buffered writes', () => {
@@ -84,13 +92,17 @@ describe('snapshot restore, direct and buffered writes', () => {
       const name = `p4096-${direct}`;
       await mkdir(join(dir, name), { recursive: true });
       const src = makeDatabase(join(dir, name, 'src.db'), 4096, 14);
-      const { root, raw } = await replicaOf(name, src);
+      const { root, raw, rawBytes } = await replicaOf(name, src);
       expect(raw).toBeGreaterThan(0);
       expect(src.length % (4 * 1024 * 1024)).not.toBe(0);
       process.env.LSTREAM_DIRECT_IO = direct;
       const out = join(dir, name, 'out.db');
       const r = await restore(new FileReplicaClient({ root }), { outputPath: out });
       expect(r.dbBytes).toBe(src.length);
+      // Direct writes skip the page cache: only the blocks stored uncompressed went through it.
+      const cached = residentBytes(out);
+      if (direct === 'on') expect(cached).toBeLessThanOrEqual(rawBytes + 64 * 1024);
+      else expect(cached).toBe(src.length);
       expect((await readFile(out)).equals(src)).toBe(true);
       const db = new Database(out, { readonly: true });
       expect(db.pragma('integrity_check', { simple: true })).toBe('ok');

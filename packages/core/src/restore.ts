@@ -3,7 +3,18 @@ import { createRequire } from 'node:module';
 import { link, mkdir, open, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { CorruptDataError, WalApplier, decodeLz4Frame, directWritable, openDirect, parseDatabaseHeader, readAt, releaseDecodedBlock, writeAt } from '@ls/wal';
+import {
+  CorruptDataError,
+  WalApplier,
+  decodeLz4Frame,
+  directWritable,
+  isDirectIoRefusal,
+  openDirect,
+  parseDatabaseHeader,
+  readAt,
+  releaseDecodedBlock,
+  writeAt,
+} from '@ls/wal';
 import type { ReplicaClient } from './client.js';
 import { InvalidArgumentError, LstreamError, throwIfAborted } from './errors.js';
 import { snapshotKey, walSegmentKey, type SnapshotInfo, type WalSegmentInfo } from './layout.js';
@@ -367,7 +378,7 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
           throw err;
         }
         try {
-          await writeDecoded(tmp, fh, decodeLz4Frame(counted(), { blocksGivenBack: true }));
+          await writeDecoded(fh, decodeLz4Frame(counted(), { blocksGivenBack: true }));
         } catch (err) {
           raw.destroy();
           throw inObject(err, snapshotKey(plan.generation, plan.snapshot.index));
@@ -553,7 +564,7 @@ const SNAPSHOT_WRITES_IN_FLIGHT = 4;
 const SNAPSHOT_FLUSH_EVERY = 64 * 1024 * 1024;
 
 /**
- * Writes `blocks` one after another into the file `path` (open as `fh`) from offset 0, each given
+ * Writes `blocks` one after another into the file open as `fh` from offset 0, each given
  * back to the decoder once written. Writes overlap the decoding of the next blocks.
  *
  * Where the file system allows, blocks go to disk directly (O_DIRECT, see @ls/wal's direct-io.ts)
@@ -567,13 +578,13 @@ const SNAPSHOT_FLUSH_EVERY = 64 * 1024 * 1024;
  * directly and 1.08-1.95 s through the page cache, alternating runs; direct writes also spared ~40% of
  * the restore's CPU.
  */
-async function writeDecoded(path: string, fh: FileHandle, blocks: AsyncIterable<Buffer>): Promise<void> {
+async function writeDecoded(fh: FileHandle, blocks: AsyncIterable<Buffer>): Promise<void> {
   const inflight = new Set<Promise<void>>();
   let failure: { err: unknown } | undefined;
   let flushing: Promise<void> = Promise.resolve();
   let off = 0;
   let sinceFlush = 0;
-  const directHandle = await openDirect(path);
+  const directHandle = await openDirect(fh);
   let direct = directHandle !== undefined;
   const track = (p: Promise<unknown>) => {
     const q: Promise<void> = p.then(
@@ -594,13 +605,14 @@ async function writeDecoded(path: string, fh: FileHandle, blocks: AsyncIterable<
     return written;
   };
   const write = async (block: Buffer, at: number): Promise<void> => {
+    if (failure) return;
     if (direct && directWritable(block, at)) {
       try {
         return await writeAt(directHandle!, block, at);
       } catch (err) {
         // Accepted at open, refused at the first write (some FUSE and network file systems): the
         // page cache takes this block and every later one.
-        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+        if (!isDirectIoRefusal(err)) throw err;
         direct = false;
       }
     }
@@ -622,7 +634,10 @@ async function writeDecoded(path: string, fh: FileHandle, blocks: AsyncIterable<
     }
   } finally {
     await Promise.all(inflight);
-    await directHandle?.close();
+    // Its writes have all ended; a failure to close it must not hide an error on its way out.
+    await directHandle?.close().catch((err: unknown) => {
+      failure ??= { err };
+    });
   }
   if (failure) throw failure.err;
 }

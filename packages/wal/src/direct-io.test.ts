@@ -1,8 +1,8 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DIRECT_IO_ALIGN, allocAligned, directIoAvailable, directWritable, openDirect } from './direct-io.js';
+import { DIRECT_IO_ALIGN, allocAligned, directIoAvailable, directWritable, isDirectIoRefusal, openDirect } from './direct-io.js';
 import { writeAt } from './file-chunks.js';
 import { decodeLz4Frame, lz4CompressFrame, releaseDecodedBlock } from './lz4-frame.js';
 import { nativeAlignGap } from './lz4-native.js';
@@ -51,12 +51,16 @@ describe.runIf(process.platform === 'linux' && nativeAlignGap() !== undefined)('
     }
   });
 
-  it('writes a file directly that reads back byte for byte, and is turned off by LSTREAM_DIRECT_IO=off', async () => {
+  it('writes a file directly that reads back byte for byte, even once its path names another file, and is turned off by LSTREAM_DIRECT_IO=off', async () => {
     const path = join(dir, 'direct.bin');
     await writeFile(path, '');
     expect(directIoAvailable()).toBe(true);
-    const fh = await openDirect(path);
+    const plain = await open(path, 'r+');
+    const fh = await openDirect(plain);
     expect(fh).toBeDefined();
+    // Another file takes the path: the direct handle still reaches the one `plain` has open.
+    await rename(path, `${path}.moved`);
+    await writeFile(path, 'someone else');
     const b = allocAligned(2 * 1024 * 1024);
     for (let i = 0; i < b.length; i++) b[i] = (i * 7) & 0xff;
     try {
@@ -66,12 +70,21 @@ describe.runIf(process.platform === 'linux' && nativeAlignGap() !== undefined)('
     } finally {
       await fh!.close();
     }
-    const back = await readFile(path);
+    const back = await readFile(`${path}.moved`);
     expect(back.subarray(0, 1024 * 1024).equals(b.subarray(1024 * 1024, 2 * 1024 * 1024))).toBe(true);
     expect(back.subarray(1024 * 1024).equals(b.subarray(0, 1024 * 1024))).toBe(true);
+    expect(await readFile(path, 'utf8')).toBe('someone else');
 
     process.env.LSTREAM_DIRECT_IO = 'off';
     expect(directIoAvailable()).toBe(false);
-    expect(await openDirect(path)).toBeUndefined();
+    expect(await openDirect(plain)).toBeUndefined();
+    await plain.close();
+  });
+
+  it('takes EINVAL and ENOTSUP, however named, as a file system refusing direct I/O, and nothing else', () => {
+    const err = (code: string) => Object.assign(new Error(code), { code });
+    for (const code of ['EINVAL', 'ENOTSUP', 'EOPNOTSUPP']) expect(isDirectIoRefusal(err(code))).toBe(true);
+    for (const code of ['ENOSPC', 'EIO', 'EACCES', 'ENOENT']) expect(isDirectIoRefusal(err(code))).toBe(false);
+    expect(isDirectIoRefusal(undefined)).toBe(false);
   });
 });

@@ -46,18 +46,28 @@ export function directWritable(data: Uint8Array, position: number): boolean {
 }
 
 /**
- * Opens `path` (which must exist) a second time, for direct writes, or returns undefined where direct
- * I/O is not available or the file system refuses it (tmpfs before Linux 6.6, some network and FUSE
- * file systems). Writes through it and through an ordinary handle on the same file may be mixed, in
- * different ranges: the kernel keeps the page cache coherent. Direct writes are durable only after an
- * fsync of the file, as ordinary ones.
+ * True for an error with which a file system refuses direct I/O, at open or at the first write:
+ * EINVAL (tmpfs before Linux 6.6, most that refuse it) or ENOTSUP (which FUSE servers may answer).
  */
-export async function openDirect(path: string): Promise<FileHandle | undefined> {
+export function isDirectIoRefusal(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'EINVAL' || code === 'ENOTSUP' || code === 'EOPNOTSUPP';
+}
+
+/**
+ * Opens the file open as `fh` a second time, for direct writes, or returns undefined where direct I/O
+ * is not available or the file system refuses it (see isDirectIoRefusal). It is reopened through
+ * /proc/self/fd, so both handles are sure to reach the same file even if its path now names another;
+ * without /proc, direct I/O is not used. Writes through the two handles may be mixed, in different
+ * ranges: the kernel keeps the page cache coherent. Direct writes are durable only after an fsync of
+ * the file, as ordinary ones.
+ */
+export async function openDirect(fh: FileHandle): Promise<FileHandle | undefined> {
   if (!directIoAvailable()) return undefined;
   try {
-    return await open(path, constants.O_WRONLY | constants.O_DIRECT);
+    return await open(`/proc/self/fd/${fh.fd}`, constants.O_WRONLY | constants.O_DIRECT);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EINVAL' || (err as NodeJS.ErrnoException).code === 'EOPNOTSUPP') return undefined;
+    if (isDirectIoRefusal(err) || (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
 }

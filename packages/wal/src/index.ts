@@ -6,5 +6,5 @@ export * from './apply.js';
 export { ByteReader } from './byte-reader.js';
 export { lendFileChunks, readAt, readFileChunks, writeAt, type LentFileChunks, type ReadFileChunksOptions } from './file-chunks.js';
 export type { ChunkWatcher } from './byte-reader.js';
-export { DIRECT_IO_ALIGN, allocAligned, directIoAvailable, directWritable, openDirect } from './direct-io.js';
+export { DIRECT_IO_ALIGN, allocAligned, directIoAvailable, directWritable, isDirectIoRefusal, openDirect } from './direct-io.js';
 export { lz4Backend, type Lz4Backend } from './lz4-native.js';
