@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   ConfigError,
@@ -99,9 +99,23 @@ export async function resolveListedReplicas(
 ): Promise<ResolvedReplica[]> {
   const replicas = await resolveReplicas(target, flags);
   for (const r of replicas) {
-    if (r.config.type === 'file' && r.config.path !== undefined && !existsSync(r.config.path)) {
-      process.stderr.write(`lstream: replica ${r.config.name}: ${r.config.path} does not exist (nothing replicated there yet, or a mistyped path)\n`);
-    }
+    const problem = r.config.type === 'file' && r.config.path !== undefined ? missingDirectory(r.config.path) : undefined;
+    if (problem) process.stderr.write(`lstream: replica ${r.config.name}: ${r.config.path} ${problem}\n`);
   }
   return replicas;
+}
+
+/**
+ * Why a file replica's directory holds nothing: it does not exist (nothing replicated there yet, or
+ * a mistyped path), or it is not a directory (the database file given for its replica, say).
+ * Undefined when it is a directory, and when it cannot be looked at (the listing then says why).
+ */
+export function missingDirectory(path: string): string | undefined {
+  try {
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (st === undefined) return 'does not exist (nothing replicated there yet, or a mistyped path)';
+    return st.isDirectory() ? undefined : 'is not a directory';
+  } catch {
+    return undefined;
+  }
 }

@@ -1,3 +1,4 @@
+import { guardStdio } from '@ls/config';
 import { LstreamError } from '@ls/core';
 import * as databases from './commands/databases.js';
 import * as generations from './commands/generations.js';
@@ -36,6 +37,8 @@ Run 'lstream <command> -h' for a command's flags. Flags take one dash or two (-c
 /** Runs the lstream CLI with `argv` (without node and script) and resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
+  // Output that cannot be written: replicate goes on (its output is its log), other commands stop.
+  guardStdio(name === 'replicate' ? 'until-stopped' : 'one-shot');
   if (name === undefined) {
     process.stderr.write(USAGE);
     return 1;

@@ -3,6 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LSTREAM_BIN, dump, litestreamRestore, lstream, sleep, startLstream, startWriter, tempDir, write } from './helpers.js';
 
@@ -99,6 +100,26 @@ describe('lstream replicate and restore', () => {
     expect(dump(out).rows).toEqual(dump(db).rows);
   });
 
+  it('makes a final sync and exits 0 when its terminal closes, logging to a file or to the terminal itself', async () => {
+    const { db, replica, configPath } = config('terminal');
+    write(db, ['--rows', '20']);
+    const log = join(dir, 'terminal.log');
+    const pty = fileURLToPath(new URL('./pty-hangup.py', import.meta.url));
+    const hangup = (shell: string, ready: string) =>
+      spawnSync('python3', [pty, ready, '20', 'sh', '-c', shell], { encoding: 'utf8', timeout: 60_000 }).stdout.trim();
+    // Terminal on stdin and stderr, log in a file; the script shows READY once replication is up.
+    const cmd = `"${process.execPath}" "${LSTREAM_BIN}" replicate -config "${configPath}"`;
+    const watch = `(while ! grep -q 'replica synced' "${log}" 2>/dev/null; do sleep 0.1; done; echo READY) &`;
+    expect(hangup(`${watch} exec ${cmd} > "${log}"`, 'READY')).toBe('exit 0');
+    expect(readFileSync(log, 'utf8')).toContain('stopped after a final sync');
+    // Everything on the terminal: every log line after the hangup is lost, and that stops nothing.
+    write(db, ['--rows', '30']);
+    expect(hangup(`exec ${cmd}`, 'replica synced')).toBe('exit 0');
+    const out = join(dir, 'terminal-restored.db');
+    expect(lstream(['restore', '-o', out, `file://${replica}`]).code).toBe(0);
+    expect(dump(out).rows).toEqual(dump(db).rows);
+  });
+
   it('says in one line, with exit code 1, when its output cannot be written', async () => {
     const { db, replica, configPath } = config('output');
     write(db, ['--rows', '20']);
@@ -109,6 +130,10 @@ describe('lstream replicate and restore', () => {
     const full = run(`"${process.execPath}" "${LSTREAM_BIN}" generations file://${replica} > /dev/full`);
     expect(full.status).toBe(1);
     expect(full.stderr).toBe('lstream: cannot write to standard output: ENOSPC: no space left on device, write\n');
+    // Diagnostics that cannot be written change nothing: the table is still printed.
+    const noted = run(`"${process.execPath}" "${LSTREAM_BIN}" generations file://${replica}-typo 2>/dev/full`);
+    expect(noted.status).toBe(0);
+    expect(noted.stdout).toMatch(/^name\s+generation/);
   });
 
   it('replicates on the lz4-napi fallback, warning that it does, into a replica liblz4 restores row for row', async () => {
@@ -422,6 +447,11 @@ describe('lstream restore', () => {
     }
     mkdirSync(empty);
     expect(lstream(['generations', `file://${empty}`]).stderr).toBe('');
+    // A file where the replica directory should be (the database's own path, say) is named as such.
+    const notDir = join(dir, 'not-a-dir');
+    writeFileSync(notDir, 'x');
+    expect(lstream(['wal', `file://${notDir}`]).stderr).toBe(`lstream: replica file: ${notDir} is not a directory\n`);
+    expect(lstream(['restore', '-o', out, `file://${notDir}`]).stderr).toContain(`(looked in ${notDir}, which is not a directory)`);
     const emptyDir = lstream(['restore', '-o', out, `file://${empty}`]);
     expect(emptyDir.stderr).toContain('ENOBACKUP');
     expect(emptyDir.stderr).toContain(`(looked in ${empty})`);

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import {
   collectSecrets,
   createLogger,
+  guardStdio,
   handleStopSignals,
   loadConfigFile,
   normalizeArgv,
@@ -48,6 +49,8 @@ const OPTIONS = {
 
 /** Runs `lstream-server` with `argv` (without node and script); resolves with the exit code once it stopped. */
 export async function main(argv: string[]): Promise<number> {
+  // Its output is its log: losing it (a closed terminal, a full disk) must not stop replication.
+  guardStdio('until-stopped');
   let values: { config?: string; 'no-expand-env'?: boolean; addr?: string; exec?: string; help?: boolean };
   try {
     values = parseArgs({ args: normalizeArgv(argv, OPTIONS), options: OPTIONS, allowPositionals: false, strict: true }).values;

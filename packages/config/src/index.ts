@@ -19,6 +19,7 @@ export {
   FINAL_SYNC_MARGIN_MS,
   FORCED_EXIT_CODE,
   SHUTDOWN_DEADLINE_MS,
+  STOP_SIGNALS,
   handleStopSignals,
   startExec,
   superviseUntilStopped,
@@ -28,3 +29,4 @@ export {
   type StopSignals,
 } from './run/exec.js';
 export { normalizeArgv } from './run/argv.js';
+export { guardStdio, noteHangup } from './run/stdio.js';

@@ -1,4 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import cliProgress from 'cli-progress';
 import {
   LstreamError,
@@ -11,9 +12,9 @@ import {
   type RestorePlan,
   type RestoreTarget,
 } from '@ls/core';
-import { createLogger, isReplicaUrl } from '@ls/config';
+import { STOP_SIGNALS, createLogger, isReplicaUrl, noteHangup } from '@ls/config';
 import { CONFIG_FLAGS, parseCommandArgs } from '../argv.js';
-import { knownSecrets, resolveReplicas, type ResolvedReplica } from '../context.js';
+import { knownSecrets, missingDirectory, redactOutput, resolveReplicas, type ResolvedReplica } from '../context.js';
 import { UsageError } from '../errors.js';
 import { formatTime } from '../output.js';
 
@@ -144,12 +145,15 @@ async function choose(replicas: ResolvedReplica[], target: RestoreTarget): Promi
   if (specific !== undefined) throw specific;
   if (errors.length === 0) throw new NoBackupError('no replicas to restore from');
   // Nothing anywhere: say where it looked, as a mistyped path or bucket is the usual cause.
-  throw new NoBackupError(`${(errors[0] as Error).message} (looked in ${replicas.map((r) => location(r.config)).join(', ')})`);
+  throw new NoBackupError(`${(errors[0] as Error).message} (looked in ${replicas.map((r) => location(r.config)).join('; ')})`);
 }
 
 /** Where a replica keeps its backups, for messages; a file replica's missing directory is named as such. */
 function location(c: ResolvedReplica['config']): string {
-  if (c.type === 'file' && c.path !== undefined) return existsSync(c.path) ? c.path : `${c.path}, which does not exist`;
+  if (c.type === 'file' && c.path !== undefined) {
+    const problem = missingDirectory(c.path);
+    return problem === undefined ? c.path : `${c.path}, which ${problem.replace(/ \(.*\)$/, '')}`;
+  }
   if (c.url !== undefined) return c.url;
   return `${c.type === 'gcs' ? 'gs' : c.type}://${c.bucket ?? ''}/${c.path ?? ''}`;
 }
@@ -190,8 +194,8 @@ export async function run(argv: string[]): Promise<number> {
     chosen = await choose(replicas, target);
   } catch (err) {
     if (err instanceof NoBackupError && values['if-replica-exists']) {
-      // The message says where it looked: a mistyped path skips as quietly as a new deployment would.
-      process.stderr.write(`${err.message}; skipping restore\n`);
+      // The message says where it looked: a mistyped path must not pass for a new deployment.
+      process.stderr.write(redactOutput(`lstream: ${err.message}; skipping restore\n`));
       return 0;
     }
     throw err;
@@ -222,18 +226,19 @@ export async function run(argv: string[]): Promise<number> {
       : undefined;
   bar?.start(chosen.plan.bytes, 0, { segs: `0/${chosen.plan.segments.length}` });
   const started = performance.now();
-  // SIGINT/SIGTERM stop the restore, which then removes what it wrote (a killed one would leave
-  // <out>.tmp and make the next restore refuse to start); a second signal exits at once.
+  // SIGINT, SIGTERM and SIGHUP (a closed terminal) stop the restore, which then removes what it wrote
+  // (a killed one would leave <out>.tmp and make the next restore refuse to start); a second signal
+  // exits at once.
   const stop = new AbortController();
   let stoppedBy: NodeJS.Signals | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
+    if (sig === 'SIGHUP') noteHangup();
     if (stoppedBy) process.exit(130);
     stoppedBy = sig;
     process.stderr.write(`\nlstream: ${sig}: stopping the restore and removing ${output}.tmp\n`);
     stop.abort();
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  for (const sig of STOP_SIGNALS) process.on(sig, onSignal);
   let result;
   try {
     result = await restore(chosen.r.client, {
@@ -249,7 +254,7 @@ export async function run(argv: string[]): Promise<number> {
   } catch (err) {
     // Stopped by a signal: the conventional 128 + signal number, once the restore has cleaned up.
     // It exits now: a storage SDK may still be retrying an aborted download in the background.
-    if (stoppedBy) process.exit(stoppedBy === 'SIGINT' ? 130 : 143);
+    if (stoppedBy) process.exit(128 + (osConstants.signals[stoppedBy] ?? 0));
     // With several replicas, say which one failed (another may be intact: -replica chooses it).
     if (replicas.length > 1 && LstreamError.isInstance(err)) {
       throw inReplica(chosen.r.config.name, err, '; another replica may be intact: choose it with -replica NAME');
@@ -257,8 +262,7 @@ export async function run(argv: string[]): Promise<number> {
     throw err;
   } finally {
     bar?.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const sig of STOP_SIGNALS) process.off(sig, onSignal);
   }
   const seconds = (performance.now() - started) / 1000;
   if (values.json) {
