@@ -100,7 +100,8 @@ export async function resolveListedReplicas(
   const replicas = await resolveReplicas(target, flags);
   for (const r of replicas) {
     const problem = r.config.type === 'file' && r.config.path !== undefined ? missingDirectory(r.config.path) : undefined;
-    if (problem) process.stderr.write(`lstream: replica ${r.config.name}: ${r.config.path} ${problem}\n`);
+    const why = problem === 'does not exist' ? `${problem} (nothing replicated there yet, or a mistyped path)` : problem;
+    if (why) process.stderr.write(`lstream: replica ${r.config.name}: ${r.config.path} ${why}\n`);
   }
   return replicas;
 }
@@ -110,10 +111,10 @@ export async function resolveListedReplicas(
  * a mistyped path), or it is not a directory (the database file given for its replica, say).
  * Undefined when it is a directory, and when it cannot be looked at (the listing then says why).
  */
-export function missingDirectory(path: string): string | undefined {
+export function missingDirectory(path: string): 'does not exist' | 'is not a directory' | undefined {
   try {
     const st = statSync(path, { throwIfNoEntry: false });
-    if (st === undefined) return 'does not exist (nothing replicated there yet, or a mistyped path)';
+    if (st === undefined) return 'does not exist';
     return st.isDirectory() ? undefined : 'is not a directory';
   } catch {
     return undefined;

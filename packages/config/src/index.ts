@@ -29,4 +29,4 @@ export {
   type StopSignals,
 } from './run/exec.js';
 export { normalizeArgv } from './run/argv.js';
-export { guardStdio, noteHangup } from './run/stdio.js';
+export { guardStdio } from './run/stdio.js';

@@ -12,7 +12,7 @@ import {
   type RestorePlan,
   type RestoreTarget,
 } from '@ls/core';
-import { STOP_SIGNALS, createLogger, isReplicaUrl, noteHangup } from '@ls/config';
+import { STOP_SIGNALS, createLogger, isReplicaUrl } from '@ls/config';
 import { CONFIG_FLAGS, parseCommandArgs } from '../argv.js';
 import { knownSecrets, missingDirectory, redactOutput, resolveReplicas, type ResolvedReplica } from '../context.js';
 import { UsageError } from '../errors.js';
@@ -152,7 +152,7 @@ async function choose(replicas: ResolvedReplica[], target: RestoreTarget): Promi
 function location(c: ResolvedReplica['config']): string {
   if (c.type === 'file' && c.path !== undefined) {
     const problem = missingDirectory(c.path);
-    return problem === undefined ? c.path : `${c.path}, which ${problem.replace(/ \(.*\)$/, '')}`;
+    return problem === undefined ? c.path : `${c.path}, which ${problem}`;
   }
   if (c.url !== undefined) return c.url;
   return `${c.type === 'gcs' ? 'gs' : c.type}://${c.bucket ?? ''}/${c.path ?? ''}`;
@@ -232,7 +232,6 @@ export async function run(argv: string[]): Promise<number> {
   const stop = new AbortController();
   let stoppedBy: NodeJS.Signals | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
-    if (sig === 'SIGHUP') noteHangup();
     if (stoppedBy) process.exit(130);
     stoppedBy = sig;
     process.stderr.write(`\nlstream: ${sig}: stopping the restore and removing ${output}.tmp\n`);

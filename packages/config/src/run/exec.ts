@@ -2,7 +2,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import type { Logger } from '@ls/core';
 import { splitCommand } from './shell-words.js';
-import { noteHangup } from './stdio.js';
 
 /** Exit code of a process stopped by a second signal, without a final sync (128 + SIGINT, as shells report it). */
 export const FORCED_EXIT_CODE = 130;
@@ -69,7 +68,6 @@ export function handleStopSignals(logger: Logger, options: { deadlineMs?: number
     process.exit(code);
   };
   const onSignal = (sig: NodeJS.Signals) => {
-    if (sig === 'SIGHUP') noteHangup();
     count++;
     if (count > 1) {
       logger.warn('second signal, exiting without a final sync', { signal: sig });
