@@ -8,3 +8,4 @@ export { lendFileChunks, readAt, readFileChunks, writeAt, type LentFileChunks, t
 export type { ChunkWatcher } from './byte-reader.js';
 export { DIRECT_IO_ALIGN, allocAligned, directIoAvailable, directWritable, isDirectIoRefusal, openDirect } from './direct-io.js';
 export { lz4Backend, type Lz4Backend } from './lz4-native.js';
+export { HUGE_PAGE_BYTES, allocHuge } from './huge-pages.js';

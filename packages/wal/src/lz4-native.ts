@@ -59,11 +59,15 @@ export type NativePwriteRuns = (fd: number, bufs: Uint8Array[], runs: Float64Arr
 /** The binding's distance, in bytes, from the start of `buf`'s memory to the next multiple of `align`. */
 export type NativeAlignGap = (buf: Uint8Array, align: number) => number;
 
+/** The binding's request for transparent huge pages over `buf`'s whole 2 MiB-aligned stretches; returns the bytes advised. */
+export type NativeAdviseHugePages = (buf: Uint8Array) => number;
+
 interface Loaded {
   lib?: NativeLz4;
   walVerifyRun?: NativeWalVerifyRun;
   pwriteRuns?: NativePwriteRuns;
   alignGap?: NativeAlignGap;
+  adviseHugePages?: NativeAdviseHugePages;
   reason?: string;
 }
 
@@ -77,6 +81,7 @@ function load(): Loaded {
         walVerifyRun?: NativeWalVerifyRun;
         pwriteRunsAsync?: NativePwriteRuns;
         alignGap?: NativeAlignGap;
+        adviseHugePages?: NativeAdviseHugePages;
       })
     | undefined;
   let reason: string | undefined;
@@ -97,7 +102,7 @@ function load(): Loaded {
   }
   // The WAL helpers need no library; LSTREAM_WAL_NATIVE=off leaves them out (JavaScript checks, and
   // synchronous writes from the calling thread).
-  loaded = process.env.LSTREAM_WAL_NATIVE === 'off' ? {} : { walVerifyRun: m?.walVerifyRun, pwriteRuns: m?.pwriteRunsAsync, alignGap: m?.alignGap };
+  loaded = process.env.LSTREAM_WAL_NATIVE === 'off' ? {} : { walVerifyRun: m?.walVerifyRun, pwriteRuns: m?.pwriteRunsAsync, alignGap: m?.alignGap, adviseHugePages: m?.adviseHugePages };
   if (process.env.LSTREAM_LZ4 === 'lz4-napi') loaded.reason = 'LSTREAM_LZ4=lz4-napi';
   else if (!m) loaded.reason = reason;
   else if (m.loadError || !m.compress) loaded.reason = m.loadError ?? 'binding incomplete';
@@ -118,6 +123,11 @@ export function nativePwriteRuns(): NativePwriteRuns | undefined {
 /** The binding's alignment probe, or undefined when it is not built or LSTREAM_WAL_NATIVE=off. */
 export function nativeAlignGap(): NativeAlignGap | undefined {
   return load().alignGap;
+}
+
+/** The binding's huge-page advice, or undefined when it is not built or LSTREAM_WAL_NATIVE=off. */
+export function nativeAdviseHugePages(): NativeAdviseHugePages | undefined {
+  return load().adviseHugePages;
 }
 
 /** The liblz4 binding, or undefined when it is not built, liblz4 is missing, or LSTREAM_LZ4=lz4-napi. */

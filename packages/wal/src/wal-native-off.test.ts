@@ -7,6 +7,7 @@ import { expect, it } from 'vitest';
 process.env.LSTREAM_WAL_NATIVE = 'off';
 const { nativeAlignGap, nativePwriteRuns, nativeWalVerifyRun } = await import('./lz4-native.js');
 const { allocAligned, directIoAvailable, directWritable } = await import('./direct-io.js');
+const { allocHuge } = await import('./huge-pages.js');
 await import('./wal-format.test.js');
 await import('./apply.test.js');
 await import('./apply-model.test.js');
@@ -20,4 +21,10 @@ it('writes through the page cache without the binding: memory alignment cannot b
   expect(nativeAlignGap()).toBeUndefined();
   expect(directIoAvailable()).toBe(false);
   expect(directWritable(allocAligned(8192), 0)).toBe(false);
+});
+
+it('hands out ordinary memory for large buffers without the binding (no huge-page advice can be given)', () => {
+  const b = allocHuge(4 * 1024 * 1024);
+  expect(b.length).toBe(4 * 1024 * 1024);
+  expect(b.byteOffset).toBe(0);
 });
