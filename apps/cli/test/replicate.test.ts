@@ -461,6 +461,15 @@ describe('lstream restore', () => {
     const { db, replica } = config('basic');
     expect(lstream(['restore', '-o', db, `file://${replica}`]).code).toBe(1);
     expect(lstream(['restore', '-if-db-not-exists', '-o', db, `file://${replica}`]).code).toBe(0);
+    // A time before every backup: no backup then, which -if-replica-exists accepts (as Litestream).
+    const early = ['-o', out, '-timestamp', '2001-01-01T00:00:00Z', `file://${replica}`];
+    const tooEarly = lstream(['restore', ...early]);
+    expect(tooEarly.code).toBe(1);
+    expect(tooEarly.stderr).toMatch(/no backup at or before 2001-01-01T00:00:00(\.\d+)?Z: the earliest is from \d{4}-/);
+    const skippedEarly = lstream(['restore', '-if-replica-exists', ...early]);
+    expect(skippedEarly.code).toBe(0);
+    expect(skippedEarly.stderr).toContain('skipping restore');
+    expect(existsSync(out)).toBe(false);
 
     // A stale WAL next to the output would be replayed onto the restored file by SQLite: refused.
     writeFileSync(`${out}-wal`, 'stale');

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { MissingSegmentError, restore, type RestoreOptions } from '@ls/core';
-import { CorruptDataError } from '@ls/wal';
+import { MissingSegmentError, NoBackupError, RestoreOutputError, restore, type RestoreOptions } from '@ls/core';
+import { CorruptDataError, lz4CompressFrame } from '@ls/wal';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileReplicaClient } from './file-client.js';
 
@@ -119,6 +119,63 @@ describe('restore on a hand-timed copy of a Litestream replica', () => {
       expect(err.object).toBe(`generations/${A}/${file}`);
       expect(err.message).toContain(`generations/${A}/${file}`);
     }
+  });
+
+  it('restores the snapshot alone for a time after it but before its index’s first segment, and calls a time before every backup "no backup"', async () => {
+    const root = join(dir, 'between');
+    await addGeneration(root, A, 0, 6);
+    // Snapshot 2 at 00:36, index 2's first segment at 00:42: at 00:38 the state is snapshot 2's,
+    // which is the end of index 1.
+    const at38 = await run(root, { timestamp: new Date(T0 + 38 * MIN) });
+    expect(at38.result.plan.snapshot.index).toBe(2);
+    expect(at38.result.plan.segments).toEqual([]);
+    expect(at38.result.pos.toString()).toBe(`${A}/00000002:0`);
+    const endOfIndex1 = await run(root, { generation: A, index: 1 });
+    expect(at38.rows).toBe(endOfIndex1.rows);
+    expect(at38.rows).toBeGreaterThan(0);
+    // The same for the generation's first snapshot, before any segment.
+    const at3 = await run(root, { timestamp: new Date(T0 + 3 * MIN) });
+    expect(at3.result.plan.segments).toEqual([]);
+    expect(at3.result.pos.toString()).toBe(`${A}/00000000:0`);
+    const before = await failure(root, { timestamp: new Date(T0 - MIN) });
+    expect(NoBackupError.isInstance(before), String(before)).toBe(true);
+    expect(before.message).toContain(`the earliest is from ${new Date(T0).toISOString()}`);
+  });
+
+  it('suggests an index that restores when a segment in the middle of an index is lost', async () => {
+    const root = join(dir, 'gap');
+    await addGeneration(root, A, 0, 6, (f) => f !== 'wal/00000002_00001038.wal.lz4');
+    const err = await failure(root, { generation: A, index: 2 });
+    expect(MissingSegmentError.isInstance(err), String(err)).toBe(true);
+    expect(err.message).toContain('-index 1 ');
+    expect((await run(root, { generation: A, index: 1 })).rows).toBeGreaterThan(0);
+  });
+
+  it('names the snapshot when it decodes but holds no SQLite database', async () => {
+    const root = join(dir, 'not-sqlite');
+    await addGeneration(root, A, 0, 6);
+    const file = 'snapshots/00000004.snapshot.lz4';
+    await writeFile(join(root, 'generations', A, file), await lz4CompressFrame(Buffer.alloc(65536, 'not a database ')));
+    const err = await failure(root, {});
+    expect(CorruptDataError.isInstance(err), String(err)).toBe(true);
+    expect(err.object).toBe(`generations/${A}/${file}`);
+    expect(err.message).toContain(`generations/${A}/${file} is not a SQLite database`);
+    expect(err.message).not.toContain('.tmp');
+  });
+
+  it('says what is wrong with an output path it cannot write, naming it', async () => {
+    const root = join(dir, 'plain-out');
+    await addGeneration(root, A, 0, 6);
+    await writeFile(join(dir, 'a-file'), 'x');
+    const out = join(dir, 'a-file', 'app.db');
+    const err = await restore(new FileReplicaClient({ root }), { outputPath: out }).then(
+      () => undefined,
+      (e: unknown) => e as Error & { code?: string },
+    );
+    expect(RestoreOutputError.isInstance(err), String(err)).toBe(true);
+    expect(err!.code).toBe('ENOTDIR');
+    expect(err!.message).toBe(`cannot write the restored database at ${out}: a directory in the path is a file; choose another -o path`);
+    expect(await readFile(join(dir, 'a-file'), 'utf8')).toBe('x');
   });
 
   it('creates the output’s directory when it does not exist', async () => {

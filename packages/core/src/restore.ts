@@ -93,6 +93,35 @@ export class OutputExistsError extends LstreamError {
   }
 }
 
+/**
+ * Raised when the restored database cannot be written at its output path (a full disk, a directory
+ * in the path that is a file, no permission, a read-only file system). `code` is the system's
+ * (ENOSPC, ENOTDIR, ...), `path` the output path, and `cause` the system error.
+ */
+export class RestoreOutputError extends LstreamError {
+  constructor(
+    readonly path: string,
+    cause: NodeJS.ErrnoException,
+  ) {
+    const code = cause.code ?? 'EIO';
+    super(code, `cannot write the restored database at ${path}: ${OUTPUT_PROBLEMS[code] ?? cause.message}`, { cause });
+  }
+}
+
+/** What a system error writing the output means, and what to do about it. */
+const OUTPUT_PROBLEMS: Record<string, string> = {
+  ENOSPC: 'no space left on the device; free some, or restore to a path on another file system',
+  EDQUOT: 'the disk quota is used up; free some, or restore to a path on another file system',
+  ENOTDIR: 'a directory in the path is a file; choose another -o path',
+  EACCES: 'permission denied; restore as a user who may write there, or to another path',
+  EPERM: 'operation not permitted; restore as a user who may write there, or to another path',
+  EROFS: 'the file system is read-only; restore to a path on a writable one',
+  EFBIG: 'the file is larger than the file system or a process limit (ulimit -f) allows',
+  ENAMETOOLONG: 'the path is too long',
+  ELOOP: 'too many symbolic links in the path',
+  EIO: 'an input/output error on the device (it may be failing); restore to another path',
+};
+
 /** What to restore. With neither `index` nor `timestamp`, the latest state is restored. */
 export interface RestoreTarget {
   /** Generation to restore from (default: the latest, or the one that was current at `timestamp`). */
@@ -197,6 +226,7 @@ export async function planRestore(client: ReplicaClient, target: RestoreTarget, 
   // one updated last before it: its end is the database's state at that time, as far as the
   // replica knows (Litestream refuses such a timestamp).
   let best: Candidate | undefined;
+  let earliest: number | undefined;
   const ts = target.timestamp?.getTime();
   // A generation with segments but no snapshot competes too: when it is the one the target needs
   // (its first snapshot is still uploading, or was lost), an older generation is not a stand-in.
@@ -206,6 +236,7 @@ export async function planRestore(client: ReplicaClient, target: RestoreTarget, 
     const bounds = timeBounds(snaps, segs);
     if (!bounds) continue;
     const c: Candidate = { gen, snaps, segs, ...bounds };
+    earliest = Math.min(earliest ?? c.start, c.start);
     if (ts !== undefined && c.start > ts) continue;
     if (!best || c.end > best.end) best = c;
   }
@@ -218,8 +249,12 @@ export async function planRestore(client: ReplicaClient, target: RestoreTarget, 
     );
   }
   if (!best) {
-    if (target.timestamp) {
-      throw new TargetNotFoundError(`no generation has a snapshot at or before ${target.timestamp.toISOString()}`);
+    if (target.timestamp && earliest !== undefined) {
+      // Nothing was backed up yet at that time: as Litestream, "no backup" (which -if-replica-exists
+      // accepts), not a bad target.
+      throw new NoBackupError(
+        `no backup at or before ${target.timestamp.toISOString()}: the earliest is from ${new Date(earliest).toISOString()}`,
+      );
     }
     throw new NoBackupError(`no snapshots found in ${target.generation ? `generation ${target.generation}` : 'any generation'}`);
   }
@@ -250,12 +285,15 @@ export async function planRestore(client: ReplicaClient, target: RestoreTarget, 
       `index ${target.index.toString(16).padStart(8, '0')} not found in generation ${gen}; its latest index is ${latest.toString(16).padStart(8, '0')}`,
     );
   }
-  // The snapshot alone is the target's state only when its index wrote no frame: then no later
-  // index can exist either (a WAL restarts only after frames were checkpointed), so a later segment
-  // or snapshot means the snapshot's index had segments, and they are missing.
+  // Every index from the snapshot's to the last one applied must be in the replica from offset 0.
+  // The replica's segments are checked, not only those chosen: a timestamp between the snapshot and
+  // its index's first segment restores the snapshot alone, since that segment came later. The
+  // snapshot's index may also have no segment at all when it wrote no frame: then no later index
+  // can exist either (a WAL restarts only after frames were checkpointed), so a later segment or
+  // snapshot means the snapshot's index had segments, and they are missing.
   const laterData = segs.some((s) => s.index > snapshot.index) || snaps.some((s) => s.index > snapshot.index);
-  for (let index = snapshot.index, i = 0; index <= lastIndex; index++) {
-    const first = chosen[i];
+  for (let index = snapshot.index, i = segs.findIndex((s) => s.index >= snapshot.index); index <= lastIndex; index++) {
+    const first = i >= 0 ? segs[i] : undefined;
     if (!first || first.index !== index) {
       if (index === snapshot.index && chosen.length === 0 && !laterData) break;
       throw new MissingSegmentError(
@@ -269,7 +307,7 @@ export async function planRestore(client: ReplicaClient, target: RestoreTarget, 
         walSegmentKey(gen, index, 0),
       );
     }
-    while (chosen[i] && chosen[i]!.index === index) i++;
+    while (segs[i] && segs[i]!.index === index) i++;
   }
   return {
     generation: gen,
@@ -308,6 +346,22 @@ async function readChunks(stream: Readable): Promise<Downloaded> {
  * written to `<out>.tmp`, fsynced and renamed. On any failure nothing is left at `outputPath`.
  */
 export async function restore(client: ReplicaClient, options: RestoreOptions): Promise<RestoreResult> {
+  try {
+    return await restoreNow(client, options);
+  } catch (err) {
+    // Replica clients report their own failures as LstreamErrors; a bare system error comes from
+    // writing the output (the file system's message names no path, or the temp file only).
+    if (!LstreamError.isInstance(err) && isSystemError(err)) throw new RestoreOutputError(resolve(options.outputPath), err);
+    throw err;
+  }
+}
+
+function isSystemError(err: unknown): err is NodeJS.ErrnoException {
+  const e = err as NodeJS.ErrnoException | undefined;
+  return e instanceof Error && typeof e.code === 'string' && /^E[A-Z0-9]+$/.test(e.code) && typeof e.syscall === 'string';
+}
+
+async function restoreNow(client: ReplicaClient, options: RestoreOptions): Promise<RestoreResult> {
   if (options.parallelism !== undefined && !(Number.isInteger(options.parallelism) && options.parallelism >= 1)) {
     throw new InvalidArgumentError(`parallelism must be a whole number of 1 or more, got ${String(options.parallelism)}`);
   }
@@ -387,6 +441,9 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
         }
         progress.downloadedBytes += got;
         report();
+        // A snapshot that decodes (a valid LZ4 frame) but is no SQLite database is named now,
+        // rather than as the temp file the WAL applier would find it in.
+        await checkSnapshotHeader(tmp, snapshotKey(plan.generation, plan.snapshot.index));
       },
       {
         attempts: RESTORE_ATTEMPTS,
@@ -430,7 +487,7 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
           if (s.offset !== expected) {
             const missing = walSegmentKey(s.generation, index, expected);
             throw new MissingSegmentError(
-              `segment gap in generation ${plan.generation} index ${index.toString(16).padStart(8, '0')}: expected one at offset ${expected}, found ${s.offset}; ${missing} is missing from the replica. Restore to a point before it (-timestamp, or -index ${Math.max(plan.snapshot.index, index - 1).toString(16)}), or from another replica`,
+              `segment gap in generation ${plan.generation} index ${index.toString(16).padStart(8, '0')}: expected one at offset ${expected}, found ${s.offset}; ${missing} is missing from the replica. Restore to a point before it (-timestamp${index > 0 ? `, or -index ${(index - 1).toString(16)} with a snapshot at or before that index` : ''}), or from another replica`,
               missing,
             );
           }
@@ -513,6 +570,20 @@ export async function restore(client: ReplicaClient, options: RestoreOptions): P
  * snapshot read while another process checkpointed may hold page 1 ahead of the rest, which its
  * WAL then completes.)
  */
+async function checkSnapshotHeader(path: string, snapshot: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    if ((await fh.stat()).size === 0) return;
+    if (!parseDatabaseHeader(await readAt(fh, 0, 100))) {
+      const err = new CorruptDataError(`the snapshot ${snapshot} is not a SQLite database (its decoded content has no SQLite header): it is damaged, or not a snapshot`, { offset: 0 });
+      err.object = snapshot;
+      throw err;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
 async function checkWholeDatabase(path: string, snapshot: string): Promise<void> {
   const fh = await open(path, 'r');
   try {

@@ -36,7 +36,8 @@ Flags:
                         (whole seconds, as listings print them, cover the whole second)
   -parallelism N        objects downloaded at once (default 8)
   -if-db-not-exists     succeed without restoring when the output already exists
-  -if-replica-exists    succeed without restoring when the replica holds no backup
+  -if-replica-exists    succeed without restoring when the replica holds no backup (none at or
+                        before -timestamp, when one is given), as Litestream does
   -integrity-check      run PRAGMA integrity_check before putting the result in place
   -dry-run              print what would be downloaded and the position reached, and stop
   -json                 print the result (or the plan) as JSON
