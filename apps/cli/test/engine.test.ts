@@ -178,7 +178,7 @@ describe('Db as a library', () => {
     write(path, ['--rows', '10']);
     const { lines, logger } = collectingLogger();
     const db = new Db(path, { logger });
-    db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0 });
+    db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0, failureLogIntervalMs: 300 });
     const errors: unknown[] = [];
     db.events.on('replica-error', (e) => errors.push(e.error));
     await db.open();
@@ -188,10 +188,15 @@ describe('Db as a library', () => {
     writeFileSync(root, 'not a directory');
     const writer = startWriter(path, ['--rows', '300', '--batch', '3', '--interval-ms', '5']);
     await writer.exited;
-    await sleep(500);
-    expect(errors.length).toBeGreaterThan(0);
-    // One warning for the episode, not one per attempt.
+    await sleep(1500);
+    expect(errors.length).toBeGreaterThan(2);
+    // One warning when the episode starts, not one per attempt; then a reminder at most every
+    // failureLogIntervalMs while it lasts, counting the attempts.
     expect(lines.filter((l) => l.msg.startsWith('replica sync failed')).length).toBe(1);
+    const reminders = lines.filter((l) => l.msg === 'replica sync still failing; retrying');
+    expect(reminders.length).toBeGreaterThan(0);
+    expect(reminders.length).toBeLessThan(errors.length - 1);
+    expect(reminders.every((l) => (l.fields?.failedAttempts as number) > 1 && typeof l.fields?.failingSince === 'string')).toBe(true);
     rmSync(root, { force: true });
     renameSync(`${root}.away`, root);
     await db.flush();

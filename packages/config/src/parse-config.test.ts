@@ -337,6 +337,17 @@ describe('parseConfig errors', () => {
     expect(err.message.startsWith('/etc/lstream.yml:1: foo: ')).toBe(true);
   });
 
+  it('refuses two file replicas in one directory, in one database or across two, naming both', () => {
+    const same = configError('dbs:\n  - path: /d\n    replicas:\n      - path: /r\n      - name: two\n        url: file:///r\n', { file: '/etc/l.yml' });
+    expect(same).toMatchObject({ file: '/etc/l.yml', key: 'dbs[0].replicas[1].url', line: 6 });
+    expect(same.message).toContain('replica path /r is already used by another replica of this database (dbs[0].replicas[0])');
+    const across = configError('dbs:\n  - path: /a\n    replicas: [{path: /r}]\n  - path: /b\n    replicas: [{path: /x/../r}]\n');
+    expect(across).toMatchObject({ key: 'dbs[1].replicas[0].path', line: 5 });
+    expect(across.message).toContain('replica path /r is already used by database /a (dbs[0].replicas[0])');
+    // Different directories, and one directory for S3 and file replicas, are fine.
+    expect(parseConfig('dbs:\n  - path: /a\n    replicas: [{path: /r}, {name: s, type: s3, bucket: b, path: /r}]\n  - path: /b\n    replicas: [{path: /r2}]\n', { env: {} }).dbs).toHaveLength(2);
+  });
+
   it('rejects bad durations', () => {
     const at = (v: string) => configError(`dbs:\n  - path: /d\n    replicas:\n      - path: /r\n        sync-interval: ${v}\n`);
     for (const v of ['10', '1.5', 'abc', '10 s', '1d', '-1s', '1s2', '[1s]', '{a: 1}']) {
@@ -356,6 +367,14 @@ describe('parseConfig errors', () => {
     expect(db('max-shadow-wal-size: 12 parsecs')).toMatchObject({ key: 'dbs[0].max-shadow-wal-size', line: 3 });
     expect(db('max-shadow-wal-size: 0')).toMatchObject({ key: 'dbs[0].max-shadow-wal-size', line: 3 });
     expect(db('meta-path: [a, b]')).toMatchObject({ key: 'dbs[0].meta-path', line: 3 });
+    // Values the engine cannot run with are refused here, with their line, not when replication starts.
+    expect(db('min-checkpoint-page-count: 0')).toMatchObject({ key: 'dbs[0].min-checkpoint-page-count', line: 3 });
+    expect(db('monitor-interval: 0s')).toMatchObject({ key: 'dbs[0].monitor-interval', line: 3, problem: 'must be above 0' });
+    expect(db('monitor-interval: 0').message).toContain('in Litestream, 0 turned replication off');
+    expect(configError('dbs:\n  - path: /d\n    replicas:\n      - path: /r\n        retention-check-interval: 0s\n')).toMatchObject({
+      key: 'dbs[0].replicas[0].retention-check-interval',
+      line: 5,
+    });
     expect(db('min-checkpoint-page-count: 100\n    max-checkpoint-page-count: 10')).toMatchObject({ key: 'dbs[0].max-checkpoint-page-count', line: 4 });
     expect(configError('dbs:\n  - path: /d\n    replicas: [{type: s3, bucket: b, skip-verify: maybe}]\n')).toMatchObject({
       key: 'dbs[0].replicas[0].skip-verify',

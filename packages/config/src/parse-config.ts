@@ -101,8 +101,9 @@ export function parseConfig(text: string, opts: ParseConfigOptions = {}): Lstrea
 
   const seenPaths = new Map<string, string>();
   const seenNames = new Map<string, string>();
+  const replicaPaths: ReplicaPaths = new Map();
   for (const ds of top.sections('dbs')) {
-    const db = parseDb(ds, global, cwd);
+    const db = parseDb(ds, global, cwd, replicaPaths);
     const first = seenPaths.get(db.path);
     if (first !== undefined) ds.fail('path', `database ${db.path} is already listed as ${first}`, 'List each database once, with all its replicas.');
     seenPaths.set(db.path, ds.path);
@@ -156,7 +157,15 @@ function parseLogging(s: Section): LoggingConfig {
   return logging;
 }
 
-function parseDb(s: Section, global: { accessKeyId: string | undefined; secretAccessKey: string | undefined }, cwd: string): DbConfig {
+/** File replica paths seen so far in a config: path → which replica of which database uses it. */
+type ReplicaPaths = Map<string, { db: string; where: string }>;
+
+function parseDb(
+  s: Section,
+  global: { accessKeyId: string | undefined; secretAccessKey: string | undefined },
+  cwd: string,
+  replicaPaths: ReplicaPaths = new Map(),
+): DbConfig {
   s.checkKeys(DB_KEYS, DB_SPECIAL);
   const rawPath = s.string('path');
   if (rawPath === undefined) s.fail('path', 'database path is required', 'Set path to the SQLite file to replicate.');
@@ -168,10 +177,10 @@ function parseDb(s: Section, global: { accessKeyId: string | undefined; secretAc
   const options: Omit<DbOptions, 'logger'> = {};
   const metaPath = s.string('meta-path');
   if (metaPath !== undefined) options.metaPath = expandPath(metaPath, cwd);
-  setIf(options, 'monitorIntervalMs', s.duration('monitor-interval'));
+  setIf(options, 'monitorIntervalMs', s.positiveDuration('monitor-interval', 'lstream checks the WAL at this interval (in Litestream, 0 turned replication off).'));
   setIf(options, 'checkpointIntervalMs', s.duration('checkpoint-interval'));
   setIf(options, 'busyTimeoutMs', s.duration('busy-timeout'));
-  setIf(options, 'minCheckpointPageCount', s.int('min-checkpoint-page-count'));
+  setIf(options, 'minCheckpointPageCount', s.int('min-checkpoint-page-count', 1));
   setIf(options, 'maxCheckpointPageCount', s.int('max-checkpoint-page-count'));
   setIf(options, 'truncatePageCount', s.int('truncate-page-count'));
   setIf(options, 'maxShadowWalBytes', s.bytes('max-shadow-wal-size'));
@@ -197,7 +206,18 @@ function parseDb(s: Section, global: { accessKeyId: string | undefined; secretAc
     names.set(r.name, rs.path);
     replicas.push(r);
   }
-  const db: DbConfig = { path: expandPath(rawPath, cwd), options, replicas };
+  const dbPath = expandPath(rawPath, cwd);
+  // Two file replicas in one directory would overwrite each other's generations.
+  for (const [k, r] of replicas.entries()) {
+    if (r.type !== 'file' || r.path === undefined) continue;
+    const other = replicaPaths.get(r.path);
+    if (other !== undefined) {
+      const whose = other.db === dbPath ? `another replica of this database (${other.where})` : `database ${other.db} (${other.where})`;
+      items[k]!.fail(items[k]!.isSet('url') ? 'url' : 'path', `replica path ${r.path} is already used by ${whose}`, 'Give each replica its own path; they would overwrite each other.');
+    }
+    replicaPaths.set(r.path, { db: dbPath, where: items[k]!.path });
+  }
+  const db: DbConfig = { path: dbPath, options, replicas };
   if (name !== undefined) db.name = name;
   if (s.line !== undefined) db.line = s.line;
   return db;
@@ -209,7 +229,7 @@ function parseReplica(s: Section, global: { accessKeyId: string | undefined; sec
   setIf(options, 'syncIntervalMs', s.duration('sync-interval'));
   setIf(options, 'snapshotIntervalMs', s.duration('snapshot-interval'));
   setIf(options, 'retentionMs', s.duration('retention'));
-  setIf(options, 'retentionCheckIntervalMs', s.duration('retention-check-interval'));
+  setIf(options, 'retentionCheckIntervalMs', s.positiveDuration('retention-check-interval', 'Retention is enforced at this interval; set retention: 0 to keep everything.'));
   setIf(options, 'validationIntervalMs', s.duration('validation-interval'));
   const raw: RawReplica = {
     url: s.string('url'),

@@ -34,8 +34,9 @@ export async function startDatabases(
       if (r.type !== 'file' || r.path === undefined) continue;
       const other = seen.get(r.path);
       if (other !== undefined) {
-        throw new ConfigError(`databases ${other} and ${d.path} both replicate to ${r.path}`, {
-          hint: 'Give each database its own replica path; they would overwrite each other.',
+        const who = other === d.path ? `two replicas of database ${d.path}` : `databases ${other} and ${d.path}`;
+        throw new ConfigError(`${who} both replicate to ${r.path}`, {
+          hint: 'Give each replica its own path; they would overwrite each other.',
           line: r.line,
         });
       }

@@ -283,6 +283,13 @@ export class Section {
     return r.ms;
   }
 
+  /** Returns `name`, a duration as `duration` reads it, that must be above 0; `why` says what it is for. */
+  positiveDuration(name: string, why: string): number | undefined {
+    const ms = this.duration(name);
+    if (ms === 0) this.fail(name, 'must be above 0', `Use a duration such as 1s. ${why}`);
+    return ms;
+  }
+
   /** Returns `name`, an integer byte count or a size such as `512MB` or `1GiB`, in bytes; above 0. */
   bytes(name: string): number | undefined {
     const node = this.node(name);

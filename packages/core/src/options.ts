@@ -57,6 +57,12 @@ export interface ReplicaOptions {
    * warning, and `lastError` in the replica's status until it ends.
    */
   slowSyncMs?: number;
+  /**
+   * While syncs keep failing, a warning is logged at the first failure and then again every this
+   * many milliseconds (default 60 s), with the attempts so far and the latest error, so a log shows
+   * an outage that lasts apart from one that passed.
+   */
+  failureLogIntervalMs?: number;
 }
 
 /**

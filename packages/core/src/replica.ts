@@ -32,6 +32,8 @@ import { validateReplica } from './validate.js';
 
 /** Longest wait between two attempts of a failing replica. */
 const MAX_RETRY_DELAY_MS = 30_000;
+/** Default `failureLogIntervalMs`: how often a replica whose syncs keep failing says so again. */
+const FAILURE_LOG_INTERVAL_MS = 60_000;
 /** Default `slowSyncMs`: a sync running longer (and longer than three sync intervals) is reported. */
 const SLOW_SYNC_MS = 15_000;
 
@@ -80,6 +82,9 @@ export class Replica {
   #pendingSince: Date | undefined;
   #lastError: unknown;
   #failures = 0;
+  /** When the current run of failed syncs began, and when it was last logged. */
+  #failingSince = 0;
+  #failureLoggedAt = 0;
   #running: Promise<void> | undefined;
   #again = false;
   #timer: NodeJS.Timeout | undefined;
@@ -110,8 +115,9 @@ export class Replica {
       retentionCheckIntervalMs: options.retentionCheckIntervalMs ?? RETENTION_CHECK_INTERVAL_MS,
       validationIntervalMs: options.validationIntervalMs ?? 0,
       slowSyncMs: options.slowSyncMs ?? SLOW_SYNC_MS,
+      failureLogIntervalMs: options.failureLogIntervalMs ?? FAILURE_LOG_INTERVAL_MS,
     };
-    checkNumericOptions(this.#options, ['retentionCheckIntervalMs', 'slowSyncMs']);
+    checkNumericOptions(this.#options, ['retentionCheckIntervalMs', 'slowSyncMs', 'failureLogIntervalMs']);
   }
 
   /** Position durable in this replica's storage, as far as this process knows. */
@@ -393,10 +399,24 @@ export class Replica {
     }, delay);
     timer.unref();
     this.#timer = timer;
+    const now = Date.now();
     if (this.#failures === 0) {
+      this.#failingSince = now;
+      this.#failureLoggedAt = now;
       this.#logger.warn(isRetryable(err) ? 'replica sync failed; retrying' : 'replica sync failed; will keep retrying', {
         db: this.db.path,
         replica: this.name,
+        error: String(err),
+      });
+    } else if (now - this.#failureLoggedAt >= this.#options.failureLogIntervalMs) {
+      // Once per interval while it lasts: one line per attempt would flood the log, one per outage
+      // would not tell a long one from a blip.
+      this.#failureLoggedAt = now;
+      this.#logger.warn('replica sync still failing; retrying', {
+        db: this.db.path,
+        replica: this.name,
+        failedAttempts: this.#failures + 1,
+        failingSince: new Date(this.#failingSince).toISOString(),
         error: String(err),
       });
     }
