@@ -90,6 +90,12 @@ describe('LockFile', () => {
       const old = new Date(Date.now() - LOCK_STALE_MS - 60_000);
       await utimes(path, old, old);
       await (await LockFile.acquire(path, 'thing')).release();
+      // Also at once, before its last refresh grows old: a holder killed with SIGKILL whose parent
+      // has not reaped it yet (a container's init may take a while) is gone, not running.
+      await writeFile(path, JSON.stringify({ pid, host: hostname(), startedAt: '2026-01-01T00:00:00Z', process: `${boot}:${start}` }));
+      await (await LockFile.acquire(path, 'thing')).release();
+      await writeFile(path, JSON.stringify({ pid, host: hostname(), startedAt: '2026-01-01T00:00:00Z' }));
+      await (await LockFile.acquire(path, 'thing')).release();
     } finally {
       sh.kill('SIGKILL');
     }

@@ -46,12 +46,20 @@ export function processIdentity(pid: number): string | undefined {
   }
 }
 
+/** Whether process `pid` runs here. A zombie (exited, not yet reaped by its parent) does not. */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    // No /proc (not Linux), or it exited just now: kill's answer stands.
+    return true;
   }
 }
 
