@@ -32,7 +32,9 @@ describe('S3ReplicaClient through a faulty network', () => {
       rates: { serverError: 0.15, resetBefore: 0.06, resetAfter: 0.06, truncate: 0.15, delay: 0.1 },
     });
     const bucket = await server.newBucket();
-    const client = s3rverClient(proxy.endpoint, bucket, { partSize: 5 * MiB, uploadConcurrency: 2, maxAttempts: 5, idleTimeoutMs: 700 });
+    // The idle timeout leaves room for s3rver on a loaded machine (at 700 ms, a CI run with other
+    // work going timed a 12 MiB read out five times); the stall below outlasts it.
+    const client = s3rverClient(proxy.endpoint, bucket, { partSize: 5 * MiB, uploadConcurrency: 2, maxAttempts: 5, idleTimeoutMs: 2500 });
     try {
       // One request answered later than the client waits: it times out and tries again.
       let puts = 0;
@@ -40,7 +42,7 @@ describe('S3ReplicaClient through a faulty network', () => {
       proxy.rules.push((r) => {
         if (r.method !== 'PUT' || ++puts !== 3) return undefined;
         stalled = r.headers['amz-sdk-invocation-id'];
-        return { kind: 'stall', ms: 1500 };
+        return { kind: 'stall', ms: 5000 };
       });
       // Small objects: one PutObject each.
       const small = Array.from({ length: 30 }, (_, i) => ({ key: `gen/wal/${String(i).padStart(8, '0')}.wal.lz4`, body: pseudoRandom(1000 + i * 37, i + 1) }));
@@ -62,7 +64,7 @@ describe('S3ReplicaClient through a faulty network', () => {
       const ranged = await readAll(await client.open('gen/snapshots/00000001.snapshot.lz4', { range: { start: 5 * MiB - 10, end: 6 * MiB } }));
       expect(ranged.equals(big.subarray(5 * MiB - 10, 6 * MiB + 1))).toBe(true);
 
-      const paged = s3rverClient(proxy.endpoint, bucket, { path: client.root, listPageSize: 7, maxAttempts: 5, idleTimeoutMs: 700 });
+      const paged = s3rverClient(proxy.endpoint, bucket, { path: client.root, listPageSize: 7, maxAttempts: 5, idleTimeoutMs: 2500 });
       const listed = await collect(paged.list('gen/'));
       await paged.close();
       expect(listed.map((e) => e.key)).toEqual([...small.map((s) => s.key), 'gen/snapshots/00000001.snapshot.lz4'].sort(compareKeys));
