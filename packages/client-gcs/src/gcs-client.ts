@@ -39,8 +39,18 @@ const CHUNK_GRANULARITY = 256 * KiB;
 export const DEFAULT_RESUMABLE_THRESHOLD = 8 * MiB;
 /** Bytes per request of a resumable upload (default; the Go client's 16 MiB). */
 export const DEFAULT_UPLOAD_CHUNK_SIZE = 16 * MiB;
-/** Retries of one request after a transient failure (default). */
-export const DEFAULT_MAX_RETRIES = 5;
+/**
+ * Retries of one request after a transient failure (default). Fewer and shorter than the SDK's own
+ * defaults (5 retries up to 32 s apart, for up to 600 s): whoever calls the client retries too, and
+ * says so (a replica logs its failed syncs and retries for as long as it runs, a restore logs each
+ * attempt), so the SDK's silent retries only delay that. With them, a listing against a refused
+ * connection took 65 s to fail, and a restore whose connection dropped logged nothing for 354 s.
+ */
+export const DEFAULT_MAX_RETRIES = 3;
+/** Longest wait between two of the SDK's retries (default): about 1 s, 2 s, 4 s, at most this, plus jitter. */
+export const DEFAULT_MAX_RETRY_DELAY_MS = 8_000;
+/** Time after which the SDK stops retrying an operation (default). */
+export const DEFAULT_TOTAL_TIMEOUT_MS = 60_000;
 /** Deletes in flight at once (default). */
 export const DEFAULT_DELETE_CONCURRENCY = 16;
 /** Time a download may go without a byte before it counts as dropped (default). */
@@ -78,13 +88,13 @@ export interface GcsReplicaClientOptions {
   resumableThreshold?: number | undefined;
   /** Bytes per request of a resumable upload, a multiple of 256 KiB (default 16 MiB). Memory of one put stays near this. */
   uploadChunkSize?: number | undefined;
-  /** Retries of one request after a transient failure (default 5; 0 turns retries off). */
+  /** Retries of one request after a transient failure (default 3; 0 turns retries off; see DEFAULT_MAX_RETRIES). */
   maxRetries?: number | undefined;
   /** Growth of the delay between retries (default 2: about 1 s, 2 s, 4 s, ... plus up to 1 s of jitter). */
   retryDelayMultiplier?: number | undefined;
-  /** Longest delay between two retries, in milliseconds (default 32 s; at least 1000, the SDK's shortest delay). */
+  /** Longest delay between two retries, in milliseconds (default 8 s; at least 1000, the SDK's shortest delay). */
   maxRetryDelayMs?: number | undefined;
-  /** Time after which an operation stops retrying, in milliseconds (default 600 s). */
+  /** Time after which an operation stops retrying, in milliseconds (default 60 s). */
   totalTimeoutMs?: number | undefined;
   /** Time one single-request upload may take, in milliseconds, before it is tried again (default 60 s). */
   requestTimeoutMs?: number | undefined;
@@ -236,8 +246,8 @@ export class GcsReplicaClient implements ReplicaClient {
         autoRetry: retries > 0,
         maxRetries: Math.max(1, retries),
         retryDelayMultiplier: positiveNumber('retryDelayMultiplier', o.retryDelayMultiplier, 2),
-        maxRetryDelay: atLeastOneSecond('maxRetryDelayMs', positiveNumber('maxRetryDelayMs', o.maxRetryDelayMs, 32_000)) / 1000,
-        totalTimeout: positiveNumber('totalTimeoutMs', o.totalTimeoutMs, 600_000) / 1000,
+        maxRetryDelay: atLeastOneSecond('maxRetryDelayMs', positiveNumber('maxRetryDelayMs', o.maxRetryDelayMs, DEFAULT_MAX_RETRY_DELAY_MS)) / 1000,
+        totalTimeout: positiveNumber('totalTimeoutMs', o.totalTimeoutMs, DEFAULT_TOTAL_TIMEOUT_MS) / 1000,
         retryableErrorFn: isTransientGcsError,
         // RetryAlways, not the default RetryConditional: under RetryConditional the SDK retries
         // uploads and deletes only with an `ifGenerationMatch` precondition, so every transient

@@ -6,6 +6,7 @@ import Database from 'better-sqlite3';
 import { AccessDeniedError, Db, NotFoundError, TransientError, collect, compareKeys, isRetryable, restore, type ResumingReadStream } from '@ls/core';
 import { GCS_PROTOCOL, startFaultProxy, type FaultProxy, pseudoRandom, readAll, rejection } from '@ls/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_MAX_RETRIES } from '../src/index.js';
 import { emulatorClient, startGcsEmulator, type GcsEmulatorHandle } from './gcs-emulator-server.js';
 
 const MiB = 1024 * 1024;
@@ -36,6 +37,18 @@ async function proxied(options: Parameters<typeof startFaultProxy>[1] = {}): Pro
 }
 
 describe('GcsReplicaClient through a faulty network', () => {
+  it('gives up on storage that resets every connection after a few retries, by default, so its caller can say so', async () => {
+    const proxy = await proxied({ seed: 3, maxFaultsPerInvocation: 1000, rates: { resetBefore: 1 } });
+    const bucket = await server.newBucket();
+    const client = emulatorClient(proxy.endpoint, bucket);
+    const err = await rejection(collect(client.list('gen/')));
+    expect(TransientError.isInstance(err), String(err)).toBe(true);
+    // The first request and DEFAULT_MAX_RETRIES retries (before, the SDK's defaults made it 6
+    // requests over about a minute), and nothing more.
+    expect(proxy.injected['reset-before']).toBe(1 + DEFAULT_MAX_RETRIES);
+    expect(DEFAULT_MAX_RETRIES).toBe(3);
+  });
+
   it('round-trips put, open, list and delete while requests fail, connections reset and answers come 2 s late', async () => {
     const proxy = await proxied({ seed: 11, maxFaultsPerInvocation: 2, rates: ISSUE_RATES });
     const bucket = await server.newBucket();

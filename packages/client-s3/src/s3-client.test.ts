@@ -71,6 +71,29 @@ describe('S3ReplicaClient options', () => {
     }
   });
 
+  it('lets AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY win over LITESTREAM_* where both are set, as Litestream does', async () => {
+    const bucket = await server.newBucket();
+    const both = s3rverClient(server.endpoint, bucket, {
+      accessKeyId: undefined,
+      secretAccessKey: undefined,
+      env: { LITESTREAM_ACCESS_KEY_ID: 'AKIASTALELITESTREAM', LITESTREAM_SECRET_ACCESS_KEY: 'x', AWS_ACCESS_KEY_ID: S3RVER_KEY, AWS_SECRET_ACCESS_KEY: 'y' },
+    });
+    // A LITESTREAM_* key fills in the one AWS variable that is missing.
+    const mixed = s3rverClient(server.endpoint, bucket, {
+      accessKeyId: undefined,
+      secretAccessKey: undefined,
+      env: { LITESTREAM_ACCESS_KEY_ID: S3RVER_KEY, AWS_SECRET_ACCESS_KEY: 'y' },
+    });
+    try {
+      await both.put('k', Buffer.from('v'));
+      await mixed.put('k2', Buffer.from('w'));
+      expect((await readAll(await both.open('k'))).toString()).toBe('v');
+      expect((await readAll(await mixed.open('k2'))).toString()).toBe('w');
+    } finally {
+      await Promise.all([both.close(), mixed.close()]);
+    }
+  });
+
   it('rejects with AccessDeniedError that says what to check, never showing the secret', async () => {
     const bucket = await server.newBucket();
     const secret = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY';

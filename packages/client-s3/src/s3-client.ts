@@ -73,7 +73,7 @@ export interface S3ReplicaClientOptions {
   forcePathStyle?: boolean | undefined;
   /** Accept any TLS certificate from the endpoint (self-signed test servers). */
   skipVerify?: boolean | undefined;
-  /** Static access key id; with `secretAccessKey`. Default: `LITESTREAM_ACCESS_KEY_ID`, else the AWS default chain. */
+  /** Static access key id; with `secretAccessKey`. Default: `LITESTREAM_ACCESS_KEY_ID` where `AWS_ACCESS_KEY_ID` is not set (as Litestream), else the AWS default chain. */
   accessKeyId?: string | undefined;
   /** Static secret access key; with `accessKeyId`. Default: `LITESTREAM_SECRET_ACCESS_KEY`, else the AWS default chain. */
   secretAccessKey?: string | undefined;
@@ -180,16 +180,26 @@ export class S3ReplicaClient implements ReplicaClient {
     this.#given = options.s3Client;
   }
 
-  /** Returns the static credentials in effect: the options', else `LITESTREAM_*` from the environment. */
+  /**
+   * Returns the static credentials in effect: the options', else, when `LITESTREAM_*` are set, the
+   * environment's keys as Litestream v0.3 reads them: `LITESTREAM_ACCESS_KEY_ID` and
+   * `LITESTREAM_SECRET_ACCESS_KEY` stand in for `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` that
+   * are not set, and the AWS variables win where both are. Without `LITESTREAM_*`, undefined: the
+   * AWS default chain applies.
+   */
   #staticCredentials(): { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | undefined {
     const o = this.#options;
     if (o.accessKeyId && o.secretAccessKey) {
       return { accessKeyId: o.accessKeyId, secretAccessKey: o.secretAccessKey, ...(o.sessionToken ? { sessionToken: o.sessionToken } : {}) };
     }
-    const id = this.#env.LITESTREAM_ACCESS_KEY_ID;
-    const secret = this.#env.LITESTREAM_SECRET_ACCESS_KEY;
-    if (id && secret) return { accessKeyId: id, secretAccessKey: secret };
-    return undefined;
+    const env = this.#env;
+    if (env.LITESTREAM_ACCESS_KEY_ID === undefined && env.LITESTREAM_SECRET_ACCESS_KEY === undefined) return undefined;
+    const id = env.AWS_ACCESS_KEY_ID ?? env.LITESTREAM_ACCESS_KEY_ID;
+    const secret = env.AWS_SECRET_ACCESS_KEY ?? env.LITESTREAM_SECRET_ACCESS_KEY;
+    if (!id || !secret) return undefined;
+    // A session token belongs to the AWS key pair: with a LITESTREAM_* key it would not match.
+    const token = env.AWS_ACCESS_KEY_ID !== undefined && env.AWS_SECRET_ACCESS_KEY !== undefined ? env.AWS_SESSION_TOKEN : undefined;
+    return { accessKeyId: id, secretAccessKey: secret, ...(token ? { sessionToken: token } : {}) };
   }
 
   /** Returns the SDK configuration for `region` (timeouts, retries, checksums, TLS, credentials). */
