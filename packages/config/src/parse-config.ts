@@ -164,7 +164,7 @@ function parseDb(
   s: Section,
   global: { accessKeyId: string | undefined; secretAccessKey: string | undefined },
   cwd: string,
-  replicaPaths: ReplicaPaths = new Map(),
+  replicaPaths: ReplicaPaths,
 ): DbConfig {
   s.checkKeys(DB_KEYS, DB_SPECIAL);
   const rawPath = s.string('path');

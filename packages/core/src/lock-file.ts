@@ -29,15 +29,27 @@ export interface LockHolder {
 
 let bootId: string | undefined | null = null;
 
+/**
+ * Fields of /proc/PID/stat after the process name (field 2, which may hold spaces): [0] is the state
+ * (field 3), [19] the start time (field 22). Throws where /proc cannot be read or `pid` is gone.
+ */
+function procStat(pid: number): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** True for the state of a process that has exited: a zombie (not reaped by its parent yet) or dead. */
+function exited(state: string | undefined): boolean {
+  return state === 'Z' || state === 'X';
+}
+
 /** The identity of process `pid` on this machine (Linux), or undefined where it cannot be read. */
 export function processIdentity(pid: number): string | undefined {
   try {
     if (bootId === null) bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // After the name (field 2, which may hold spaces): the state (field 3), and field 22, the start
-    // time in clock ticks since boot. A zombie (crashed, not reaped) is not running.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
+    // The start time in clock ticks since boot. A zombie (crashed, not reaped) is not running.
+    const fields = procStat(pid);
+    if (exited(fields[0])) return undefined;
     const start = fields[19];
     return bootId && start ? `${bootId}:${start}` : undefined;
   } catch {
@@ -54,9 +66,7 @@ function alive(pid: number): boolean {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
+    return !exited(procStat(pid)[0]);
   } catch {
     // No /proc (not Linux), or it exited just now: kill's answer stands.
     return true;

@@ -563,12 +563,9 @@ async function restoreNow(client: ReplicaClient, options: RestoreOptions): Promi
 }
 
 /**
- * Checks that the restored file at `path` is a whole SQLite database: its header, a page size SQLite
- * uses, whole pages, and at least the pages its header counts (when that count is valid). A snapshot
- * cut short by its writer still makes a valid LZ4 frame; without this, it would restore into a
- * corrupt database that only `integrity_check` would catch. (Checked after the WAL is applied: a
- * snapshot read while another process checkpointed may hold page 1 ahead of the rest, which its
- * WAL then completes.)
+ * Checks that the snapshot just written to `path` starts with a SQLite header (an empty one is left
+ * to the WAL applier), naming the replica object `snapshot` when it does not: an object that decodes
+ * as LZ4 but is no database would otherwise be reported as the temp file it was written to.
  */
 async function checkSnapshotHeader(path: string, snapshot: string): Promise<void> {
   const fh = await open(path, 'r');
@@ -584,6 +581,14 @@ async function checkSnapshotHeader(path: string, snapshot: string): Promise<void
   }
 }
 
+/**
+ * Checks that the restored file at `path` is a whole SQLite database: its header, a page size SQLite
+ * uses, whole pages, and at least the pages its header counts (when that count is valid). A snapshot
+ * cut short by its writer still makes a valid LZ4 frame; without this, it would restore into a
+ * corrupt database that only `integrity_check` would catch. (Checked after the WAL is applied: a
+ * snapshot read while another process checkpointed may hold page 1 ahead of the rest, which its
+ * WAL then completes.)
+ */
 async function checkWholeDatabase(path: string, snapshot: string): Promise<void> {
   const fh = await open(path, 'r');
   try {

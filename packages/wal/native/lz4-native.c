@@ -519,21 +519,31 @@ static napi_value pwrite_runs_async(napi_env env, napi_callback_info info) {
 /* ---- Memory alignment, for direct I/O --------------------------------------------------------- */
 
 /*
+ * Reads a call's arguments, at least `want` of them (usage names them for the error), into argv,
+ * and the first as a Uint8Array's memory into data and len. Returns 0, with an exception pending,
+ * otherwise.
+ */
+static int buffer_call(napi_env env, napi_callback_info info, size_t want, napi_value *argv, const char *usage, void **data,
+                       size_t *len) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return 0;
+  if (argc < want) {
+    napi_throw_type_error(env, NULL, usage);
+    return 0;
+  }
+  return typed_arg(env, argv[0], napi_uint8_array, "buf", "Uint8Array", data, len);
+}
+
+/*
  * alignGap(buf, align) -> bytes from the start of buf's memory to the first address that is a
  * multiple of align (a power of two up to 2 MiB): 0 when buf starts aligned. JavaScript cannot see
  * addresses; direct I/O (O_DIRECT) needs memory aligned to the device's block size.
  */
 static napi_value align_gap(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc < 2) {
-    napi_throw_type_error(env, NULL, "expected (buf, align)");
-    return NULL;
-  }
   void *data = NULL;
   size_t len = 0;
-  if (!typed_arg(env, argv[0], napi_uint8_array, "buf", "Uint8Array", &data, &len)) return NULL;
+  if (!buffer_call(env, info, 2, argv, "expected (buf, align)", &data, &len)) return NULL;
   int32_t align = 0;
   if (napi_get_value_int32(env, argv[1], &align) != napi_ok || align < 1 || align > (1 << 21) || (align & (align - 1)) != 0) {
     napi_throw_range_error(env, NULL, "align must be a power of two up to 2 MiB");
@@ -545,7 +555,6 @@ static napi_value align_gap(napi_env env, napi_callback_info info) {
   return v;
 }
 
-
 /*
  * adviseHugePages(buf) -> bytes of buf's memory the kernel was asked to back with transparent huge
  * pages (the whole 2 MiB-aligned stretches inside it; 0 where there are none, or where the kernel
@@ -553,16 +562,10 @@ static napi_value align_gap(napi_env env, napi_callback_info info) {
  * virtual machines; a huge page is one fault for 2 MiB. Advice only: nothing changes if refused.
  */
 static napi_value advise_huge_pages(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc < 1) {
-    napi_throw_type_error(env, NULL, "expected (buf)");
-    return NULL;
-  }
   void *data = NULL;
   size_t len = 0;
-  if (!typed_arg(env, argv[0], napi_uint8_array, "buf", "Uint8Array", &data, &len)) return NULL;
+  if (!buffer_call(env, info, 1, argv, "expected (buf)", &data, &len)) return NULL;
   double advised = 0;
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   const uintptr_t huge = (uintptr_t)1 << 21;
