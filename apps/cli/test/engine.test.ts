@@ -14,6 +14,7 @@ import {
   LockedError,
   ReplicaError,
   collect,
+  comparePos,
   listGenerations,
   listSnapshots,
   listWalSegments,
@@ -740,6 +741,82 @@ describe('Db lifecycle', () => {
     expect(db.pos!.generation).not.toBe(first);
     await db.close();
     await expectRestoresTo(root, 'replaced', path);
+  });
+
+  it('ships the commits made just before the database file was replaced to the generation it left, and the new database to its own', async () => {
+    const path = join(dir, 'leftover.db');
+    const root = join(dir, 'leftover-replica');
+    write(path, ['--rows', '40']);
+    const { lines, logger } = collectingLogger();
+    const db = new Db(path, { monitorIntervalMs: 100, logger });
+    // A long sync interval: the commits below reach the shadow WAL at once, but not storage.
+    db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 60_000 });
+    await db.open();
+    await db.flush();
+    const first = db.pos!;
+    write(path, ['--rows', '25', '--batch', '5']);
+    const deadline = Date.now() + 10_000;
+    while (db.pos!.offset === first.offset && Date.now() < deadline) await sleep(20);
+    const committed = dump(path).rows;
+    const client = new FileReplicaClient({ root });
+    // In the shadow WAL, not in storage yet: what the old generation would lose with it.
+    expect(db.pos!.offset).not.toBe(first.offset);
+    expect(comparePos(db.replicas[0]!.pos!, db.pos!)).toBeLessThan(0);
+
+    // Another database, with another page size, moved into place (its WAL and index removed).
+    const other = join(dir, 'leftover-other.db');
+    const o = new Database(other);
+    o.pragma('page_size = 8192');
+    o.pragma('journal_mode = wal');
+    o.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL, n INTEGER NOT NULL); INSERT INTO t (body, n) VALUES ('other', 1)");
+    o.close();
+    for (const f of ['-wal', '-shm']) rmSync(`${path}${f}`, { force: true });
+    renameSync(other, path);
+    write(path, ['--rows', '10']);
+    while (db.pos!.generation === first.generation && Date.now() < deadline) await sleep(20);
+    expect(db.pos!.generation).not.toBe(first.generation);
+    await db.flush(AbortSignal.timeout(10_000));
+    await db.close();
+
+    // The generation left behind restores to every commit made before the file was replaced...
+    const out = join(dir, 'restored-leftover-old.db');
+    await restore(client, { outputPath: out, generation: first.generation, integrityCheck: true });
+    const old = dump(out);
+    expect(old.integrity).toBe('ok');
+    expect(old.rows).toEqual(committed);
+    expect(lines.some((l) => l.msg === 'shipping the rest of the generation the database left')).toBe(true);
+    // ...and the latest state is the new database.
+    await expectRestoresTo(root, 'leftover-new', path);
+    // Nothing of the old generation is left on local disk once shipped.
+    expect(readdirSync(join(dir, '.leftover.db-litestream', 'generations'))).toEqual([db.pos!.generation]);
+  });
+
+  it('says a new generation began because the page size changed while replication was stopped', async () => {
+    const path = join(dir, 'pagesize.db');
+    const root = join(dir, 'pagesize-replica');
+    write(path, ['--rows', '20']);
+    const open = async () => {
+      const db = new Db(path, { monitorIntervalMs: 100 });
+      const reasons: string[] = [];
+      db.events.on('generation', (e) => reasons.push(e.reason));
+      db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0 });
+      await db.open();
+      await db.flush();
+      return { db, reasons };
+    };
+    const a = await open();
+    await a.db.close();
+    const app = new Database(path);
+    app.pragma('journal_mode = delete');
+    app.pragma('page_size = 8192');
+    app.exec('VACUUM');
+    app.pragma('journal_mode = wal');
+    app.close();
+    const b = await open();
+    expect(b.reasons).toEqual(["the database's page size changed from 4096 to 8192"]);
+    expect(b.db.pos!.generation).not.toBe(a.db.pos!.generation);
+    await b.db.close();
+    await expectRestoresTo(root, 'pagesize', path);
   });
 
   it('starts a new generation for a database file swapped in after a restart of replication', async () => {

@@ -46,9 +46,11 @@ function codeOf(err: unknown): string | undefined {
 function mapError(err: unknown, what: string): unknown {
   const code = codeOf(err);
   if (code && DENIED_CODES.has(code)) {
-    return new AccessDeniedError(`${what}: permission denied (${code}); check the owner and mode of the replica directory`, {
-      cause: err,
-    });
+    const advice =
+      code === 'EROFS'
+        ? 'the file system is read-only (EROFS); remount it read-write or move the replica to a writable one'
+        : `permission denied (${code}); check the owner and mode of the replica directory`;
+    return new AccessDeniedError(`${what}: ${advice}`, { cause: err });
   }
   if (code && RETRYABLE_CODES.has(code)) return new TransientError(`${what}: ${code}`, { cause: err });
   return err;

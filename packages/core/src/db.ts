@@ -162,6 +162,8 @@ export class Db {
   #lastError: unknown;
   #lastSyncAt: Date | undefined;
   #waitingForDb = false;
+  /** Why the generation found on disk could not be continued, when it was found but not loaded. */
+  #noShadowReason: string | undefined;
   /** Set when the database file was removed or replaced under the connection: the next sync starts a generation. */
   #replaced: string | undefined;
   /**
@@ -604,7 +606,10 @@ export class Db {
       if (size < WAL_HEADER_SIZE) return;
       const headerBytes = await readAt(fh, 0, WAL_HEADER_SIZE);
       const header = parseWalHeader(headerBytes);
-      if (header.pageSize !== this.#pageSize) return;
+      if (header.pageSize !== this.#pageSize) {
+        this.#noShadowReason = `the database's page size changed from ${header.pageSize} to ${this.#pageSize}`;
+        return;
+      }
       // Find the end of the last whole transaction: a crash may have left uncommitted frames.
       const aligned = frameAlign(size, header.pageSize);
       const { end, checksum } = await this.#scanCommitted(fh, header, WAL_HEADER_SIZE, [header.checksum1, header.checksum2], aligned);
@@ -672,7 +677,7 @@ export class Db {
     const s = this.#shadow;
     if (!realHeader) throw new DbError(`${this.walPath}: WAL is missing after writing to the database`);
     parseWalHeader(realHeader); // throws WalFormatError on a bad header
-    if (!s) return 'no generation exists';
+    if (!s) return this.#noShadowReason ?? 'no generation exists';
     if (this.#replaced) return this.#replaced;
     if (s.index >= MAX_WAL_INDEX) return 'max index exceeded';
     if (!(await statOrUndefined(this.shadowWalPath(s.generation, s.index)))) return 'shadow wal missing';
@@ -698,9 +703,12 @@ export class Db {
     await this.#startIndex(generation, 0, realHeader);
     await writeFileAtomic(join(this.metaPath, 'generation'), `${generation}\n`);
     this.#replaced = undefined;
+    this.#noShadowReason = undefined;
     this.logger.info('new generation', { db: this.path, generation, reason, previous: old });
     this.events.emit('generation', { db: this.path, generation, reason });
-    await this.#removeOtherGenerations(generation);
+    // What replicas have yet to ship of the generation left behind stays until they have (cleanShadow).
+    const shipping = new Set(this.replicas.flatMap((r) => (r.pos ? [r.pos.generation] : [])));
+    await this.#removeOtherGenerations(generation, shipping);
   }
 
   /**
@@ -974,63 +982,119 @@ export class Db {
     }
   }
 
-  /** Returns the size of shadow file `index` of `generation` (undefined when it is gone). */
+  /**
+   * Returns the size of shadow file `index` of `generation` in whole frames (undefined when it is
+   * gone). A file of a generation the database has left is measured by its own WAL header's page
+   * size: a database replaced by another may have another page size.
+   */
   async shadowSize(generation: string, index: number): Promise<number | undefined> {
     const s = this.#shadow;
     if (s && s.generation === generation && s.index === index) return s.size;
-    const st = await statOrUndefined(this.shadowWalPath(generation, index));
-    return st ? frameAlign(Number(st.size), this.#pageSize) : undefined;
+    const path = this.shadowWalPath(generation, index);
+    if (s && s.generation === generation) {
+      const st = await statOrUndefined(path);
+      return st ? frameAlign(Number(st.size), this.#pageSize) : undefined;
+    }
+    let fh: FileHandle;
+    try {
+      fh = await open(path, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    try {
+      const size = Number((await fh.stat()).size);
+      if (size < WAL_HEADER_SIZE) return undefined;
+      const header = parseWalHeader(await readAt(fh, 0, WAL_HEADER_SIZE));
+      return frameAlign(size, header.pageSize);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /**
+   * The end of what the shadow WAL still holds of `generation`, a generation the database has
+   * left (its last file's size in whole frames), or undefined when none of it is left. Replicas
+   * ship it before following the database to its new generation.
+   */
+  async shadowEnd(generation: string): Promise<Pos | undefined> {
+    const indexes = await this.#shadowIndexes(generation);
+    for (const index of indexes.reverse()) {
+      const size = await this.shadowSize(generation, index);
+      if (size !== undefined) return new Pos(generation, index, size);
+    }
+    return undefined;
+  }
+
+  /** Indexes of the shadow WAL files of `generation`, ascending (none when its directory is gone). */
+  async #shadowIndexes(generation: string): Promise<number[]> {
+    let names: string[];
+    try {
+      names = await readdir(join(this.metaPath, 'generations', generation, 'wal'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    return names
+      .filter((n) => /^[0-9a-f]{8}\.wal$/.test(n))
+      .map((n) => parseInt(n.slice(0, 8), 16))
+      .sort((a, b) => a - b);
   }
 
   /**
    * Removes shadow WAL files every replica has shipped, and the oldest ones beyond the size cap
-   * (warning, and making the replicas that needed them take a snapshot).
+   * (warning, and making the replicas that needed them take a snapshot). Files of generations the
+   * database has left stay while a replica still has them to ship (commits made just before a
+   * new generation began), within the same cap.
    */
   async cleanShadow(): Promise<void> {
     const s = this.#shadow;
     if (!s) return;
     let keepFrom = s.index;
+    /** Generations left behind that a replica is still in: the first index it needs of each. */
+    const left = new Map<string, number>();
     for (const r of this.replicas) {
       const p = r.pos;
       // A replica that has not reached storage yet may still continue from older files; only the cap removes them.
       if (!p) keepFrom = 0;
       else if (p.generation === s.generation) keepFrom = Math.min(keepFrom, p.index);
+      else left.set(p.generation, Math.min(left.get(p.generation) ?? p.index, p.index));
     }
-    const dir = join(this.metaPath, 'generations', s.generation, 'wal');
-    let names: string[];
-    try {
-      names = await readdir(dir);
-    } catch {
-      return;
-    }
-    const files: { index: number; size: number }[] = [];
-    for (const n of names) {
-      if (!/^[0-9a-f]{8}\.wal$/.test(n)) continue;
-      const index = parseInt(n.slice(0, 8), 16);
-      if (index >= s.index) continue;
-      if (index < keepFrom) {
-        await rm(join(dir, n), { force: true });
-        continue;
+    await this.#removeOtherGenerations(s.generation, new Set(left.keys()));
+    const files: { generation: string; index: number; size: number }[] = [];
+    const gather = async (generation: string, from: number, before: number): Promise<void> => {
+      for (const index of await this.#shadowIndexes(generation)) {
+        if (index >= before) continue;
+        const path = this.shadowWalPath(generation, index);
+        if (index < from) {
+          await rm(path, { force: true });
+          continue;
+        }
+        const st = await statOrUndefined(path);
+        if (st) files.push({ generation, index, size: Number(st.size) });
       }
-      const st = await statOrUndefined(join(dir, n));
-      if (st) files.push({ index, size: Number(st.size) });
-    }
+    };
+    // Oldest first: generations left behind (in the order replicas left them does not matter: each
+    // is needed by a replica that has yet to ship it), then the current one.
+    for (const [generation, from] of left) await gather(generation, from, Infinity);
+    await gather(s.generation, keepFrom, s.index);
     let total = files.reduce((a, f) => a + f.size, 0);
-    files.sort((a, b) => a.index - b.index);
     for (const f of files) {
       if (total <= this.#options.maxShadowWalBytes) break;
       this.logger.warn('shadow WAL exceeds its cap; dropping unshipped files, lagging replicas will take a new snapshot', {
         db: this.path,
+        generation: f.generation,
         index: f.index,
         capBytes: this.#options.maxShadowWalBytes,
       });
-      await rm(join(dir, shadowWalName(f.index)), { force: true });
+      await rm(this.shadowWalPath(f.generation, f.index), { force: true });
       total -= f.size;
-      this.events.emit('shadow-dropped', { db: this.path, generation: s.generation, index: f.index, bytes: f.size });
+      this.events.emit('shadow-dropped', { db: this.path, generation: f.generation, index: f.index, bytes: f.size });
     }
   }
 
-  async #removeOtherGenerations(keep: string): Promise<void> {
+  /** Removes the shadow directories of every generation but `keep` and those in `alsoKeep`. */
+  async #removeOtherGenerations(keep: string, alsoKeep: ReadonlySet<string> = new Set()): Promise<void> {
     const dir = join(this.metaPath, 'generations');
     let names: string[];
     try {
@@ -1038,7 +1102,7 @@ export class Db {
     } catch {
       return;
     }
-    for (const n of names) if (n !== keep) await rm(join(dir, n), { recursive: true, force: true });
+    for (const n of names) if (n !== keep && !alsoKeep.has(n)) await rm(join(dir, n), { recursive: true, force: true });
   }
 
   async #removeTempFiles(): Promise<void> {

@@ -446,12 +446,17 @@ export class Replica {
     // another right after each throttled upload).
     let target = this.db.pos;
     for (;;) {
-      const dpos = target;
+      let dpos = target;
       if (!dpos) {
         // Nothing to replicate yet (the database does not exist), so nothing is pending.
         this.#pendingSince = undefined;
         return;
       }
+      // The database left this replica's generation (its file was replaced or removed, or another
+      // process restarted the WAL): first ship what the shadow WAL still holds of the old one, so
+      // commits made just before the change stay restorable there.
+      const leftEnd = await this.#leftGenerationEnd(dpos);
+      if (leftEnd) dpos = leftEnd;
       if (!this.#pos || !this.#verified || this.#pos.generation !== dpos.generation || this.#needSnapshot) {
         await this.#resolvePos(dpos);
       }
@@ -462,6 +467,8 @@ export class Replica {
         continue;
       }
       if (comparePos(pos, dpos) >= 0) {
+        // The generation left behind is shipped: on to the database's current one.
+        if (leftEnd) continue;
         // Someone waits for more (Db.flush): reach where the database is now, not an interval later.
         const now = this.db.pos;
         if (now && now.generation === pos.generation && comparePos(now, pos) > 0 && this.#waiters.some((w) => !this.#reached(w.pos))) {
@@ -584,6 +591,61 @@ export class Replica {
   }
 
   /**
+   * When the database has moved on from the generation this replica is in and the shadow WAL still
+   * holds more of that generation than storage does, returns the end of it (else undefined). After
+   * a failed attempt the position is first checked against storage again.
+   */
+  /** The generation whose rest was last announced as being shipped (logged once per generation). */
+  #leftLogged: string | undefined;
+
+  async #leftGenerationEnd(dpos: Pos): Promise<Pos | undefined> {
+    const pos = this.#pos;
+    if (!pos || pos.generation === dpos.generation || this.#needSnapshot) return undefined;
+    const end = await this.db.shadowEnd(pos.generation);
+    if (!end || comparePos(pos, end) >= 0) return undefined;
+    if (!this.#verified) {
+      const stored = await this.#storedPos(pos.generation);
+      if (!stored || stored.damaged) return undefined;
+      const local = await this.db.shadowSize(stored.pos.generation, stored.pos.index);
+      // Storage must end where the shadow WAL can continue from; otherwise the old generation is
+      // left as storage has it.
+      if (local === undefined || stored.pos.offset > local || comparePos(stored.pos, end) >= 0) return undefined;
+      this.#setPos(stored.pos);
+    }
+    if (this.#leftLogged !== pos.generation) {
+      this.#leftLogged = pos.generation;
+      this.#logger.info('shipping the rest of the generation the database left', {
+        db: this.db.path,
+        replica: this.name,
+        position: this.#pos!.toString(),
+        end: end.toString(),
+      });
+    }
+    return end;
+  }
+
+  /**
+   * Where storage's chain of `generation` ends: the end of its last WAL segment after its latest
+   * snapshot (that snapshot's index when none follows). `damaged` is that segment when it does not
+   * decode: nothing can follow it. Undefined when storage has no snapshot of the generation.
+   */
+  async #storedPos(generation: string): Promise<{ pos: Pos; damaged?: { segment: WalSegmentInfo; error: unknown } } | undefined> {
+    const signal = this.#abort.signal;
+    const last = (await collect(listSnapshots(this.client, generation, { signal }))).at(-1);
+    if (!last) return undefined;
+    const pos = new Pos(generation, last.index, 0);
+    const segs = await collect(listWalSegments(this.client, generation, { signal }));
+    const segment = segs.filter((s) => s.index >= last.index).at(-1);
+    if (!segment) return { pos };
+    try {
+      return { pos: new Pos(generation, segment.index, segment.offset + (await this.#segmentLength(segment))) };
+    } catch (error) {
+      if (!CorruptDataError.isInstance(error)) throw error;
+      return { pos, damaged: { segment, error } };
+    }
+  }
+
+  /**
    * Finds the position storage really holds for the database's generation: the end of its last
    * segment after its latest snapshot. Takes a snapshot when storage has none for the generation,
    * or when it cannot continue from what the shadow WAL still has.
@@ -592,28 +654,19 @@ export class Replica {
     const signal = this.#abort.signal;
     const gen = dpos.generation;
     if (!this.#needSnapshot) {
-      const snaps = await collect(listSnapshots(this.client, gen, { signal }));
-      const last = snaps.at(-1);
-      let readable = true;
-      if (last) {
-        let pos = new Pos(gen, last.index, 0);
-        const segs = await collect(listWalSegments(this.client, gen, { signal }));
-        const lastSeg = segs.filter((s) => s.index >= last.index).at(-1);
-        if (lastSeg) {
-          try {
-            pos = new Pos(gen, lastSeg.index, lastSeg.offset + (await this.#segmentLength(lastSeg)));
-          } catch (err) {
-            if (!CorruptDataError.isInstance(err)) throw err;
-            // Nothing can follow a segment that does not decode (truncated, damaged, or not one):
-            // a new snapshot starts a chain that restores past it.
-            readable = false;
-            this.#logger.warn('the last WAL segment in storage is damaged; taking a new snapshot', {
-              db: this.db.path,
-              replica: this.name,
-              object: walSegmentKey(gen, lastSeg.index, lastSeg.offset),
-              error: String(err),
-            });
-          }
+      const stored = await this.#storedPos(gen);
+      if (stored) {
+        const { pos, damaged } = stored;
+        const readable = damaged === undefined;
+        if (damaged) {
+          // Nothing can follow a segment that does not decode (truncated, damaged, or not one):
+          // a new snapshot starts a chain that restores past it.
+          this.#logger.warn('the last WAL segment in storage is damaged; taking a new snapshot', {
+            db: this.db.path,
+            replica: this.name,
+            object: walSegmentKey(gen, damaged.segment.index, damaged.segment.offset),
+            error: String(damaged.error),
+          });
         }
         const local = await this.db.shadowSize(gen, pos.index);
         const continuable =

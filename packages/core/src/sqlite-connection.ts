@@ -319,6 +319,15 @@ interface Reply {
  * lstream's connection to a replicated database, run in a worker thread. Calls are serialised in the
  * worker; every method resolves once SQLite has answered.
  */
+/** What each worker operation is, in an error message. */
+const OP_WORDS: Record<string, string> = {
+  open: 'opening the database in SQLite',
+  touch: "SQLite's write to lstream's table _litestream_seq",
+  lockedCheckpoint: 'SQLite checkpoint (under the write lock)',
+  restart: 'SQLite WAL restart after a checkpoint',
+  close: 'closing the SQLite connection',
+};
+
 export class SqliteConnection {
   readonly #worker: Worker;
   readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void; op: string }>();
@@ -339,7 +348,7 @@ export class SqliteConnection {
       else {
         const code = m.error?.code ? ` (${m.error.code})` : '';
         p.reject(
-          new SqliteError(`${this.path}: SQLite ${p.op} failed: ${m.error?.message ?? 'unknown error'}${code}`, {
+          new SqliteError(`${this.path}: ${OP_WORDS[p.op] ?? p.op} failed: ${m.error?.message ?? 'unknown error'}${code}`, {
             sqliteCode: m.error?.code,
           }),
         );
