@@ -2,8 +2,9 @@
 // engine keeps going through storage outages, retention and validation. The writer is a separate
 // process; storage is a real directory.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { FileReplicaClient } from '@ls/client-file';
 import Database from 'better-sqlite3';
 import {
@@ -817,6 +818,42 @@ describe('Db lifecycle', () => {
     expect(b.db.pos!.generation).not.toBe(a.db.pos!.generation);
     await b.db.close();
     await expectRestoresTo(root, 'pagesize', path);
+  });
+
+  it('warns when the app has loaded another copy of better-sqlite3, whose SQLite would not see lstream\'s locks', async () => {
+    // A second copy of the package, as npm installs when an app pins another version.
+    const require = createRequire(import.meta.url);
+    const real = realpathSync(dirname(dirname(require.resolve('better-sqlite3'))));
+    const copy = join(dir, 'app-modules', 'node_modules');
+    mkdirSync(join(copy, 'better-sqlite3', 'build', 'Release'), { recursive: true });
+    cpSync(join(real, 'package.json'), join(copy, 'better-sqlite3', 'package.json'));
+    cpSync(join(real, 'lib'), join(copy, 'better-sqlite3', 'lib'), { recursive: true });
+    cpSync(join(real, 'build', 'Release', 'better_sqlite3.node'), join(copy, 'better-sqlite3', 'build', 'Release', 'better_sqlite3.node'));
+    const bindings = realpathSync(join(real, '..', 'bindings'));
+    cpSync(bindings, join(copy, 'bindings'), { recursive: true, dereference: true });
+    cpSync(realpathSync(join(bindings, '..', 'file-uri-to-path')), join(copy, 'file-uri-to-path'), { recursive: true, dereference: true });
+    const path = join(dir, 'two-copies.db');
+    write(path, ['--rows', '5']);
+    const open = async () => {
+      const { lines, logger } = collectingLogger();
+      const db = new Db(path, { logger });
+      await db.open();
+      await db.close();
+      return lines.filter((l) => l.msg.startsWith('another copy of better-sqlite3 is loaded'));
+    };
+    // One copy: nothing to say.
+    expect(await open()).toEqual([]);
+    const AppDatabase = createRequire(join(copy, 'app.js'))('better-sqlite3') as typeof Database;
+    const app = new AppDatabase(path);
+    try {
+      expect(app.prepare('SELECT count(*) AS n FROM t').get()).toEqual({ n: 5 });
+      const warned = await open();
+      expect(warned).toHaveLength(1);
+      expect(warned[0]!.level).toBe('warn');
+      expect(warned[0]!.fields).toMatchObject({ loaded: realpathSync(join(copy, 'better-sqlite3')), lstream: real });
+    } finally {
+      app.close();
+    }
   });
 
   it('starts a new generation for a database file swapped in after a restart of replication', async () => {

@@ -174,7 +174,7 @@ describe('restore on a hand-timed copy of a Litestream replica', () => {
     );
     expect(RestoreOutputError.isInstance(err), String(err)).toBe(true);
     expect(err!.code).toBe('ENOTDIR');
-    expect(err!.message).toBe(`cannot write the restored database at ${out}: a directory in the path is a file; choose another -o path`);
+    expect(err!.message).toBe(`cannot write the restored database at ${out}: a directory in the path is a file; restore to another path`);
     expect(await readFile(join(dir, 'a-file'), 'utf8')).toBe('x');
   });
 

@@ -22,7 +22,7 @@ export interface ConformanceTarget {
    * Runs before `client.close()`, so it may use the client; it runs even when the test failed or
    * timed out.
    */
-  cleanup?: () => Promise<void>;
+  cleanup?: () => void | Promise<void>;
   /**
    * Another client on the same storage, root and prefix as `client` (a new instance, as another
    * process would make). With it, the suite checks that what one client writes is really stored:
@@ -236,7 +236,8 @@ export function describeReplicaClientConformance(
           expect((await readAll(await other.open('shared/a'))).equals(body), 'the other client read different bytes').toBe(true);
           expect((await keysOf(other, 'shared/')).map((e) => e.key)).toEqual(['shared/a', 'shared/b']);
           await other.delete(['shared/a']);
-          expect(NotFoundError.isInstance(await rejection(client.open('shared/a'), 'open of a key the other client deleted'))).toBe(true);
+          const gone = await rejection(client.open('shared/a'), 'open of a key the other client deleted');
+          expect(NotFoundError.isInstance(gone), `open of a key the other client deleted: want NotFoundError, got ${String(gone)}`).toBe(true);
           expect((await keysOf(client, 'shared/')).map((e) => e.key)).toEqual(['shared/b']);
         } finally {
           await other.close?.();
@@ -246,7 +247,7 @@ export function describeReplicaClientConformance(
       test('rejects opening a missing key with NotFoundError', async (client) => {
         await client.put('present/a', Buffer.from('x'));
         for (const key of ['present/b', 'absent/a', 'present']) {
-          const err = await rejection(client.open(key));
+          const err = await rejection(client.open(key), `open of the missing key ${key}`);
           expect(NotFoundError.isInstance(err), `${key}: ${String(err)}`).toBe(true);
         }
       });
@@ -262,7 +263,7 @@ export function describeReplicaClientConformance(
         // A start past the end gives no byte (and no error).
         expect((await readAll(await client.open('range/k', { range: { start: 20_000 } }))).length).toBe(0);
         for (const range of [{ start: 20, end: 10 }, { start: -1 }, { start: 1.5 }, { start: 0, end: Number.NaN }]) {
-          const err = await rejection(client.open('range/k', { range }));
+          const err = await rejection(client.open('range/k', { range }), `open of range/k with range ${JSON.stringify(range)}`);
           expect(InvalidArgumentError.isInstance(err), `${JSON.stringify(range)}: ${String(err)}`).toBe(true);
         }
       });
@@ -275,11 +276,12 @@ export function describeReplicaClientConformance(
           yield Buffer.alloc(1000, 1);
           throw boom;
         }
-        expect(await rejection(client.put('failing/k', failing()))).toBe(boom);
+        expect(await rejection(client.put('failing/k', failing()), 'put of a body that fails'), 'put rejects with the body\'s own error').toBe(boom);
         expect((await readAll(await client.open('failing/k'))).equals(before)).toBe(true);
-        const fresh = await rejection(client.put('failing/new', failing()));
+        const fresh = await rejection(client.put('failing/new', failing()), 'put of a new key whose body fails');
         expect(fresh).toBe(boom);
-        expect(NotFoundError.isInstance(await rejection(client.open('failing/new')))).toBe(true);
+        const none = await rejection(client.open('failing/new'), 'open of a key whose put failed');
+        expect(NotFoundError.isInstance(none), `open of a key whose put failed: want NotFoundError, got ${String(none)}`).toBe(true);
         expect((await keysOf(client, 'failing/')).map((e) => e.key)).toEqual(['failing/k']);
       });
     });
@@ -398,7 +400,8 @@ export function describeReplicaClientConformance(
         await client.put('del/b', Buffer.from('b'));
         await client.delete(['del/a', 'del/zzz']);
         expect((await keysOf(client, 'del/')).map((e) => e.key)).toEqual(['del/b']);
-        expect(NotFoundError.isInstance(await rejection(client.open('del/a')))).toBe(true);
+        const deleted = await rejection(client.open('del/a'), 'open of a deleted key');
+        expect(NotFoundError.isInstance(deleted), `open of a deleted key: want NotFoundError, got ${String(deleted)}`).toBe(true);
       });
     });
 
@@ -434,7 +437,8 @@ export function describeReplicaClientConformance(
         expect(await keysOf(client, '')).toEqual([]);
         // Every key is checked before storage is touched: nothing of a batch with a bad key goes.
         await client.put('keep/me', Buffer.from('x'));
-        expect(InvalidKeyError.isInstance(await rejection(client.delete(['keep/me', '../evil']), 'a delete with one invalid key'))).toBe(true);
+        const refused = await rejection(client.delete(['keep/me', '../evil']), 'a delete with one invalid key');
+        expect(InvalidKeyError.isInstance(refused), `a delete with one invalid key: want InvalidKeyError, got ${String(refused)}`).toBe(true);
         expect((await keysOf(client, '')).map((e) => e.key)).toEqual(['keep/me']);
       });
     });
@@ -485,7 +489,7 @@ export function describeReplicaClientConformance(
           await stuck;
           yield Buffer.alloc(64 * 1024, 2);
         }
-        const err = await rejection(client.put('abort/k', slow(), { signal: ac.signal }));
+        const err = await rejection(client.put('abort/k', slow(), { signal: ac.signal }), 'put aborted while its body is read');
         release();
         expect(isAbortError(err), String(err)).toBe(true);
         expect((await readAll(await client.open('abort/k'))).equals(before)).toBe(true);
@@ -500,6 +504,7 @@ export function describeReplicaClientConformance(
           (async () => {
             for await (const _ of stream) ac.abort();
           })(),
+          'a read aborted after its first chunk',
         );
         expect(isAbortError(err), String(err)).toBe(true);
       });

@@ -36,7 +36,7 @@ import {
 } from './options.js';
 import { MAX_WAL_INDEX, MAX_WAL_OFFSET, Pos, comparePos, isGenerationName, newGenerationName } from './pos.js';
 import { Replica, type ReplicaStatus } from './replica.js';
-import { SqliteConnection, SqliteError, type CheckpointMode } from './sqlite-connection.js';
+import { SqliteConnection, SqliteError, betterSqlite3Copies, type CheckpointMode } from './sqlite-connection.js';
 
 /** Bytes read from the WAL per call while copying it to the shadow WAL. */
 const COPY_CHUNK_BYTES = 1024 * 1024;
@@ -316,6 +316,13 @@ export class Db {
   }
 
   async #openNow(): Promise<void> {
+    const copies = betterSqlite3Copies();
+    if (copies.others.length > 0) {
+      this.logger.warn(
+        'another copy of better-sqlite3 is loaded in this process: SQLite in one copy does not see the locks of the other, so a connection closed in either releases the locks of both on this database and another process may then corrupt it; install one copy (npm ls better-sqlite3)',
+        { db: this.path, loaded: copies.others.join(', '), lstream: copies.ours },
+      );
+    }
     // The database may not exist yet, but its directory must: lstream never creates it.
     const dir = await statOrUndefined(dirname(this.path));
     if (!dir?.isDirectory()) {

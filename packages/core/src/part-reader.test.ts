@@ -104,4 +104,11 @@ describe('nextOrAbort', () => {
     expect((err as Error).cause).toEqual(new Error('stop'));
     expect(isAbortError(await rejection(nextOrAbort(it, ac.signal)))).toBe(true);
   });
+
+  it('without a signal (a put called without one), resolves with each value to the end', async () => {
+    const it = chunks('a', 'b')[Symbol.asyncIterator]();
+    const got: string[] = [];
+    for (let r = await nextOrAbort(it, undefined); !r.done; r = await nextOrAbort(it, undefined)) got.push(Buffer.from(r.value as Uint8Array).toString());
+    expect(got).toEqual(['a', 'b']);
+  });
 });

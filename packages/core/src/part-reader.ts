@@ -88,12 +88,12 @@ export class PartReader {
 
 /**
  * Awaits the iterator's next value, or rejects with the signal's AbortError as soon as `signal`
- * aborts (see raceAbort). A fresh listener per call, removed when the value arrives: racing every chunk against one
+ * aborts (see raceAbort); without a signal, simply the next value. A fresh listener per call, removed when the value arrives: racing every chunk against one
  * long-lived abort promise would keep every chunk reachable from that promise until the read ends
  * (a 1 GiB snapshot put held 500 MiB).
  */
-export function nextOrAbort<T>(it: AsyncIterator<T>, signal: AbortSignal): Promise<IteratorResult<T>> {
+export function nextOrAbort<T>(it: AsyncIterator<T>, signal: AbortSignal | undefined): Promise<IteratorResult<T>> {
   // Checked first so an aborted read does not even ask the iterator for its next value.
-  if (signal.aborted) return Promise.reject(abortReason(signal));
+  if (signal?.aborted) return Promise.reject(abortReason(signal));
   return raceAbort(it.next(), signal);
 }

@@ -82,7 +82,7 @@ export class IntegrityCheckError extends LstreamError {
 export class OutputExistsError extends LstreamError {
   constructor(
     readonly path: string,
-    message = `${path} already exists; restore never overwrites a database: choose another -o path or move the file away`,
+    message = `${path} already exists; restore never overwrites a database: restore to another path (-o, outputPath) or move the file away`,
   ) {
     super('EEXIST', message);
   }
@@ -112,7 +112,7 @@ export class RestoreOutputError extends LstreamError {
 const OUTPUT_PROBLEMS: Record<string, string> = {
   ENOSPC: 'no space left on the device; free some, or restore to a path on another file system',
   EDQUOT: 'the disk quota is used up; free some, or restore to a path on another file system',
-  ENOTDIR: 'a directory in the path is a file; choose another -o path',
+  ENOTDIR: 'a directory in the path is a file; restore to another path',
   EACCES: 'permission denied; restore as a user who may write there, or to another path',
   EPERM: 'operation not permitted; restore as a user who may write there, or to another path',
   EROFS: 'the file system is read-only; restore to a path on a writable one',

@@ -1,4 +1,6 @@
+import { realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { LstreamError } from './errors.js';
 
@@ -319,6 +321,32 @@ interface Reply {
  * lstream's connection to a replicated database, run in a worker thread. Calls are serialised in the
  * worker; every method resolves once SQLite has answered.
  */
+/**
+ * Copies of better-sqlite3 this thread has loaded (the app's, say) from another directory than the
+ * one lstream's SQLite worker loads: `{ ours, others }`, `others` empty when there is none. Two
+ * copies of SQLite in one process do not see each other's POSIX locks, so a connection closed in
+ * either releases the locks the other holds on the same database (SQLite's "How To Corrupt", §2.2.1).
+ */
+export function betterSqlite3Copies(): { ours: string; others: string[] } {
+  const require = createRequire(import.meta.url);
+  const real = (p: string): string => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return p;
+    }
+  };
+  const ours = real(dirname(dirname(require.resolve('better-sqlite3'))));
+  const others = new Set<string>();
+  for (const file of Object.keys(require.cache)) {
+    const m = /^(.*[\\/]better-sqlite3)[\\/]lib[\\/]index\.js$/.exec(file);
+    if (!m) continue;
+    const dir = real(m[1]!);
+    if (dir !== ours) others.add(dir);
+  }
+  return { ours, others: [...others] };
+}
+
 /** What each worker operation is, in an error message. */
 const OP_WORDS: Record<string, string> = {
   open: 'opening the database in SQLite',
