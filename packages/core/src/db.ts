@@ -1002,21 +1002,10 @@ export class Db {
       const st = await statOrUndefined(path);
       return st ? frameAlign(Number(st.size), this.#pageSize) : undefined;
     }
-    let fh: FileHandle;
-    try {
-      fh = await open(path, 'r');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
-    }
-    try {
-      const size = Number((await fh.stat()).size);
-      if (size < WAL_HEADER_SIZE) return undefined;
-      const header = parseWalHeader(await readAt(fh, 0, WAL_HEADER_SIZE));
-      return frameAlign(size, header.pageSize);
-    } finally {
-      await fh.close();
-    }
+    // Files of a generation left behind no longer change.
+    const [st, head] = await Promise.all([statOrUndefined(path), readFileRange(path, 0, WAL_HEADER_SIZE)]);
+    if (!st || !head || head.length < WAL_HEADER_SIZE) return undefined;
+    return frameAlign(Number(st.size), parseWalHeader(head).pageSize);
   }
 
   /**
