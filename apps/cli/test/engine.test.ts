@@ -265,6 +265,8 @@ describe('Db as a library', () => {
     gate = undefined;
     await db.flush();
     expect((await db.status()).replicas[0]!.lastError).toBeUndefined();
+    // flush() resolves once the data is stored; the sync logs its end after its shadow clean-up.
+    for (const until = Date.now() + 5000; !lines.some((l) => l.msg === 'replica sync ended') && Date.now() < until; ) await sleep(10);
     expect(lines.some((l) => l.msg === 'replica sync ended')).toBe(true);
     await db.close();
     expect((await restoreRows(root, 'hang')).rows).toEqual(dump(path).rows);
