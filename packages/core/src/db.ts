@@ -279,18 +279,9 @@ export class Db {
 
   /** Sums the sizes of the shadow WAL files of `generation` (files removed meanwhile count as 0). */
   async #shadowWalBytes(generation: string): Promise<number> {
-    const dir = join(this.metaPath, 'generations', generation, 'wal');
-    let names: string[];
-    try {
-      names = await readdir(dir);
-    } catch (err) {
-      // A new generation replaced this one since `pos` was read: nothing of it is left.
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
-      throw err;
-    }
-    const sizes = await Promise.all(
-      names.filter((n) => /^[0-9a-f]{8}\.wal$/.test(n)).map(async (n) => Number((await statOrUndefined(join(dir, n)))?.size ?? 0n)),
-    );
+    // A new generation may have replaced this one since `pos` was read: nothing of it is left then.
+    const indexes = await this.#shadowIndexes(generation);
+    const sizes = await Promise.all(indexes.map(async (i) => Number((await statOrUndefined(this.shadowWalPath(generation, i)))?.size ?? 0n)));
     return sizes.reduce((a, b) => a + b, 0);
   }
 
@@ -595,17 +586,8 @@ export class Db {
       throw err;
     }
     if (!isGenerationName(generation)) return;
-    const walDir = join(this.metaPath, 'generations', generation, 'wal');
-    let names: string[];
-    try {
-      names = await readdir(walDir);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw err;
-    }
-    const indexes = names.filter((n) => /^[0-9a-f]{8}\.wal$/.test(n)).map((n) => parseInt(n.slice(0, 8), 16));
-    if (indexes.length === 0) return;
-    const index = Math.max(...indexes);
+    const index = (await this.#shadowIndexes(generation)).at(-1);
+    if (index === undefined) return;
     const path = this.shadowWalPath(generation, index);
     const fh = await open(path, 'r+');
     try {
@@ -1090,7 +1072,7 @@ export class Db {
   }
 
   /** Removes the shadow directories of every generation but `keep` and those in `alsoKeep`. */
-  async #removeOtherGenerations(keep: string, alsoKeep: ReadonlySet<string> = new Set()): Promise<void> {
+  async #removeOtherGenerations(keep: string, alsoKeep: ReadonlySet<string>): Promise<void> {
     const dir = join(this.metaPath, 'generations');
     let names: string[];
     try {

@@ -590,14 +590,14 @@ export class Replica {
     if (!this.#timer) this.#kick();
   }
 
+  /** The generation whose rest was last announced as being shipped (logged once per generation). */
+  #leftLogged: string | undefined;
+
   /**
    * When the database has moved on from the generation this replica is in and the shadow WAL still
    * holds more of that generation than storage does, returns the end of it (else undefined). After
    * a failed attempt the position is first checked against storage again.
    */
-  /** The generation whose rest was last announced as being shipped (logged once per generation). */
-  #leftLogged: string | undefined;
-
   async #leftGenerationEnd(dpos: Pos): Promise<Pos | undefined> {
     const pos = this.#pos;
     if (!pos || pos.generation === dpos.generation || this.#needSnapshot) return undefined;

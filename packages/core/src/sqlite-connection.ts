@@ -318,10 +318,6 @@ interface Reply {
 }
 
 /**
- * lstream's connection to a replicated database, run in a worker thread. Calls are serialised in the
- * worker; every method resolves once SQLite has answered.
- */
-/**
  * Copies of better-sqlite3 this thread has loaded (the app's, say) from another directory than the
  * one lstream's SQLite worker loads: `{ ours, others }`, `others` empty when there is none. Two
  * copies of SQLite in one process do not see each other's POSIX locks, so a connection closed in
@@ -356,6 +352,10 @@ const OP_WORDS: Record<string, string> = {
   close: 'closing the SQLite connection',
 };
 
+/**
+ * lstream's connection to a replicated database, run in a worker thread. Calls are serialised in the
+ * worker; every method resolves once SQLite has answered.
+ */
 export class SqliteConnection {
   readonly #worker: Worker;
   readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void; op: string }>();
