@@ -38,9 +38,9 @@ switch (op) {
     await pipeline(readFileChunks(input), (src) => decodeLz4Frame(src), createWriteStream(output, { highWaterMark: 16 << 20 }));
     break;
   case 'wal-apply': {
-    const applier = await WalApplier.open(output, { strict: true });
-    // The WAL is read in 4 MiB chunks lent to the applier, which keeps pages in place in them until
-    // it writes them and then gives the chunks back for the next reads (within its 32 MiB buffer).
+    // As restore applies segments: each page is written as it is read (writeThrough), from 4 MiB
+    // chunks lent to the applier and given back once written, for the next reads.
+    const applier = await WalApplier.open(output, { writeThrough: true });
     const wal = lendFileChunks(input);
     const r = await applier.apply(wal.chunks, { release: wal.release });
     await applier.close();

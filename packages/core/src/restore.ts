@@ -28,8 +28,6 @@ import { withRetry } from './retry.js';
 export const RESTORE_PARALLELISM = 8;
 /** Compressed bytes downloaded ahead of the apply step, at most. */
 export const RESTORE_PREFETCH_BYTES = 16 * 1024 * 1024;
-/** Committed pages a restore keeps in memory before writing them to the database file. */
-export const RESTORE_APPLY_BUFFER_BYTES = 16 * 1024 * 1024;
 /** Tries per object before a restore gives up on it. */
 export const RESTORE_ATTEMPTS = 5;
 
@@ -474,7 +472,9 @@ async function restoreNow(client: ReplicaClient, options: RestoreOptions): Promi
     };
     pump();
 
-    applier = await WalApplier.open(tmp, { strict: true, bufferBytes: RESTORE_APPLY_BUFFER_BYTES });
+    // The temporary file is removed when anything fails, so pages go to it as they are read
+    // (writeThrough) instead of waiting in memory for their transaction's commit frame.
+    applier = await WalApplier.open(tmp, { writeThrough: true });
     let pos = new Pos(plan.generation, plan.snapshot.index, 0);
     let i = 0;
     while (i < segs.length) {
@@ -495,7 +495,7 @@ async function restoreNow(client: ReplicaClient, options: RestoreOptions): Promi
           downloads[i] = undefined;
           let n = 0;
           try {
-            // Decoded blocks are lent to the applier, which keeps pages in place in them and gives
+            // Decoded blocks are lent to the applier, which writes pages straight from them and gives
             // each back (releaseDecodedBlock) once written, for the decoder to reuse.
             for await (const chunk of decodeLz4Frame(raw.chunks, { blocksGivenBack: true })) {
               n += chunk.length;

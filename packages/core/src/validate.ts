@@ -69,7 +69,7 @@ export async function validateReplica(replica: Replica, signal?: AbortSignal): P
       // locks SQLite's connections hold on the database (see database-file.ts).
       await copyOpenFile(file, expected);
       if (reached.offset > 32) {
-        const applier = await WalApplier.open(expected, { strict: true, fsync: false });
+        const applier = await WalApplier.open(expected, { writeThrough: true, fsync: false });
         try {
           await applier.apply(readRange(db.shadowWalPath(pos.generation, pos.index), 0, reached.offset));
           await applier.close();

@@ -61,7 +61,7 @@ type ChildReport = Record<string, { code?: string; message: string } | string | 
  * limit. The child is this package's source, bundled into `home/child/` (outside the directory the
  * test lists); with `binding`, the binding is copied to `home/build/`, where the child finds it.
  */
-async function applyUnderLimit(home: string, db: string, walPath: string, binding: boolean): Promise<ChildReport> {
+async function applyUnderLimit(home: string, db: string, walPath: string, binding: boolean, through = false): Promise<ChildReport> {
   const child = join(home, 'child', 'child.mjs');
   if (binding) {
     await mkdir(join(home, 'build'), { recursive: true });
@@ -71,7 +71,7 @@ async function applyUnderLimit(home: string, db: string, walPath: string, bindin
   try {
     // `ulimit -f` counts KiB, or 512-byte blocks when bash runs in POSIX mode: so no POSIXLY_CORRECT.
     const { POSIXLY_CORRECT: _, ...env } = process.env;
-    const { stdout } = await run('bash', ['-c', 'ulimit -f 700 && exec "$0" "$@"', process.execPath, child, db, walPath, String(50 * PS)], { env });
+    const { stdout } = await run('bash', ['-c', 'ulimit -f 700 && exec "$0" "$@"', process.execPath, child, db, walPath, String(50 * PS), through ? 'through' : 'buffered'], { env });
     return JSON.parse(stdout) as ChildReport;
   } finally {
     await rm(home, { recursive: true, force: true });
@@ -111,4 +111,19 @@ describe('WalApplier after a failed write', () => {
     expect(r.nativeWrites).toBe(true);
     expectRefusedAndNothingWritten(r);
   });
+
+  for (const binding of [false, true]) {
+    it.skipIf(binding && !required && !nativePwriteRuns())(
+      `refuses further applies and closes without writing when a page written through fails (${binding ? 'on the thread pool' : 'without the binding'})`,
+      async () => {
+        // The same 40 transactions, written through as they are read: page 176 is the first past 700 KiB.
+        const frames: [number, number][] = [];
+        for (let pgno = 1; pgno <= 400; pgno++) frames.push([pgno, pgno % 10 === 0 ? pgno : 0]);
+        const { db, walPath } = await databaseAndWal(join(dir, `through-${binding}`), frames, 55);
+        const r = await applyUnderLimit(join(dir, `through-child-${binding}-${process.pid}`), db, walPath, binding, true);
+        expect(r.nativeWrites).toBe(binding);
+        expectRefusedAndNothingWritten(r);
+      },
+    );
+  }
 });

@@ -7,7 +7,7 @@ import { integrityCheck, sqliteCheckpoint, tempDir, writeWithSqlite } from '../t
 import { WalApplier, applyWal, parseDatabaseHeader } from './apply.js';
 import { CorruptDataError, PageSizeMismatchError, WalFormatError } from './errors.js';
 import { lendFileChunks, readFileChunks } from './file-chunks.js';
-import { scanWal } from './wal-reader.js';
+import { WalFrameReader, scanWal } from './wal-reader.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -29,6 +29,15 @@ async function scenario(name: string, pageSize?: number) {
   await copyFile(`${src}-wal`, wal);
   sqliteCheckpoint(expected);
   return { dir: t.dir, expected, ours, wal };
+}
+
+/** The WAL offset just past each commit frame. */
+async function commitEnds(wal: Buffer): Promise<number[]> {
+  const reader = new WalFrameReader([wal]);
+  await reader.header();
+  const ends: number[] = [];
+  for (let f = await reader.next(); f; f = await reader.next()) if (f.commitSize !== 0) ends.push(reader.validOffset);
+  return ends;
 }
 
 describe('applyWal on WALs written by real SQLite', () => {
@@ -183,6 +192,135 @@ describe('applyWal on WALs written by real SQLite', () => {
     expect(lent.size).toBeGreaterThan(0);
     await applier.abort();
     expect(lent.size).toBe(0);
+  });
+
+  it('writes through (writeThrough): the bytes SQLite gives, from lent, refilled and streamed sources', async () => {
+    for (const [name, pageSize] of [
+      ['basic', undefined],
+      ['mixed', undefined],
+      ['shrink', undefined],
+      ['basic', 1024],
+      ['mixed', 65536],
+    ] as const) {
+      const s = await scenario(name, pageSize);
+      const expected = await readFile(s.expected);
+      const wal = await readFile(s.wal);
+      // Lent chunks, poisoned as soon as they are given back: a write still reading one would
+      // put 0xee bytes in the file.
+      for (const chunkBytes of [4 << 20, 7000, 997]) {
+        const out = join(s.dir, `through-lent-${chunkBytes}.db`);
+        await copyFile(join(s.dir, 'src.db'), out);
+        const src = lendFileChunks(s.wal, { chunkBytes });
+        const held = new Set<Uint8Array>();
+        let wrong = 0;
+        const counted = (async function* () {
+          for await (const c of src.chunks) {
+            held.add(c);
+            yield c;
+          }
+        })();
+        const applier = await WalApplier.open(out, { writeThrough: true });
+        const r = await applier.apply(counted, {
+          release: (c) => {
+            if (!held.delete(c)) wrong++;
+            c.fill(0xee);
+            src.release(c);
+          },
+        });
+        await applier.close();
+        expect(r.transactions).toBeGreaterThan(0);
+        expect(r.walBytes).toBe(wal.length);
+        expect([wrong, held.size]).toEqual([0, 0]);
+        expect((await readFile(out)).equals(expected), `${name} ${pageSize} lent ${chunkBytes}`).toBe(true);
+      }
+      // One buffer refilled (and poisoned) the moment the applier asks for more.
+      const refilled = join(s.dir, 'through-refilled.db');
+      await copyFile(join(s.dir, 'src.db'), refilled);
+      const oneBuffer = async function* () {
+        const buf = Buffer.alloc(5000);
+        for (let at = 0; at < wal.length; at += buf.length) {
+          const n = wal.copy(buf, 0, at, Math.min(at + buf.length, wal.length));
+          yield buf.subarray(0, n);
+          buf.fill(0xee);
+        }
+      };
+      await applyWal(refilled, oneBuffer(), { writeThrough: true });
+      expect((await readFile(refilled)).equals(expected)).toBe(true);
+      const streamed = join(s.dir, 'through-streamed.db');
+      await copyFile(join(s.dir, 'src.db'), streamed);
+      await applyWal(streamed, createReadStream(s.wal, { highWaterMark: 1 << 20 }), { writeThrough: true });
+      expect((await readFile(streamed)).equals(expected)).toBe(true);
+      expect(integrityCheck(streamed)).toBe('ok');
+    }
+  });
+
+  it('writes through: a corrupt frame inside a transaction throws, and the applier, holding part of it, can only be aborted', async () => {
+    const m = await scenario('mixed');
+    const wal = Buffer.from(await readFile(m.wal));
+    // A byte of the second frame of a transaction of three frames or more.
+    const frameSize = wal.readUInt32BE(8) + 24;
+    const ends = await commitEnds(wal);
+    const k = ends.findIndex((end, i) => i > 0 && end - ends[i - 1]! >= 3 * frameSize);
+    expect(k).toBeGreaterThan(0);
+    wal[ends[k - 1]! + frameSize + 24 + 100]! ^= 0xff;
+    const out = join(m.dir, 'through-bad.db');
+    await copyFile(join(m.dir, 'src.db'), out);
+    const lent = new Set<Uint8Array>();
+    const pieces = async function* () {
+      for (let at = 0; at < wal.length; at += 5000) {
+        const c = Buffer.from(wal.subarray(at, at + 5000));
+        lent.add(c);
+        yield c;
+      }
+    };
+    const applier = await WalApplier.open(out, { writeThrough: true });
+    await expect(applier.apply(pieces(), { release: (c) => lent.delete(c) })).rejects.toBeInstanceOf(WalFormatError);
+    expect(lent.size).toBe(0);
+    await expect(applier.apply([wal])).rejects.toThrow(/part of a transaction the WAL did not complete was written through; the file is incomplete/);
+    await expect(applier.close()).rejects.toThrow(/the file is incomplete/);
+    await applier.abort();
+  });
+
+  it('writes through: an uncommitted tail SQLite left (its chain broken at its first frame) throws, and nothing of it is in the file', async () => {
+    const s = await scenario('uncommitted-tail');
+    const applier = await WalApplier.open(s.ours, { writeThrough: true });
+    await expect(applier.apply(lendFileChunks(s.wal, { chunkBytes: 5000 }).chunks)).rejects.toBeInstanceOf(WalFormatError);
+    await applier.close();
+    expect((await readFile(s.ours)).equals(await readFile(s.expected))).toBe(true);
+  });
+
+  it('writes through: a source failing between two transactions leaves every one before; failing inside one, the file is incomplete', async () => {
+    const s = await scenario('mixed');
+    const wal = await readFile(s.wal);
+    const commits = await commitEnds(wal);
+    expect(commits.length).toBeGreaterThan(3);
+    const failingAt = (cut: number) =>
+      (async function* () {
+        yield wal.subarray(0, cut);
+        throw new Error('download failed');
+      })();
+    const cut = commits.at(-2)!;
+    const out = join(s.dir, 'through-cut.db');
+    await copyFile(join(s.dir, 'src.db'), out);
+    const applier = await WalApplier.open(out, { writeThrough: true });
+    await expect(applier.apply(failingAt(cut))).rejects.toThrow('download failed');
+    await applier.close();
+    // What applying exactly the transactions before the cut gives.
+    const ref = join(s.dir, 'through-cut-ref.db');
+    await copyFile(join(s.dir, 'src.db'), ref);
+    await applyWal(ref, [wal.subarray(0, cut)], { strict: true });
+    expect((await readFile(out)).equals(await readFile(ref))).toBe(true);
+    expect(integrityCheck(out)).toBe('ok');
+
+    // Halfway through the last transaction, after some of its frames.
+    const frameSize = wal.readUInt32BE(8) + 24;
+    const lastFrames = (commits.at(-1)! - commits.at(-2)!) / frameSize;
+    expect(lastFrames).toBeGreaterThan(2);
+    const inside = join(s.dir, 'through-inside.db');
+    await copyFile(join(s.dir, 'src.db'), inside);
+    const broken = await WalApplier.open(inside, { writeThrough: true });
+    await expect(broken.apply(failingAt(commits.at(-2)! + Math.floor(lastFrames / 2) * frameSize + 100))).rejects.toThrow('download failed');
+    await expect(broken.close()).rejects.toThrow(/the file is incomplete/);
   });
 
   it('stops an apply when the applier is aborted meanwhile, giving back every chunk and leaving no spill file', async () => {

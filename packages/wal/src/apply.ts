@@ -58,6 +58,14 @@ export interface WalApplyOptions {
   fsync?: boolean;
   /** Bytes of page copies kept in memory, committed and of the open transaction (default 32 MiB; see APPLY_DEFAULT_BUFFER_BYTES). */
   bufferBytes?: number;
+  /**
+   * Write each page to the file as it is read, before its transaction's commit frame, holding
+   * nothing in memory (`bufferBytes` does not apply): the fastest way, for a file that is thrown
+   * away when applying fails, such as a restore's temporary file. Implies `strict`. A WAL that
+   * turns out corrupt or incomplete still throws, but part of its last transaction may be in the
+   * file by then: the applier can then only be aborted. Default false.
+   */
+  writeThrough?: boolean;
 }
 
 /** What applying one WAL did. */
@@ -177,7 +185,8 @@ export class WalApplier {
     if (!Number.isFinite(bufferBytes) || bufferBytes < 0) {
       throw new RangeError(`bufferBytes must be a number of bytes (0 or more), got ${bufferBytes}`);
     }
-    this.#options = { strict: options.strict ?? false, fsync: options.fsync ?? true, bufferBytes };
+    const writeThrough = options.writeThrough ?? false;
+    this.#options = { strict: writeThrough || (options.strict ?? false), fsync: options.fsync ?? true, bufferBytes, writeThrough };
     if (pageSize !== undefined) this.#setPageSize(pageSize);
   }
 
@@ -271,6 +280,20 @@ export class WalApplier {
         if (batch === null) break;
         if (batch !== undefined) {
           const { chunk, count, frameSize, pgnos, commits } = batch;
+          if (this.#options.writeThrough) {
+            await this.#writeThrough(chunk, batch.start + WAL_FRAME_HEADER_SIZE, count, frameSize, pgnos);
+            this.#checkNotAborted();
+            for (let k = 0; k < count; k++) {
+              this.#openFrames++;
+              if (commits[k] !== 0) {
+                frames += this.#openFrames;
+                this.#openFrames = 0;
+                transactions++;
+                this.#pageCount = commits[k]!;
+              }
+            }
+            continue;
+          }
           const lent = this.#currentChunk;
           let at = batch.start + WAL_FRAME_HEADER_SIZE;
           for (let k = 0; k < count; k++, at += frameSize) {
@@ -290,11 +313,25 @@ export class WalApplier {
           }
           continue;
         }
+        // A write through may still be reading the chunk the reader is about to leave.
+        if (this.#options.writeThrough) await this.#settleWrites();
         this.#inSource = true;
         const f = await reader.next();
         this.#inSource = false;
         this.#checkNotAborted();
         if (!f) break;
+        if (this.#options.writeThrough) {
+          await this.#writeThrough(f.page, 0, 1, this.#pageSize!, [f.pgno]);
+          this.#checkNotAborted();
+          this.#openFrames++;
+          if (f.commitSize !== 0) {
+            frames += this.#openFrames;
+            this.#openFrames = 0;
+            transactions++;
+            this.#pageCount = f.commitSize;
+          }
+          continue;
+        }
         // A frame across two chunks: a copy (as is, rarely, one at the start of a chunk).
         if (this.#full()) {
           await this.#makeRoom();
@@ -313,6 +350,7 @@ export class WalApplier {
       this.#dropOpenTransaction();
       const stopReason = reader.stopReason ?? 'end';
       if (this.#options.strict) {
+        if (this.#options.writeThrough) await this.#settleWrites();
         if (stopReason !== 'end') {
           throw new WalFormatError(`WAL frame at offset ${reader.validOffset} is invalid (${stopReason})`, {
             offset: reader.validOffset,
@@ -337,6 +375,16 @@ export class WalApplier {
       // After an abort that did not wait (the apply was waiting on its source), everything this
       // applier held is gone already.
       if (!this.#abandoned) this.#dropOpenTransaction();
+      if (this.#openFrames > 0) {
+        // Part of a transaction that did not commit was written through: the file is unusable.
+        if (this.#failed === undefined) {
+          this.#failed = err;
+          this.#wroteIncomplete = true;
+        }
+        this.#openFrames = 0;
+      }
+      // A write through still reading the source's memory must end before the source is closed.
+      await this.#writing?.catch(() => undefined);
       throw err;
     } finally {
       this.#inSource = false;
@@ -409,9 +457,9 @@ export class WalApplier {
     if (this.#applying && !this.#inSource) await this.#applying;
     if (this.#applying) this.#abandoned = true;
     // The file is being discarded: a write's or a background flush's own failure no longer
-    // matters, only its end.
-    this.#releaseAll();
+    // matters, only its end, which comes before the chunks it may read go back.
     await this.#writing?.catch(() => undefined);
+    this.#releaseAll();
     await this.#bgSync;
     await this.#fh.close();
     await this.#dropSpill();
@@ -419,9 +467,10 @@ export class WalApplier {
 
   #throwIfFailed(): void {
     if (this.#failed !== undefined) {
-      throw new Error(`${this.#path}: an earlier write failed partway through a transaction; the file is incomplete`, {
-        cause: this.#failed,
-      });
+      const what = this.#wroteIncomplete
+        ? 'part of a transaction the WAL did not complete was written through'
+        : 'an earlier write failed partway through a transaction';
+      throw new Error(`${this.#path}: ${what}; the file is incomplete`, { cause: this.#failed });
     }
   }
 
@@ -904,6 +953,89 @@ export class WalApplier {
 
   /** The write on the thread pool, if any. */
   #writing: Promise<void> | undefined;
+
+  /** Frames written through since the last commit frame. */
+  #openFrames = 0;
+  /** Set when the failure is a transaction written through in part (not a failed write). */
+  #wroteIncomplete = false;
+  /** Sort keys of a write-through batch (page number × 2^21 + frame), reused. */
+  #keys = new Float64Array(0);
+
+  /**
+   * How a `writeThrough` applier applies frames: the `count` pages at `at`, `at + stride`, ... of
+   * `chunk`, numbered `pgnos`, are written to the database file straight from there, the last image
+   * of each page in the batch only, in page order, without waiting for their transaction's commit
+   * frame. Pages go to the file's page cache, which serves as the buffer, and the input's memory is
+   * free again at once instead of being held until a flush: on the WAL apply benchmark (70 MiB of
+   * WAL, ~12 MiB transactions, a fresh process) 48–68 ms instead of 80–130 ms, most of the
+   * difference page faults on the fresh memory held pages need. The write runs on the thread pool
+   * and may still read `chunk` when this returns: `#settleWrites` before the source may reuse it.
+   */
+  async #writeThrough(chunk: Buffer, at: number, count: number, stride: number, pgnos: ArrayLike<number>): Promise<void> {
+    const ps = this.#pageSize!;
+    const FRAME_BITS = 2 ** 21;
+    for (let from = 0; from < count; from += FRAME_BITS) {
+      const n = Math.min(count - from, FRAME_BITS);
+      if (this.#keys.length < n) this.#keys = new Float64Array(Math.max(n, 2 * this.#keys.length));
+      const keys = this.#keys.subarray(0, n);
+      for (let k = 0; k < n; k++) keys[k] = pgnos[from + k]! * FRAME_BITS + k;
+      keys.sort();
+      const runs = new Float64Array(4 * n);
+      let m = 0;
+      for (let i = 0; i < n; i++) {
+        const pgno = Math.floor(keys[i]! / FRAME_BITS);
+        // Only the last image of a page in the batch (the highest frame sorts last).
+        if (i + 1 < n && Math.floor(keys[i + 1]! / FRAME_BITS) === pgno) continue;
+        const k = keys[i]! - pgno * FRAME_BITS;
+        runs[4 * m] = (pgno - 1) * ps;
+        runs[4 * m + 1] = 0;
+        runs[4 * m + 2] = at + (from + k) * stride;
+        runs[4 * m + 3] = ps;
+        m++;
+      }
+      // Earlier writes may hold older images of these pages: they land first.
+      await this.#settleWrites();
+      this.#writeRuns(chunk, runs.subarray(0, 4 * m));
+      this.#unsynced += m * ps;
+      this.#backgroundSync();
+    }
+  }
+
+  /**
+   * Starts writing `runs` (file position, 0, offset in `buf`, length) of `buf`: on the thread pool
+   * through the binding (`#writing`), or here, at once, without it.
+   */
+  #writeRuns(buf: Buffer, runs: Float64Array): void {
+    const write = nativePwriteRuns();
+    const path = this.#path;
+    if (write) {
+      const p = write(this.#fh.fd, [buf], runs).then((r) => {
+        if (r < 0) {
+          const code = getSystemErrorName(r);
+          throw Object.assign(new Error(`${code}: writing pages to ${path}`), { code, errno: r, syscall: 'pwrite', path });
+        }
+      });
+      p.catch(() => undefined);
+      this.#writing = p;
+      return;
+    }
+    try {
+      for (let r = 0; r < runs.length; ) {
+        const pos = runs[r]!;
+        let end = pos;
+        const group: Buffer[] = [];
+        while (r < runs.length && runs[r] === end && group.length < MAX_IOVECS) {
+          group.push(buf.subarray(runs[r + 2]!, runs[r + 2]! + runs[r + 3]!));
+          end += runs[r + 3]!;
+          r += 4;
+        }
+        writeAllSync(this.#fh.fd, group, pos);
+      }
+    } catch (err) {
+      this.#failed ??= err;
+      throw err;
+    }
+  }
 
   /**
    * Waits for the write on the thread pool. Its failure fails the applier: pages of a committed

@@ -1,6 +1,6 @@
 // Built from source and run under `ulimit -f` by apply-failure.test.ts: applies a WAL whose writes
 // into the database pass the file size limit partway (EFBIG): those of a spilled transaction's
-// commit, or flushes on the thread pool. Prints what each later call did, and the database's bytes
+// commit, flushes on the thread pool, or (with `through`) pages written through. Prints what each later call did, and the database's bytes
 // before and after close(), as JSON.
 import { createHash } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
@@ -8,14 +8,14 @@ import { dirname } from 'node:path';
 import { WalApplier } from '../src/apply.js';
 import { nativePwriteRuns } from '../src/lz4-native.js';
 
-const [dbPath, walPath, bufferBytes] = process.argv.slice(2) as [string, string, string];
+const [dbPath, walPath, bufferBytes, mode] = process.argv.slice(2) as [string, string, string, string | undefined];
 const describe = (err: unknown) => {
   const e = err as { code?: string; cause?: { code?: string }; message?: string };
   return { code: e.code ?? e.cause?.code, message: String(e.message ?? err) };
 };
 const digest = async () => createHash('sha256').update(await readFile(dbPath)).digest('hex');
 const out: Record<string, unknown> = { nativeWrites: nativePwriteRuns() !== undefined };
-const applier = await WalApplier.open(dbPath, { strict: true, bufferBytes: Number(bufferBytes) });
+const applier = await WalApplier.open(dbPath, { strict: true, bufferBytes: Number(bufferBytes), writeThrough: mode === 'through' });
 const wal = await readFile(walPath);
 for (const step of ['apply', 'again'] as const) {
   try {
