@@ -246,6 +246,36 @@ async function applyThrough(ps: number, wals: WalSpec[], lend: boolean): Promise
   expect(lender.outstanding).toBe(0);
 }
 
+/** A WAL as the properties generate it: offsets and sizes still to be fitted to the WAL built. */
+interface GeneratedWal {
+  txns: { pgnos: number[]; size: number | undefined }[];
+  lastOpen: boolean;
+  corruptAt: number | undefined;
+  bigEndian: boolean;
+  piece: number;
+  throwAt: number | undefined;
+}
+
+/** The specs of generated WALs: damage and failure offsets brought within each WAL. */
+function specsFrom(ps: number, wals: GeneratedWal[]): WalSpec[] {
+  return wals.map((w) => {
+    const txns: Txn[] = w.txns.map((t, i) => ({
+      pgnos: t.pgnos,
+      // Only a WAL's last transaction may lack its commit frame (frames before a commit all belong to it).
+      commitSize: i === w.txns.length - 1 && w.lastOpen ? undefined : (t.size ?? Math.max(...t.pgnos)),
+    }));
+    const frames = txns.reduce((a, t) => a + t.pgnos.length, 0);
+    const walLength = WAL_HEADER_SIZE + frames * (ps + WAL_FRAME_HEADER_SIZE);
+    return {
+      txns,
+      corruptAt: w.corruptAt === undefined ? undefined : w.corruptAt % frames,
+      bigEndian: w.bigEndian,
+      piece: w.piece,
+      throwAt: w.throwAt === undefined ? undefined : w.throwAt % (walLength + 1),
+    };
+  });
+}
+
 const commit = (pgnos: number[], size = Math.max(...pgnos)): Txn => ({ pgnos, commitSize: size });
 const open = (pgnos: number[]): Txn => ({ pgnos, commitSize: undefined });
 
@@ -357,22 +387,7 @@ describe('WalApplier against a model', () => {
       });
     await fc.assert(
       fc.asyncProperty(scenario, async ({ s, wals }) => {
-        const specs: WalSpec[] = wals.map((w) => {
-          const txns: Txn[] = w.txns.map((t, i) => ({
-            pgnos: t.pgnos,
-            // Only a WAL's last transaction may lack its commit frame (frames before a commit all belong to it).
-            commitSize: i === w.txns.length - 1 && w.lastOpen ? undefined : (t.size ?? Math.max(...t.pgnos)),
-          }));
-          const frames = txns.reduce((a, t) => a + t.pgnos.length, 0);
-          const walLength = WAL_HEADER_SIZE + frames * (s.ps + WAL_FRAME_HEADER_SIZE);
-          return {
-            txns,
-            corruptAt: w.corruptAt === undefined ? undefined : w.corruptAt % frames,
-            bigEndian: w.bigEndian,
-            piece: w.piece,
-            throwAt: w.throwAt === undefined ? undefined : w.throwAt % (walLength + 1),
-          };
-        });
+        const specs = specsFrom(s.ps, wals);
         const bufferBytes = s.pages * s.ps + s.extra;
         const r = await applyAll(s.ps, bufferBytes, specs, s.lend);
         expect(r.got.length).toBe(r.want.length);
@@ -413,22 +428,7 @@ describe('WalApplier against a model', () => {
       });
     await fc.assert(
       fc.asyncProperty(scenario, async ({ s, wals }) => {
-        const specs: WalSpec[] = wals.map((w) => {
-          const txns: Txn[] = w.txns.map((t, i) => ({
-            pgnos: t.pgnos,
-            commitSize: i === w.txns.length - 1 && w.lastOpen ? undefined : (t.size ?? Math.max(...t.pgnos)),
-          }));
-          const frames = txns.reduce((a, t) => a + t.pgnos.length, 0);
-          const walLength = WAL_HEADER_SIZE + frames * (s.ps + WAL_FRAME_HEADER_SIZE);
-          return {
-            txns,
-            corruptAt: w.corruptAt === undefined ? undefined : w.corruptAt % frames,
-            bigEndian: w.bigEndian,
-            piece: w.piece,
-            throwAt: w.throwAt === undefined ? undefined : w.throwAt % (walLength + 1),
-          };
-        });
-        await applyThrough(s.ps, specs, s.lend);
+        await applyThrough(s.ps, specsFrom(s.ps, wals), s.lend);
       }),
       { numRuns: 300 },
     );
