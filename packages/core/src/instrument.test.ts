@@ -221,6 +221,54 @@ describe('instrumentClient', () => {
 });
 
 describe('replica lag', () => {
+  it('counts from the oldest commit still missing, not from when the replica was last caught up', async () => {
+    const path = join(dir, 'lag-steady.db');
+    const w = writer(path);
+    w.commit(10);
+    const gated = new OutageClient(new FileReplicaClient({ root: join(dir, 'lag-steady-replica') }));
+    const db = new Db(path);
+    const replica = db.addReplica(gated, { name: 'primary', syncIntervalMs: 0 });
+    await db.open();
+    await db.flush();
+    w.commit(1);
+    await db.flush();
+    expect(replica.status().lagMs).toBe(0);
+
+    // Commit A: its upload is held at the storage until released.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const inner = gated.put.bind(gated);
+    let uploads = 0;
+    gated.put = async (key, body, options) => {
+      uploads++;
+      await held;
+      return inner(key, body, options);
+    };
+    w.commit(1);
+    await db.sync();
+    while (uploads === 0) await new Promise((r) => setTimeout(r, 5));
+    const aStart = replica.status().pendingSince!.getTime();
+    await new Promise((r) => setTimeout(r, 60));
+    // Commit B arrives while A uploads: the sync ships A only.
+    const beforeB = Date.now();
+    w.commit(1);
+    await db.sync();
+    // The status the moment A is durable (before the replica goes on to ship B).
+    const afterA = next(db.events, 'replica-sync').then(() => replica.status());
+    release();
+    const atA = await afterA;
+    // Once A is durable, the oldest commit missing is B: the clock restarted from B, not from A.
+    expect(atA.pendingSince).toBeInstanceOf(Date);
+    expect(atA.pendingSince!.getTime()).toBeGreaterThanOrEqual(beforeB);
+    expect(atA.pendingSince!.getTime()).toBeGreaterThan(aStart);
+    gated.put = inner;
+    await db.flush();
+    expect(replica.status()).toMatchObject({ pendingSince: undefined, lagMs: 0 });
+    await db.close();
+    w.close();
+  });
+
+
   it('rises while storage fails and returns to 0 once the replica catches up', async () => {
     const path = join(dir, 'lag.db');
     const w = writer(path);

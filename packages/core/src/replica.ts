@@ -36,6 +36,8 @@ const MAX_RETRY_DELAY_MS = 30_000;
 const FAILURE_LOG_INTERVAL_MS = 60_000;
 /** Default `slowSyncMs`: a sync running longer (and longer than three sync intervals) is reported. */
 const SLOW_SYNC_MS = 15_000;
+/** Positions past a replica whose first-seen time its lag clock keeps (see #updatePending). */
+const MAX_LAG_MARKS = 1024;
 
 interface Waiter {
   pos: Pos;
@@ -159,11 +161,43 @@ export class Replica {
     return !pos || pos.generation !== dpos.generation || comparePos(pos, dpos) < 0;
   }
 
-  /** Starts the lag clock when the database moved past this replica; stops it once caught up. */
+  /**
+   * Keeps the lag clock: the time the database was first seen at each position past this replica
+   * (`#marks`, oldest first), so that once the replica reaches one of them the clock restarts from
+   * the next, the time of the oldest commit it still lacks. (Restarting only when fully caught up
+   * made a replica of a database written without pause look ever further behind, though each sync
+   * shipped everything older than one interval.)
+   */
   #updatePending(): void {
-    if (this.#behind()) this.#pendingSince ??= new Date();
-    else this.#pendingSince = undefined;
+    if (!this.#behind()) {
+      this.#pendingSince = undefined;
+      this.#marks = [];
+      return;
+    }
+    const dpos = this.db.pos!;
+    const pos = this.#pos;
+    const marks = this.#marks;
+    // Marks the replica holds no longer count; nor do those of a generation it has left behind.
+    let held = 0;
+    while (
+      held < marks.length &&
+      pos !== undefined &&
+      (marks[held]!.pos.generation === pos.generation ? comparePos(marks[held]!.pos, pos) <= 0 : pos.generation === dpos.generation)
+    ) {
+      held++;
+    }
+    if (held > 0) marks.splice(0, held);
+    const last = marks.at(-1);
+    if (last === undefined || comparePos(last.pos, dpos) !== 0) {
+      // Past the cap, the newest mark moves on and keeps its time: the lag can only read high.
+      if (last !== undefined && marks.length >= MAX_LAG_MARKS) last.pos = dpos;
+      else marks.push({ pos: dpos, at: Date.now() });
+    }
+    this.#pendingSince = new Date(marks[0]!.at);
   }
+
+  /** When the database was first seen at each position past this replica, oldest first. */
+  #marks: { pos: Pos; at: number }[] = [];
 
   /** Starts the timers: sync on notification, snapshots, retention and validation. */
   start(): void {
@@ -450,6 +484,7 @@ export class Replica {
       if (!dpos) {
         // Nothing to replicate yet (the database does not exist), so nothing is pending.
         this.#pendingSince = undefined;
+        this.#marks = [];
         return;
       }
       // The database left this replica's generation (its file was replaced or removed, or another
