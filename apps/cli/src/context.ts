@@ -93,6 +93,30 @@ export async function resolveReplicas(
  * file replica whose directory does not exist: its listing is empty because nothing was replicated
  * there yet, or because the path is mistyped, and an empty table alone does not say which.
  */
+/**
+ * Lists each replica with `list`, which returns its rows. With several replicas, one whose listing
+ * fails is reported on stderr (naming it) and the others are still listed; `failed` is then true,
+ * for a non-zero exit. A single replica's failure is thrown, as any other error of the command.
+ */
+export async function listEachReplica<R extends { config: { name: string } }, T>(
+  command: string,
+  replicas: R[],
+  list: (r: R) => Promise<T[]>,
+): Promise<{ rows: T[]; failed: boolean }> {
+  const rows: T[] = [];
+  let failed = false;
+  for (const r of replicas) {
+    try {
+      rows.push(...(await list(r)));
+    } catch (err) {
+      if (replicas.length === 1) throw err;
+      failed = true;
+      process.stderr.write(redactOutput(`lstream ${command}: replica ${r.config.name}: ${(err as Error)?.message ?? String(err)}\n`));
+    }
+  }
+  return { rows, failed };
+}
+
 export async function resolveListedReplicas(
   target: string,
   flags: { config?: string; 'no-expand-env'?: boolean; replica?: string },

@@ -361,6 +361,35 @@ describe('Db as a library', () => {
     expect((await restoreRows(root, 'cap')).rows).toEqual(dump(path).rows);
   });
 
+  it('drops nothing and warns of nothing at a first start on a WAL larger than the cap', async () => {
+    const path = join(dir, 'cap-start.db');
+    const root = join(dir, 'cap-start-replica');
+    write(path, ['--rows', '10']);
+    // A connection held open keeps the writer's WAL: its close is not the last one.
+    const hold = new Database(path);
+    hold.prepare('SELECT count(*) FROM t').get();
+    write(path, ['--rows', '3000', '--batch', '10', '--size', '400', '--autocheckpoint', '0']);
+    expect(statSync(`${path}-wal`).size).toBeGreaterThan(400_000);
+    const { lines, logger } = collectingLogger();
+    const db = new Db(path, { logger, maxShadowWalBytes: 200_000 });
+    db.addReplica(new FileReplicaClient({ root }), { syncIntervalMs: 0 });
+    const dropped: number[] = [];
+    db.events.on('shadow-dropped', (e) => dropped.push(e.index));
+    try {
+      await db.open();
+      await db.flush();
+      write(path, ['--rows', '5']);
+      await db.flush();
+      await db.close();
+    } finally {
+      hold.close();
+    }
+    // The new generation starts with a snapshot: no replica needed the files before it.
+    expect(dropped).toEqual([]);
+    expect(lines.filter((l) => l.msg.startsWith('shadow WAL exceeds its cap'))).toEqual([]);
+    expect((await restoreRows(root, 'cap-start')).rows).toEqual(dump(path).rows);
+  });
+
   it('enforces retention without ever deleting the newest restorable chain, and validates', async () => {
     const path = join(dir, 'retention.db');
     const root = join(dir, 'retention-replica');

@@ -86,6 +86,40 @@ describe('lstream with an S3 replica', () => {
     expect(segs[0]).toMatchObject({ index: snapshots[0]!.index, offset: 0 });
   });
 
+  it('lists the replicas it can when one fails, names the one that failed, and exits 1', async () => {
+    const db = join(dir, 'partial.db');
+    const good = join(dir, 'partial-replica');
+    write(db, ['--rows', '20']);
+    expect((await lstreamAsync(['replicate', '-exec', 'true', db, `file://${good}`])).code).toBe(0);
+    const configPath = join(dir, 'partial.yml');
+    writeFileSync(
+      configPath,
+      `dbs:
+  - path: ${db}
+    replicas:
+      - name: local
+        url: file://${good}
+      - name: missing-bucket
+        type: s3
+        bucket: no-such-bucket-for-listing
+        endpoint: ${s3.endpoint}
+        region: us-east-1
+        force-path-style: true
+        access-key-id: ${S3RVER_KEY}
+        secret-access-key: ${S3RVER_KEY}
+`,
+    );
+    for (const command of ['generations', 'snapshots', 'wal']) {
+      const r = await lstreamAsync([command, '-config', configPath, '--json', db]);
+      expect(r.code, command).toBe(1);
+      const rows = JSON.parse(r.stdout) as { name?: string; replica?: string }[];
+      expect(rows.length, command).toBeGreaterThan(0);
+      expect(rows.every((x) => (x.name ?? x.replica) === 'local'), command).toBe(true);
+      expect(r.stderr, command).toMatch(new RegExp(`^lstream ${command}: replica missing-bucket: .*bucket`, 'im'));
+      expect(r.stderr).not.toContain(S3RVER_KEY);
+    }
+  });
+
   it('replicates to an s3:// URL with credentials from LITESTREAM_* variables, and restores from the URL', async () => {
     const bucket = await s3.newBucket();
     const db = join(dir, 'url.db');

@@ -19,7 +19,7 @@ th { color:var(--muted); font-weight:500; font-size:12px; text-transform:upperca
 td.num { font-variant-numeric:tabular-nums; }
 code { font:12px ui-monospace, SFMono-Regular, Menlo, monospace; }
 .state { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px; font-weight:600; color:#fff; white-space:nowrap; }
-.state.in-sync { background:var(--ok); } .state.lagging { background:var(--warn); } .state.failing { background:var(--bad); } .state.starting { background:var(--muted); }
+.state.in-sync { background:var(--ok); } .state.lagging { background:var(--warn); } .state.failing { background:var(--bad); } .state.starting, .state.waiting { background:var(--muted); }
 .err { color:var(--bad); }
 .muted { color:var(--muted); }
 #notice { display:none; padding:12px 16px; border-radius:8px; margin-bottom:16px; background:#fff4e5; border:1px solid #f0c36d; }
@@ -48,7 +48,7 @@ function el(tag, attrs, ...children) {
   for (const c of children) if (c !== undefined && c !== null) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   return e;
 }
-const STATE_TEXT = { 'in-sync': 'in sync', lagging: 'lagging', failing: 'failing', starting: 'starting' };
+const STATE_TEXT = { 'in-sync': 'in sync', lagging: 'lagging', failing: 'failing', starting: 'starting', waiting: 'waiting for the database file' };
 function fmtMs(ms) {
   if (ms < 1000) return ms + ' ms';
   if (ms < 120000) return (ms / 1000).toFixed(1) + ' s';

@@ -33,7 +33,7 @@ export const EVENT_LOOP_WINDOW_MS = 10_000;
 export const MAX_SNAPSHOTS_LISTED = 200;
 
 /** State of a replica as the dashboard shows it. */
-export type ReplicaState = 'in-sync' | 'lagging' | 'failing' | 'starting';
+export type ReplicaState = 'in-sync' | 'lagging' | 'failing' | 'starting' | 'waiting';
 
 /** A recent replica or database error, credentials redacted. */
 export interface RecentError {
@@ -209,6 +209,8 @@ export class ServerStatus {
   }
 
   #state(d: Tracked, r: Replica, lagMs: number): ReplicaState {
+    // No database file (yet): nothing to replicate, and nothing replicated either.
+    if (d.db?.waitingForDatabase) return 'waiting';
     if (r.status().lastError !== undefined) return 'failing';
     if (lagMs > this.#lagLimitMs(d, r)) return 'lagging';
     if (r.pos === undefined && d.db?.pos !== undefined) return 'starting';

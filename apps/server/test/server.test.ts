@@ -148,6 +148,28 @@ describe('lstream-server', () => {
     expect(restored.rows).toEqual(source.rows);
   });
 
+  it('shows the replicas of a database that does not exist yet as waiting, stays ready, and replicates it once the app creates it', async () => {
+    const { db, configPath } = oneDbConfig('later');
+    const server = await startServer(['-config', configPath]);
+    const { url } = server;
+    try {
+      const waiting = await until('the replica to show it waits', async () => {
+        const r = await replicaStatus(url, 'later.db', 'file');
+        return r?.state === 'waiting' ? r : undefined;
+      });
+      expect(waiting.position).toBeNull();
+      expect((await fetch(`${url}/readyz`)).status).toBe(200);
+      write(db, ['--rows', '10']);
+      await until('the replica to be in sync', async () => {
+        const r = await replicaStatus(url, 'later.db', 'file');
+        return r?.state === 'in-sync' && r.position !== null ? r : undefined;
+      });
+      expect(await stopWithin(server.proc, 10_000)).toBe(0);
+    } finally {
+      server.proc.child.kill('SIGKILL');
+    }
+  });
+
   it('on a non-loopback bind requires the bearer token for the API and snapshots, keeps /metrics and /healthz open, and snapshots on request', async () => {
     const token = 'srv-tok-7f3a9c21b8e4d650';
     for (const sub of ['a', 'b']) mkdirSync(join(dir, sub), { recursive: true });

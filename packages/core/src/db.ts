@@ -162,6 +162,11 @@ export class Db {
   #lastError: unknown;
   #lastSyncAt: Date | undefined;
   #waitingForDb = false;
+
+  /** True while the database file does not exist and lstream waits for it to be created (nothing to replicate). */
+  get waitingForDatabase(): boolean {
+    return this.#waitingForDb;
+  }
   /** Why the generation found on disk could not be continued, when it was found but not loaded. */
   #noShadowReason: string | undefined;
   /** Set when the database file was removed or replaced under the connection: the next sync starts a generation. */
@@ -685,8 +690,12 @@ export class Db {
     return undefined;
   }
 
+  /** The last generation this process began (none of its files can be in any replica's storage before this process put them there). */
+  #begunHere: string | undefined;
+
   async #createGeneration(reason: string, realHeader: Buffer): Promise<void> {
     const generation = newGenerationName();
+    this.#begunHere = generation;
     const old = this.#shadow?.generation;
     await mkdir(join(this.metaPath, 'generations', generation, 'wal'), { recursive: true });
     await this.#startIndex(generation, 0, realHeader);
@@ -1033,8 +1042,12 @@ export class Db {
     const left = new Map<string, number>();
     for (const r of this.replicas) {
       const p = r.pos;
-      // A replica that has not reached storage yet may still continue from older files; only the cap removes them.
-      if (!p) keepFrom = 0;
+      // A replica that has not reached storage yet may still continue from older files (only the
+      // cap removes them), unless this process began the generation: no storage holds it then, and
+      // the replica starts it with a snapshot, so it needs nothing before the current file.
+      if (!p) {
+        if (s.generation !== this.#begunHere) keepFrom = 0;
+      }
       else if (p.generation === s.generation) keepFrom = Math.min(keepFrom, p.index);
       else left.set(p.generation, Math.min(left.get(p.generation) ?? p.index, p.index));
     }

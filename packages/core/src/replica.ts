@@ -31,7 +31,7 @@ import { LongTimer, MAX_DELAY_MS } from './timers.js';
 import { validateReplica } from './validate.js';
 
 /** Longest wait between two attempts of a failing replica. */
-const MAX_RETRY_DELAY_MS = 30_000;
+const MAX_RETRY_DELAY_MS = 10_000;
 /** Default `failureLogIntervalMs`: how often a replica whose syncs keep failing says so again. */
 const FAILURE_LOG_INTERVAL_MS = 60_000;
 /** Default `slowSyncMs`: a sync running longer (and longer than three sync intervals) is reported. */

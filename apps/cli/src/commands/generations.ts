@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { collect, listGenerations, listSnapshots, listWalSegments } from '@ls/core';
 import { CONFIG_FLAGS, parseCommandArgs } from '../argv.js';
-import { resolveListedReplicas } from '../context.js';
+import { listEachReplica, resolveListedReplicas } from '../context.js';
 import { UsageError } from '../errors.js';
 import { formatDuration, printTable, type Cell } from '../output.js';
 
@@ -38,8 +38,8 @@ export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('generations', argv, OPTIONS);
   if (positionals.length !== 1) throw new UsageError('generations: expected one database path or replica URL', 'generations');
   const replicas = await resolveListedReplicas(positionals[0]!, values);
-  const rows: Cell[][] = [];
-  for (const r of replicas) {
+  const { rows, failed } = await listEachReplica('generations', replicas, async (r) => {
+    const out: Cell[][] = [];
     const updated = r.db ? await lastModified(r.db.path) : undefined;
     for (const gen of await listGenerations(r.client)) {
       const times = [
@@ -50,9 +50,10 @@ export async function run(argv: string[]): Promise<number> {
       const start = Math.min(...times);
       const end = Math.max(...times);
       const lag = updated === undefined ? '-' : formatDuration(updated - end);
-      rows.push([r.config.name, gen, lag, new Date(start), new Date(end)]);
+      out.push([r.config.name, gen, lag, new Date(start), new Date(end)]);
     }
-  }
+    return out;
+  });
   printTable(['name', 'generation', 'lag', 'start', 'end'], rows, values.json ?? false);
-  return 0;
+  return failed ? 1 : 0;
 }

@@ -1,6 +1,6 @@
 import { listGenerations, listSnapshots } from '@ls/core';
 import { CONFIG_FLAGS, parseCommandArgs } from '../argv.js';
-import { resolveListedReplicas } from '../context.js';
+import { listEachReplica, resolveListedReplicas } from '../context.js';
 import { UsageError } from '../errors.js';
 import { printTable, type Cell } from '../output.js';
 
@@ -23,14 +23,15 @@ const OPTIONS = { ...CONFIG_FLAGS, replica: { type: 'string' }, json: { type: 'b
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('snapshots', argv, OPTIONS);
   if (positionals.length !== 1) throw new UsageError('snapshots: expected one database path or replica URL', 'snapshots');
-  const rows: Cell[][] = [];
-  for (const r of await resolveListedReplicas(positionals[0]!, values)) {
+  const { rows, failed } = await listEachReplica('snapshots', await resolveListedReplicas(positionals[0]!, values), async (r) => {
+    const out: Cell[][] = [];
     for (const gen of await listGenerations(r.client)) {
       for await (const s of listSnapshots(r.client, gen)) {
-        rows.push([r.config.name, gen, s.index, s.size, s.createdAt]);
+        out.push([r.config.name, gen, s.index, s.size, s.createdAt]);
       }
     }
-  }
+    return out;
+  });
   printTable(['replica', 'generation', 'index', 'size', 'created'], rows, values.json ?? false);
-  return 0;
+  return failed ? 1 : 0;
 }

@@ -1,6 +1,6 @@
 import { isGenerationName, listGenerations, listWalSegments } from '@ls/core';
 import { CONFIG_FLAGS, parseCommandArgs } from '../argv.js';
-import { resolveListedReplicas } from '../context.js';
+import { listEachReplica, resolveListedReplicas } from '../context.js';
 import { UsageError } from '../errors.js';
 import { printTable, type Cell } from '../output.js';
 
@@ -32,15 +32,16 @@ export async function run(argv: string[]): Promise<number> {
   if (values.generation !== undefined && !isGenerationName(values.generation)) {
     throw new UsageError(`wal: '${values.generation}' is not a generation name (16 lowercase hex digits)`, 'wal');
   }
-  const rows: Cell[][] = [];
-  for (const r of await resolveListedReplicas(positionals[0]!, values)) {
+  const { rows, failed } = await listEachReplica('wal', await resolveListedReplicas(positionals[0]!, values), async (r) => {
+    const out: Cell[][] = [];
     const gens = values.generation !== undefined ? [values.generation] : await listGenerations(r.client);
     for (const gen of gens) {
       for await (const s of listWalSegments(r.client, gen)) {
-        rows.push([r.config.name, gen, s.index, s.offset, s.size, s.createdAt]);
+        out.push([r.config.name, gen, s.index, s.offset, s.size, s.createdAt]);
       }
     }
-  }
+    return out;
+  });
   printTable(['replica', 'generation', 'index', 'offset', 'size', 'created'], rows, values.json ?? false);
-  return 0;
+  return failed ? 1 : 0;
 }
