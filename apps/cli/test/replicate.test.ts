@@ -1,7 +1,8 @@
 // End to end: the real `lstream` binary replicates a database written by a separate process, and
 // restores it; Litestream's own restore procedure (lz4 CLI + sqlite3 CLI) reads what it wrote.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -50,6 +51,36 @@ async function replicateSomeCommits(db: string, replica: string, configPath: str
 }
 
 describe('lstream replicate and restore', () => {
+  it('never applies the WAL of a database moved away to the database moved into its place', async () => {
+    const { db, configPath } = config('swap');
+    write(db, ['--rows', '10']);
+    const rep = startLstream(['replicate', '-config', configPath]);
+    await rep.waitFor(/msg="replica synced"/);
+    // The app commits and closes: with lstream's connection open, SQLite leaves the WAL in place.
+    write(db, ['--rows', '60', '--batch', '2']);
+    expect(existsSync(`${db}-wal`)).toBe(true);
+    // Another database is moved into place, as is safe without lstream.
+    const other = join(dir, 'swap-other.db');
+    write(other, ['--rows', '3']);
+    const o = new Database(other);
+    o.exec('CREATE TABLE marker (x); INSERT INTO marker VALUES (42)');
+    o.close();
+    renameSync(other, db);
+    await rep.waitFor(/msg="new generation".*reason="database file replaced"/);
+    // The database at the path is the one moved there, intact, and the app can go on writing to it.
+    const after = new Database(db);
+    expect(after.pragma('integrity_check', { simple: true })).toBe('ok');
+    expect(after.prepare('SELECT x FROM marker').pluck().get()).toBe(42);
+    expect(after.prepare('SELECT count(*) FROM t').pluck().get()).toBe(3);
+    after.close();
+    write(db, ['--rows', '5']);
+    expect(await rep.stop('SIGTERM')).toBe(0);
+    expect(rep.lines.some((l) => l.includes("moved the replaced database's WAL aside"))).toBe(true);
+    const out = join(dir, 'swap-restored.db');
+    expect(lstream(['restore', '-config', configPath, '-o', out, '-integrity-check', db]).code).toBe(0);
+    expect(dump(out).rows).toEqual(dump(db).rows);
+  });
+
   it('replicates a database written by another process, stops with a final sync, and restores it row for row', async () => {
     const { db, replica, configPath } = config('basic');
     write(db, ['--rows', '50']);

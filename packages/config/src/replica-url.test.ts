@@ -33,6 +33,14 @@ describe('parseReplicaUrl', () => {
     expect(urlError('file://otherhost/srv').problem).toContain('names a host');
   });
 
+  it('refuses a file URL of the root directory alone, as an unset variable leaves it (file://${DIR})', () => {
+    for (const url of ['file://', 'file:///', 'file:///./']) {
+      const e = urlError(url);
+      expect(e.problem).toContain('names no directory');
+      expect(e.hint).toContain('$VAR');
+    }
+  });
+
   it('reads an AWS S3 URL as bucket and key prefix without a leading slash', () => {
     expect(parseReplicaUrl('s3://my-bucket/backups/app.db')).toEqual({ type: 's3', bucket: 'my-bucket', path: 'backups/app.db', forcePathStyle: false });
     expect(parseReplicaUrl('s3://my-bucket')).toEqual({ type: 's3', bucket: 'my-bucket', forcePathStyle: false });

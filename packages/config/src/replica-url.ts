@@ -82,7 +82,13 @@ export function parseReplicaUrl(url: string): Partial<ReplicaConfig> & { type: s
       throw new ConfigError(`invalid file URL '${url}'`, { hint: 'Use three slashes and an absolute path: file:///var/backups/db.', cause: err });
     }
     const clean = posix.normalize(path);
-    return { type: 'file', path: clean.length > 1 ? clean.replace(/\/+$/, '') : clean };
+    if (clean === '/') {
+      // file:// or file:/// alone: most often a variable that expanded to nothing (file://${DIR}).
+      throw new ConfigError(`file URL '${url}' names no directory, only the root directory`, {
+        hint: 'Give the replica directory: file:///var/backups/db (check that a $VAR in the URL is set).',
+      });
+    }
+    return { type: 'file', path: clean.replace(/\/+$/, '') };
   }
 
   const prefix = cleanKeyPrefix(decodePath(u.pathname));

@@ -1,5 +1,5 @@
 import { realpathSync, watch, type FSWatcher } from 'node:fs';
-import { mkdir, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import {
   WAL_HEADER_SIZE,
@@ -498,6 +498,7 @@ export class Db {
       // a restart, belongs to it and not to the one shipped).
       this.logger.warn(dbStat ? 'database file was replaced; reopening it' : 'database file was removed; waiting for it', { db: this.path });
       await this.#dropConnection(dbStat ? 'database file replaced' : 'database file removed');
+      await this.#setAsideOldWal();
     }
     if (!this.#conn) {
       if (!dbStat) {
@@ -509,6 +510,7 @@ export class Db {
       await this.#init();
     }
     const walStat = await statOrUndefined(this.walPath);
+    this.#walFile = walStat ? { dev: walStat.dev, ino: walStat.ino } : undefined;
     if (!walStat || walStat.size < BigInt(WAL_HEADER_SIZE)) {
       await this.#conn!.touch();
       if (!(await statOrUndefined(this.walPath)) && !retried) {
@@ -1191,6 +1193,32 @@ export class Db {
    * decides whether the generation goes on: a restart lstream expected no longer is one, and with
    * `replaced` (why the file at the path is another one) the next sync starts a generation.
    */
+  /** The `-wal` file the connection had open at the last sync (SQLite reopens it by path). */
+  #walFile: { dev: bigint; ino: bigint } | undefined;
+
+  /**
+   * After the database file was replaced or removed: the `-wal` file at the path, when it is the
+   * one the old database's connections had open, belongs to the old database. Its app closed, but
+   * lstream's connection kept SQLite from deleting it; left there, the next connection to whatever
+   * database is at the path (lstream's, or the app's) would apply its frames to that file and
+   * corrupt it. It goes into the meta directory instead, kept, not deleted.
+   */
+  async #setAsideOldWal(): Promise<void> {
+    const old = this.#walFile;
+    this.#walFile = undefined;
+    if (old === undefined) return;
+    const st = await statOrUndefined(this.walPath);
+    if (!st || st.dev !== old.dev || st.ino !== old.ino) return;
+    const aside = join(this.metaPath, `replaced-${new Date().toISOString().replace(/[:.]/g, '-')}.wal`);
+    await mkdir(this.metaPath, { recursive: true });
+    // (The -shm stays: the first connection to open the database next resets it, finding no WAL.)
+    await rename(this.walPath, aside);
+    this.logger.warn("moved the replaced database's WAL aside, so that it is not applied to the database now at the path", {
+      db: this.path,
+      wal: aside,
+    });
+  }
+
   async #dropConnection(replaced?: string): Promise<void> {
     const old = this.#conn;
     const file = this.#dbFile;
