@@ -89,11 +89,6 @@ export async function resolveReplicas(
 }
 
 /**
- * Resolves the replicas a listing command works on (see `resolveReplicas`), and notes on stderr each
- * file replica whose directory does not exist: its listing is empty because nothing was replicated
- * there yet, or because the path is mistyped, and an empty table alone does not say which.
- */
-/**
  * Lists each replica with `list`, which returns its rows. With several replicas, one whose listing
  * fails is reported on stderr (naming it) and the others are still listed; `failed` is then true,
  * for a non-zero exit. A single replica's failure is thrown, as any other error of the command.
@@ -117,6 +112,11 @@ export async function listEachReplica<R extends { config: { name: string } }, T>
   return { rows, failed };
 }
 
+/**
+ * Resolves the replicas a listing command works on (see `resolveReplicas`), and notes on stderr each
+ * file replica whose directory does not exist: its listing is empty because nothing was replicated
+ * there yet, or because the path is mistyped, and an empty table alone does not say which.
+ */
 export async function resolveListedReplicas(
   target: string,
   flags: { config?: string; 'no-expand-env'?: boolean; replica?: string },

@@ -148,6 +148,17 @@ class Model {
   }
 }
 
+/** Applies `wal` in the spec's pieces, lent by `lender` or from one refilled buffer; resolves with what it threw, if anything. */
+function applyFailure(applier: WalApplier, wal: Buffer, spec: WalSpec, lender: LendingSource | undefined): Promise<unknown> {
+  const applied = lender
+    ? applier.apply(lender.chunks(wal, spec.piece, spec.throwAt), { release: lender.release })
+    : applier.apply(oneBuffer(wal, spec.piece, spec.throwAt));
+  return applied.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+}
+
 let dir: string;
 let cleanup: () => Promise<void>;
 beforeAll(async () => ({ dir, cleanup } = await tempDir()));
@@ -169,13 +180,7 @@ async function applyAll(ps: number, bufferBytes: number, wals: WalSpec[], lend =
     for (const [w, spec] of wals.entries()) {
       const { wal, images } = buildWal(ps, spec, 1000 + w);
       model.apply(ps, spec, images, wal.length);
-      const applied = lend
-        ? applier.apply(lender.chunks(wal, spec.piece, spec.throwAt), { release: lender.release })
-        : applier.apply(oneBuffer(wal, spec.piece, spec.throwAt));
-      const err = await applied.then(
-        () => undefined,
-        (e: unknown) => e,
-      );
+      const err = await applyFailure(applier, wal, spec, lend ? lender : undefined);
       if (err !== undefined && !(err instanceof Error && err.message === 'source failed')) throw err;
     }
     slabs = alloc.mock.calls.filter(([n]) => n === slab).length;
@@ -216,13 +221,7 @@ async function applyThrough(ps: number, wals: WalSpec[], lend: boolean): Promise
       if (t.commitSize !== undefined) committed = end;
     }
     const damaged = delivered < wal.length || spec.corruptAt !== undefined || spec.txns.at(-1)!.commitSize === undefined;
-    const applied = lend
-      ? applier.apply(lender.chunks(wal, spec.piece, spec.throwAt), { release: lender.release })
-      : applier.apply(oneBuffer(wal, spec.piece, spec.throwAt));
-    const err = await applied.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const err = await applyFailure(applier, wal, spec, lend ? lender : undefined);
     expect(lender.outstanding).toBe(0);
     if (!damaged) {
       expect(err).toBeUndefined();

@@ -284,13 +284,9 @@ export class WalApplier {
             await this.#writeThrough(chunk, batch.start + WAL_FRAME_HEADER_SIZE, count, frameSize, pgnos);
             this.#checkNotAborted();
             for (let k = 0; k < count; k++) {
-              this.#openFrames++;
-              if (commits[k] !== 0) {
-                frames += this.#openFrames;
-                this.#openFrames = 0;
-                transactions++;
-                this.#pageCount = commits[k]!;
-              }
+              const committed = this.#framesWrittenThrough(commits[k]!);
+              frames += committed;
+              if (committed > 0) transactions++;
             }
             continue;
           }
@@ -323,13 +319,9 @@ export class WalApplier {
         if (this.#options.writeThrough) {
           await this.#writeThrough(f.page, 0, 1, this.#pageSize!, [f.pgno]);
           this.#checkNotAborted();
-          this.#openFrames++;
-          if (f.commitSize !== 0) {
-            frames += this.#openFrames;
-            this.#openFrames = 0;
-            transactions++;
-            this.#pageCount = f.commitSize;
-          }
+          const committed = this.#framesWrittenThrough(f.commitSize);
+          frames += committed;
+          if (committed > 0) transactions++;
           continue;
         }
         // A frame across two chunks: a copy (as is, rarely, one at the start of a chunk).
@@ -938,15 +930,7 @@ export class WalApplier {
     }
     // Earlier writes may hold older images of these pages: they land first.
     await this.#settleWrites();
-    const path = this.#path;
-    const p = write(this.#fh.fd, bufs, runs.subarray(0, 4 * n)).then((r) => {
-      if (r < 0) {
-        const code = getSystemErrorName(r);
-        throw Object.assign(new Error(`${code}: writing pages to ${path}`), { code, errno: r, syscall: 'pwrite', path });
-      }
-    });
-    p.catch(() => undefined);
-    this.#writing = p;
+    this.#startNativeWrite(write, bufs, runs.subarray(0, 4 * n));
     await this.#settleWrites();
     this.#unsynced += pgnos.length * ps;
   }
@@ -954,8 +938,34 @@ export class WalApplier {
   /** The write on the thread pool, if any. */
   #writing: Promise<void> | undefined;
 
+  /** Starts `runs` of `bufs` on the thread pool through the binding, as `#writing`; a failure rejects it with the errno's code. */
+  #startNativeWrite(write: NativePwriteRuns, bufs: Buffer[], runs: Float64Array): void {
+    const path = this.#path;
+    const p = write(this.#fh.fd, bufs, runs).then((r) => {
+      if (r < 0) {
+        const code = getSystemErrorName(r);
+        throw Object.assign(new Error(`${code}: writing pages to ${path}`), { code, errno: r, syscall: 'pwrite', path });
+      }
+    });
+    p.catch(() => undefined);
+    this.#writing = p;
+  }
+
   /** Frames written through since the last commit frame. */
   #openFrames = 0;
+
+  /**
+   * Counts one frame written through, whose commit field is `commitSize`: at a commit frame, sets
+   * the page count and returns the frames of the transaction it ends; else returns 0.
+   */
+  #framesWrittenThrough(commitSize: number): number {
+    this.#openFrames++;
+    if (commitSize === 0) return 0;
+    const n = this.#openFrames;
+    this.#openFrames = 0;
+    this.#pageCount = commitSize;
+    return n;
+  }
   /** Set when the failure is a transaction written through in part (not a failed write). */
   #wroteIncomplete = false;
   /** Sort keys of a write-through batch (page number × 2^21 + frame), reused. */
@@ -1007,16 +1017,8 @@ export class WalApplier {
    */
   #writeRuns(buf: Buffer, runs: Float64Array): void {
     const write = nativePwriteRuns();
-    const path = this.#path;
     if (write) {
-      const p = write(this.#fh.fd, [buf], runs).then((r) => {
-        if (r < 0) {
-          const code = getSystemErrorName(r);
-          throw Object.assign(new Error(`${code}: writing pages to ${path}`), { code, errno: r, syscall: 'pwrite', path });
-        }
-      });
-      p.catch(() => undefined);
-      this.#writing = p;
+      this.#startNativeWrite(write, [buf], runs);
       return;
     }
     try {
